@@ -1,0 +1,33 @@
+"""Banner Bandit: banner selection by Thompson sampling on Cassandra."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from webapp import config as config_module
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: config, then each integration's init_app, then the blueprints. Connects nothing."""
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config.from_mapping(config_module.load(test_config))
+    app.json.sort_keys = False
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+
+    from webapp import cassandra, cli, errors
+
+    errors.init_app(app)
+    cassandra.init_app(app)
+    cli.init_app(app)
+
+    from webapp import api, serving
+
+    app.register_blueprint(serving.bp)
+    app.register_blueprint(api.bp)
+    return app

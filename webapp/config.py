@@ -1,0 +1,71 @@
+"""Configuration: defaults, then the environment, then a test dict. The only module that reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # Cassandra
+    "CASSANDRA_HOSTS": "127.0.0.1",          # comma-separated contact points
+    "CASSANDRA_PORT": 9042,
+    "CASSANDRA_KEYSPACE": "banner_bandit",
+    # Replication of the keyspace when the schema command creates it: SimpleStrategy with a factor, or
+    # NetworkTopologyStrategy as "dc1:3,dc2:3".
+    "CASSANDRA_REPLICATION": "1",
+    "CASSANDRA_LOCAL_DC": "",                 # set for a multi-DC cluster (DCAwareRoundRobinPolicy)
+    "CASSANDRA_USERNAME": "",
+    "CASSANDRA_PASSWORD": "",
+    "CASSANDRA_CONSISTENCY": "LOCAL_QUORUM",  # writes and reads of the event log and config
+    # Management API
+    "ADMIN_API_TOKEN": "",                    # required for /v1/admin/*; empty = admin API disabled (401)
+    # Click tokens
+    "CLICK_TOKEN_SECRET": "",                 # HMAC key; empty = falls back to SECRET_KEY
+    "SECRET_KEY": "dev-only-secret-change-me",
+    "CLICK_WINDOW_SECONDS": 24 * 3600,        # clicks accepted this long after the impression
+    # Learning
+    "CACHE_REFRESH_SECONDS": 1.0,             # how often each process re-reads posteriors
+    "COUNTER_FLUSH_SECONDS": 0.5,             # how often each process writes its aggregated counters
+    "PROPENSITY_DRAWS": 4000,                 # Monte Carlo draws for P(banner wins) per cache refresh
+    "RANDOM_SEED": None,                      # seed for the per-process sampler (None = fresh entropy)
+    # Input limits
+    "MAX_PARAM_LENGTH": 128,                  # location, customer_id, referrer_id
+    "MAX_CONTENT_LENGTH": 64 * 1024,          # request body bytes
+    # Background threads (tests switch them off and drive refresh/flush by hand)
+    "BACKGROUND_THREADS": True,
+    "DEFAULT_TIMEZONE": "Asia/Kolkata",
+}
+
+_INT_KEYS = {"CASSANDRA_PORT", "CLICK_WINDOW_SECONDS", "PROPENSITY_DRAWS", "MAX_PARAM_LENGTH",
+             "MAX_CONTENT_LENGTH"}
+_FLOAT_KEYS = {"CACHE_REFRESH_SECONDS", "COUNTER_FLUSH_SECONDS"}
+_BOOL_KEYS = {"BACKGROUND_THREADS"}
+
+
+def _coerce(key: str, raw: str) -> Any:
+    if key in _INT_KEYS:
+        return int(raw)
+    if key in _FLOAT_KEYS:
+        return float(raw)
+    if key in _BOOL_KEYS:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if key == "RANDOM_SEED":
+        return int(raw) if raw.strip() else None
+    return raw
+
+
+def load(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Return the effective configuration: DEFAULTS < environment (same names) < overrides."""
+    env = os.environ if environ is None else environ
+    config = dict(DEFAULTS)
+    for key in DEFAULTS:
+        if key in env:
+            try:
+                config[key] = _coerce(key, env[key])
+            except ValueError as exc:
+                raise ValueError(f"environment variable {key}={env[key]!r} is not valid: {exc}") from None
+    if overrides:
+        config.update(overrides)
+    if not config["CLICK_TOKEN_SECRET"]:
+        config["CLICK_TOKEN_SECRET"] = config["SECRET_KEY"]
+    return config

@@ -1,0 +1,52 @@
+"""Domain exceptions, turned into JSON errors by one handler registered in the factory."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+
+class DomainError(Exception):
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(DomainError):
+    status = 400
+
+
+class InvalidToken(DomainError):
+    status = 400
+
+
+class Unauthorized(DomainError):
+    status = 401
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/v1/") or request.is_json
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        response = jsonify(error=exc.message)
+        response.status_code = exc.status
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="banner-bandit"'
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if not _wants_json():
+            return exc
+        response = jsonify(error=exc.description or exc.name)
+        response.status_code = exc.code or 500
+        return response

@@ -1,0 +1,138 @@
+"""Public blueprint: serve a banner, track its click, the embed page and the demo publisher page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
+
+from webapp import runtime, validation
+from webapp.errors import InvalidInput, NotFound
+from webapp.events import Click, Impression
+from webapp.tokens import ClickClaim
+
+bp = Blueprint("serving", __name__)
+
+
+@bp.after_request
+def cors(response: Response) -> Response:
+    """Serving is public: any publisher origin may call it from the browser."""
+    if request.path.startswith("/v1/"):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = "86400"
+    return response
+
+
+def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
+    """Pick a banner for this request, log the impression; return the serve document and target URL."""
+    validation.identifier(tenant, "tenant")
+    validation.identifier(slot, "slot")
+    limit = current_app.config["MAX_PARAM_LENGTH"]
+    args = request.args
+    location = validation.normalize_location(args.get("location"), limit)
+    customer_id = validation.text_param(args.get("customer_id"), "customer_id", limit)
+    referrer_id = validation.text_param(args.get("referrer_id"), "referrer_id", limit)
+
+    rt = runtime.get()
+    state = rt.cache.slot(tenant, slot)
+    if state is None:
+        raise NotFound(f"unknown tenant/slot {tenant}/{slot}")
+    if not state.active:
+        raise NotFound(f"slot {tenant}/{slot} has no active banner")
+    posterior = state.posterior(location)
+    index = rt.select(posterior.alpha, posterior.beta)
+    banner = state.active[index]
+    propensity = float(rt.propensities(posterior)[index])
+
+    impression = Impression(
+        tenant_id=tenant, slot_id=slot, impression_id=uuid.uuid1(),
+        served_at=dt.datetime.now(dt.timezone.utc),
+        banner_id=banner.banner_id, location=location, customer_id=customer_id, referrer_id=referrer_id,
+        posterior_scope=posterior.scope, alpha=float(posterior.alpha[index]),
+        beta=float(posterior.beta[index]), prior_source=posterior.prior_sources[index],
+        propensity=propensity,
+    )
+    rt.events.record_impression(impression)
+    token = rt.tokens.sign(ClickClaim(impression.impression_id, tenant, slot, banner.banner_id, location,
+                                      impression.day))
+    document = {
+        "impression_id": str(impression.impression_id),
+        "location": location,
+        "banner": {"id": banner.banner_id, "image_url": banner.image_url, "alt": banner.alt},
+        "click_url": url_for("serving.click_redirect", token=token, _external=True),
+        "token": token,
+        "posterior": {"scope": posterior.scope, "alpha": impression.alpha, "beta": impression.beta,
+                      "prior": impression.prior_source, "propensity": round(propensity, 4)},
+    }
+    return document, banner.target_url
+
+
+@bp.get("/v1/serve/<tenant>/<slot>")
+def serve(tenant: str, slot: str):
+    document, _ = _choose(tenant, slot)
+    response = jsonify(document)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/v1/embed/<tenant>/<slot>")
+def embed(tenant: str, slot: str):
+    """An HTML page with one banner, for an <iframe>."""
+    document, _ = _choose(tenant, slot)
+    html = render_template("serving/embed.html", banner=document["banner"], click_url=document["click_url"],
+                           impression_id=document["impression_id"], tenant=tenant, slot=slot)
+    return Response(html, headers={"Cache-Control": "no-store"}, mimetype="text/html")
+
+
+def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tuple[bool, ClickClaim]:
+    rt = runtime.get()
+    claim = rt.tokens.verify(token)
+    limit = current_app.config["MAX_PARAM_LENGTH"]
+    if customer_id is not None and not isinstance(customer_id, str):
+        raise InvalidInput("customer_id must be a string")
+    if referrer_id is not None and not isinstance(referrer_id, str):
+        raise InvalidInput("referrer_id must be a string")
+    click = Click(
+        tenant_id=claim.tenant_id, slot_id=claim.slot_id, day=claim.day, impression_id=claim.impression_id,
+        clicked_at=dt.datetime.now(dt.timezone.utc), banner_id=claim.banner_id, location=claim.location,
+        customer_id=validation.text_param(customer_id, "customer_id", limit),
+        referrer_id=validation.text_param(referrer_id, "referrer_id", limit),
+    )
+    return rt.events.record_click(click), claim
+
+
+@bp.get("/v1/click/<token>")
+def click_redirect(token: str):
+    """Record the click (once) and send the visitor to the banner's target."""
+    _, claim = _record_click(token, request.args.get("customer_id"), request.args.get("referrer_id"))
+    state = runtime.get().cache.slot(claim.tenant_id, claim.slot_id)
+    banner = state.banners.get(claim.banner_id) if state else None
+    if banner is None or not banner.target_url:
+        raise NotFound("the banner of this click no longer exists")
+    return redirect(banner.target_url, code=302)
+
+
+@bp.post("/v1/click")
+def click_post():
+    body = request.get_json(silent=True)
+    body = validation.json_object(body, {"token", "customer_id", "referrer_id"})
+    recorded, _ = _record_click(body.get("token"), body.get("customer_id"), body.get("referrer_id"))
+    return jsonify(status="recorded" if recorded else "duplicate")
+
+
+@bp.get("/v1/ping")
+def ping():
+    """A trivial endpoint (no database), the baseline of the serving benchmark."""
+    return jsonify(ok=True)
+
+
+@bp.get("/")
+def demo():
+    """The demo publisher page: the demo tenant's hero slot, embedded with the JS tag."""
+    return render_template("demo/index.html", tenant="demo", slot="home-hero",
+                           embed_js_url=url_for("static", filename="embed.js"),
+                           api_base=request.url_root.rstrip("/"))

@@ -1,0 +1,171 @@
+"""Every CQL statement of the service, in one place. Thin functions over a Database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from cassandra.query import BatchStatement, BatchType
+
+from webapp.cassandra import Database
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+# -- configuration ------------------------------------------------------------------------------------------
+
+def put_tenant(db: Database, tenant_id: str, name: str, timezone: str) -> bool:
+    """Create or replace a tenant. Returns True when it was created."""
+    now = utcnow()
+    created = db.execute(
+        "INSERT INTO {ks}.tenants (tenant_id, name, timezone, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?) IF NOT EXISTS",
+        (tenant_id, name, timezone, now, now),
+    )[0]["[applied]"]
+    if not created:
+        db.execute("UPDATE {ks}.tenants SET name = ?, timezone = ?, updated_at = ? WHERE tenant_id = ?",
+                   (name, timezone, now, tenant_id))
+    return created
+
+
+def get_tenant(db: Database, tenant_id: str) -> dict[str, Any] | None:
+    rows = db.execute("SELECT * FROM {ks}.tenants WHERE tenant_id = ?", (tenant_id,))
+    return rows[0] if rows else None
+
+
+def put_slot(db: Database, tenant_id: str, slot_id: str, name: str) -> bool:
+    now = utcnow()
+    created = db.execute(
+        "INSERT INTO {ks}.slots (tenant_id, slot_id, name, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?) IF NOT EXISTS",
+        (tenant_id, slot_id, name, now, now),
+    )[0]["[applied]"]
+    if not created:
+        db.execute("UPDATE {ks}.slots SET name = ?, updated_at = ? WHERE tenant_id = ? AND slot_id = ?",
+                   (name, now, tenant_id, slot_id))
+    return created
+
+
+def get_slot(db: Database, tenant_id: str, slot_id: str) -> dict[str, Any] | None:
+    rows = db.execute("SELECT * FROM {ks}.slots WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
+    return rows[0] if rows else None
+
+
+@dataclass(frozen=True)
+class BannerFields:
+    image_url: str
+    target_url: str
+    alt: str
+    active: bool
+
+
+def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, fields: BannerFields) -> bool:
+    now = utcnow()
+    created = db.execute(
+        "INSERT INTO {ks}.banners (tenant_id, slot_id, banner_id, image_url, target_url, alt, active, "
+        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+        (tenant_id, slot_id, banner_id, fields.image_url, fields.target_url, fields.alt, fields.active,
+         now, now),
+    )[0]["[applied]"]
+    if not created:
+        db.execute(
+            "UPDATE {ks}.banners SET image_url = ?, target_url = ?, alt = ?, active = ?, updated_at = ? "
+            "WHERE tenant_id = ? AND slot_id = ? AND banner_id = ?",
+            (fields.image_url, fields.target_url, fields.alt, fields.active, now, tenant_id, slot_id,
+             banner_id),
+        )
+    return created
+
+
+def list_banners(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, Any]]:
+    return db.execute("SELECT * FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
+
+
+def all_config(db: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every slot and every banner (the serving cache's view of the configuration)."""
+    slots = db.execute("SELECT tenant_id, slot_id FROM {ks}.slots")
+    banners = db.execute(
+        "SELECT tenant_id, slot_id, banner_id, image_url, target_url, alt, active FROM {ks}.banners")
+    return slots, banners
+
+
+# -- learned statistics ---------------------------------------------------------------------------------
+
+def all_counts(db: Database) -> list[dict[str, Any]]:
+    return db.execute("SELECT tenant_id, slot_id, location, banner_id, impressions, clicks "
+                      "FROM {ks}.banner_counts")
+
+
+def all_priors(db: Database) -> list[dict[str, Any]]:
+    return db.execute("SELECT tenant_id, slot_id, location, banner_id, alpha, beta, source FROM {ks}.priors")
+
+
+def slot_counts(db: Database, tenant_id: str, slot_id: str, location: str) -> list[dict[str, Any]]:
+    return db.execute(
+        "SELECT banner_id, impressions, clicks FROM {ks}.banner_counts "
+        "WHERE tenant_id = ? AND slot_id = ? AND location = ?", (tenant_id, slot_id, location))
+
+
+def slot_priors(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, Any]]:
+    return db.execute("SELECT location, banner_id, alpha, beta, source FROM {ks}.priors "
+                      "WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
+
+
+def known_locations(db: Database, tenant_id: str, slot_id: str) -> list[str]:
+    rows = db.execute("SELECT location FROM {ks}.banner_counts WHERE tenant_id = ? AND slot_id = ?",
+                      (tenant_id, slot_id))
+    return sorted({r["location"] for r in rows} - {""})
+
+
+COUNTER_UPDATE = ("UPDATE {ks}.banner_counts SET impressions = impressions + ?, clicks = clicks + ? "
+                  "WHERE tenant_id = ? AND slot_id = ? AND location = ? AND banner_id = ?")
+
+
+def counter_batches(db: Database, deltas: dict[tuple[str, str, str, str], list[int]]
+                    ) -> dict[tuple[str, str], BatchStatement]:
+    """COUNTER batches of the aggregated deltas, one per (tenant, slot) partition."""
+    statement = db.prepare(COUNTER_UPDATE)
+    batches: dict[tuple[str, str], BatchStatement] = {}
+    for (tenant_id, slot_id, location, banner_id), (impressions, clicks) in deltas.items():
+        batch = batches.setdefault((tenant_id, slot_id), BatchStatement(batch_type=BatchType.COUNTER))
+        batch.add(statement, (impressions, clicks, tenant_id, slot_id, location, banner_id))
+    return batches
+
+
+# -- event log ----------------------------------------------------------------------------------------------
+
+INSERT_IMPRESSION = (
+    "INSERT INTO {ks}.impressions (tenant_id, slot_id, day, impression_id, served_at, banner_id, location, "
+    "customer_id, referrer_id, posterior_scope, alpha, beta, prior_source, propensity) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+INSERT_CLICK = (
+    "INSERT INTO {ks}.clicks (tenant_id, slot_id, day, impression_id, clicked_at, banner_id, location, "
+    "customer_id, referrer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+)
+
+
+def count_events(db: Database, table: str, tenant_id: str, slot_id: str, day: dt.date) -> int:
+    if table not in {"impressions", "clicks"}:
+        raise ValueError(table)
+    return db.execute(f"SELECT count(*) AS n FROM {{ks}}.{table} "
+                      "WHERE tenant_id = ? AND slot_id = ? AND day = ?", (tenant_id, slot_id, day))[0]["n"]
+
+
+def get_impression(db: Database, tenant_id: str, slot_id: str, day: dt.date,
+                   impression_id: uuid.UUID) -> dict[str, Any] | None:
+    rows = db.execute("SELECT * FROM {ks}.impressions WHERE tenant_id = ? AND slot_id = ? AND day = ? "
+                      "AND impression_id = ?", (tenant_id, slot_id, day, impression_id))
+    return rows[0] if rows else None
+
+
+def get_click(db: Database, tenant_id: str, slot_id: str, day: dt.date,
+              impression_id: uuid.UUID) -> dict[str, Any] | None:
+    rows = db.execute("SELECT * FROM {ks}.clicks WHERE tenant_id = ? AND slot_id = ? AND day = ? "
+                      "AND impression_id = ?", (tenant_id, slot_id, day, impression_id))
+    return rows[0] if rows else None

@@ -1,0 +1,60 @@
+"""Signed click tokens: HMAC (itsdangerous) over the impression they name, valid for a window."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from webapp.errors import InvalidToken
+
+MAX_TOKEN_LENGTH = 2048
+
+
+@dataclass(frozen=True)
+class ClickClaim:
+    """What a click token proves: this impression of this banner was served here, then."""
+
+    impression_id: uuid.UUID
+    tenant_id: str
+    slot_id: str
+    banner_id: str
+    location: str
+    day: dt.date
+
+
+class ClickTokens:
+    def __init__(self, secret: str, window_seconds: int) -> None:
+        if not secret:
+            raise ValueError("a click token secret is required")
+        if window_seconds <= 0:
+            raise ValueError("CLICK_WINDOW_SECONDS must be > 0")
+        self._serializer = URLSafeTimedSerializer(secret, salt="banner-bandit.click.v1")
+        self.window_seconds = window_seconds
+
+    def sign(self, claim: ClickClaim) -> str:
+        return self._serializer.dumps([
+            claim.impression_id.hex, claim.tenant_id, claim.slot_id, claim.banner_id, claim.location,
+            claim.day.toordinal(),
+        ])
+
+    def verify(self, token: object) -> ClickClaim:
+        """Return the claim, or raise InvalidToken (forged, malformed or expired)."""
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("token is missing or malformed")
+        try:
+            payload = self._serializer.loads(token, max_age=self.window_seconds)
+        except SignatureExpired:
+            raise InvalidToken("token has expired: clicks are accepted for "
+                               f"{self.window_seconds} seconds after the impression") from None
+        except BadSignature:
+            raise InvalidToken("token is invalid (bad signature or malformed)") from None
+        try:
+            impression_hex, tenant_id, slot_id, banner_id, location, day = payload
+            return ClickClaim(uuid.UUID(hex=impression_hex), tenant_id, slot_id, banner_id, location,
+                              dt.date.fromordinal(day))
+        except (TypeError, ValueError):
+            # Signed by us but not in this format: only a key shared with something else could do that.
+            raise InvalidToken("token is invalid (unexpected payload)") from None

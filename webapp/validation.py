@@ -1,0 +1,100 @@
+"""Input validation shared by the public and management APIs. Every failure raises InvalidInput."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from webapp.errors import InvalidInput
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+MAX_URL_LENGTH = 2048
+MAX_TEXT_LENGTH = 300
+
+
+def identifier(value: str, what: str) -> str:
+    """Tenant, slot and banner IDs: 1–64 of letters, digits, '_', '-', '.', starting alphanumeric."""
+    if not ID_RE.match(value):
+        raise InvalidInput(
+            f"{what} must be 1-64 characters of letters, digits, '_', '-' or '.', starting with a letter "
+            f"or digit"
+        )
+    return value
+
+
+def _has_control_characters(value: str) -> bool:
+    return any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn"} for ch in value)
+
+
+def text_param(value: str | None, what: str, max_length: int) -> str:
+    """An optional free-text parameter (customer_id, referrer_id): bounded, no control characters."""
+    if value is None:
+        return ""
+    if len(value) > max_length:
+        raise InvalidInput(f"{what} is too long ({len(value)} characters, at most {max_length})")
+    if _has_control_characters(value):
+        raise InvalidInput(f"{what} contains control or unassigned characters")
+    return value.strip()
+
+
+def normalize_location(value: str | None, max_length: int) -> str:
+    """Trim, collapse inner whitespace and case-fold a city name; '' means no location."""
+    raw = text_param(value, "location", max_length)
+    return " ".join(raw.split()).casefold()
+
+
+def http_url(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{what} must be a non-empty string")
+    if len(value) > MAX_URL_LENGTH:
+        raise InvalidInput(f"{what} is too long (at most {MAX_URL_LENGTH} characters)")
+    if _has_control_characters(value) or any(ch.isspace() for ch in value):
+        raise InvalidInput(f"{what} must not contain whitespace or control characters")
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise InvalidInput(f"{what} must be an absolute http(s) URL")
+    return value
+
+
+def short_text(value: Any, what: str, *, required: bool, max_length: int = MAX_TEXT_LENGTH) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise InvalidInput(f"{what} must be a non-empty string" if required else f"{what} must be a string")
+    if len(value) > max_length:
+        raise InvalidInput(f"{what} is too long (at most {max_length} characters)")
+    if _has_control_characters(value):
+        raise InvalidInput(f"{what} contains control characters")
+    return value.strip()
+
+
+def timezone(value: Any, default: str) -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str) or len(value) > 64:
+        raise InvalidInput("timezone must be an IANA time zone name such as 'Asia/Kolkata'")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"timezone {value!r} is not a known IANA time zone") from None
+    return value
+
+
+def boolean(value: Any, what: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{what} must be true or false")
+    return value
+
+
+def json_object(body: Any, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidInput(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    return body
