@@ -257,7 +257,7 @@ def summarize(vegeta: Path, load: Load, endpoint: str, results_file: Path,
         latencies.append(latency_s * 1000)
         codes[result["code"]] += 1
         if result["error"]:
-            errors[result["error"][-120:]] += 1
+            errors[result["error"].rpartition('": ')[2][:160]] += 1  # drop vegeta's 'Get "<url>": ' 
         if ledger is not None:
             ledger.add_response(result["code"], base64.b64decode(result["body"] or ""), began)
     latencies.sort()
@@ -306,9 +306,19 @@ def gunicorn_settings(env: dict[str, str]) -> dict[str, str]:
     return settings
 
 
+def gunicorn_command() -> list[str]:
+    """gunicorn with the project's config; without a control socket when gunicorn has one (>= 25.1),
+    so that the bench instance neither takes over nor removes a developer's $HOME/.gunicorn/gunicorn.ctl."""
+    cmd = [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py"]
+    help_text = subprocess.run(cmd[:1] + ["--help"], capture_output=True, text=True).stdout
+    if "--no-control-socket" in help_text:
+        cmd.append("--no-control-socket")
+    return cmd + ["wsgi:app"]
+
+
 def start_gunicorn(env: dict[str, str], log_path: Path) -> subprocess.Popen:
     log_file = log_path.open("w")
-    proc = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+    proc = subprocess.Popen(gunicorn_command(),
                             cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                             start_new_session=True)  # Ctrl-C of the bench does not reach it: finally does
     log_file.close()
@@ -519,15 +529,18 @@ def parse_args() -> argparse.Namespace:
 
 
 def measure(vegeta: Path, load: Load, endpoint: str, work_dir: Path,
-            ledger: ImpressionLedger | None) -> PhaseResult:
+            ledger: ImpressionLedger | None, server: subprocess.Popen) -> PhaseResult:
     log(f"{load.name}: {endpoint}, {load.describe()}, {load.duration_s:g} s ...")
     result = summarize(vegeta, load, endpoint, attack(vegeta, load, work_dir), ledger)
     print_phase(result)
+    if server.poll() is not None:
+        raise RuntimeError(f"gunicorn (pid {server.pid}) exited with {server.returncode} during "
+                           f"{load.name}: stopped by something else? The figures are void.")
     return result
 
 
 def run_phases(vegeta: Path, base: str, args: argparse.Namespace, work_dir: Path,
-               ledger: ImpressionLedger) -> tuple[list[PhaseResult], int]:
+               ledger: ImpressionLedger, server: subprocess.Popen) -> tuple[list[PhaseResult], int]:
     """Peak (closed loop) for ping and serve, then both at half the serve peak (open loop)."""
     endpoints = {
         "ping": ("GET /v1/ping", [f"{base}/v1/ping"], None),
@@ -537,15 +550,18 @@ def run_phases(vegeta: Path, base: str, args: argparse.Namespace, work_dir: Path
     for key, (endpoint, urls, phase_ledger) in endpoints.items():
         keep = phase_ledger is not None
         warmup = Load(f"{key}-warmup", urls, args.warmup, connections=args.connections, keep_bodies=keep)
-        measure(vegeta, warmup, endpoint, work_dir, phase_ledger)
+        measure(vegeta, warmup, endpoint, work_dir, phase_ledger, server)
         peak = Load(f"{key}-peak", urls, args.duration, connections=args.connections, keep_bodies=keep)
-        peaks[key] = measure(vegeta, peak, endpoint, work_dir, phase_ledger)
+        peaks[key] = measure(vegeta, peak, endpoint, work_dir, phase_ledger, server)
         time.sleep(args.pause)
+    if peaks["serve"].non_200 > peaks["serve"].requests // 100:
+        raise RuntimeError(f"{peaks['serve'].non_200} of {peaks['serve'].requests} serve requests at "
+                           "peak were not 200: no meaningful peak to halve")
     rate = max(1, round(peaks["serve"].rps / 2))
     fixed: list[PhaseResult] = []
     for key, (endpoint, urls, phase_ledger) in endpoints.items():
         load = Load(f"{key}-rate", urls, args.duration, rate=rate, keep_bodies=phase_ledger is not None)
-        fixed.append(measure(vegeta, load, endpoint, work_dir, phase_ledger))
+        fixed.append(measure(vegeta, load, endpoint, work_dir, phase_ledger, server))
         time.sleep(args.pause)
     return [peaks["ping"], peaks["serve"], *fixed], rate
 
@@ -595,7 +611,7 @@ def main() -> int:
         log(f"serving: gunicorn master pid {proc.pid}, {workers} workers "
             f"({settings.get('worker_class', '?')}, threads {settings.get('threads', '?')})")
         with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
-            phases, rate = run_phases(vegeta, base, args, Path(tmp), ledger)
+            phases, rate = run_phases(vegeta, base, args, Path(tmp), ledger, proc)
         log(f"load stopped; waiting {args.settle:g} s for asynchronous writes ...")
         time.sleep(args.settle)
     except BaseException:

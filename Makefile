@@ -1,0 +1,84 @@
+# Banner Bandit — `make run` brings everything up, `make test` runs the whole suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYS ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+PORT       ?= 8000
+WEB_CONCURRENCY ?= 4
+export PORT WEB_CONCURRENCY
+
+# Point CASSANDRA_HOSTS at a cluster to use it instead: then nothing is downloaded or started.
+CASSANDRA_HOSTS ?=
+comma := ,
+LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
+
+.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve clean
+
+help:
+	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
+	@echo "make test         the whole test suite (starts the local Cassandra if needed)"
+	@echo "make stop         stop the server (if in the background) and the local Cassandra"
+	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || { echo "[setup] creating virtualenv $(VENV)"; $(PYTHON_SYS) -m venv $(VENV); }
+	@echo "[setup] installing Python dependencies (requirements.txt)"
+	@$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+	@$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+cassandra:
+ifeq ($(LOCAL_CASSANDRA),1)
+	@scripts/cassandra.sh start
+else
+	@echo "[cassandra] using the cluster at $(CASSANDRA_HOSTS); nothing started"
+endif
+
+cassandra-stop:
+	@scripts/cassandra.sh stop
+
+# Secrets for `make run`, generated once and kept in .run/ (git-ignored) unless set in the environment.
+.run/env:
+	@mkdir -p .run
+	@{ echo "ADMIN_API_TOKEN=$$($(PYTHON_SYS) -c 'import secrets; print(secrets.token_urlsafe(24))')"; \
+	   echo "SECRET_KEY=$$($(PYTHON_SYS) -c 'import secrets; print(secrets.token_urlsafe(32))')"; } > $@
+	@chmod 600 $@
+
+schema: venv cassandra
+	@$(VENV)/bin/flask --app wsgi init-db
+
+demo: schema
+	@$(VENV)/bin/flask --app wsgi seed-demo --base-url http://127.0.0.1:$(PORT)
+
+run: venv cassandra .run/env
+	@token=$${ADMIN_API_TOKEN:-}; secret=$${SECRET_KEY:-}; \
+	  set -a; source .run/env; set +a; \
+	  export ADMIN_API_TOKEN=$${token:-$$ADMIN_API_TOKEN} SECRET_KEY=$${secret:-$$SECRET_KEY}; \
+	  $(VENV)/bin/flask --app wsgi init-db && \
+	  $(VENV)/bin/flask --app wsgi seed-demo --base-url http://127.0.0.1:$(PORT) && \
+	  echo "" && \
+	  echo "  Banner Bandit is starting on http://127.0.0.1:$(PORT)  ($(WEB_CONCURRENCY) gunicorn workers)" && \
+	  echo "    demo publisher page   http://127.0.0.1:$(PORT)/" && \
+	  echo "    serve API             http://127.0.0.1:$(PORT)/v1/serve/demo/home-hero?location=Mumbai" && \
+	  echo "    iframe embed          http://127.0.0.1:$(PORT)/v1/embed/demo/home-hero" && \
+	  echo "    management API        http://127.0.0.1:$(PORT)/v1/admin/tenants/demo/slots/home-hero/stats" && \
+	  echo "    admin API token       $$ADMIN_API_TOKEN   (Authorization: Bearer …; kept in .run/env)" && \
+	  echo "  Ctrl-C stops the server; 'make stop' stops Cassandra too." && echo "" && \
+	  exec $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
+
+stop:
+	@pkill -TERM -f "gunicorn -c gunicorn.conf.py wsgi:app" 2>/dev/null && echo "[server] stopped" || true
+	@scripts/cassandra.sh stop
+
+test: venv
+	@$(PY) -m pytest
+
+bench-serve: venv cassandra
+	@$(PY) benchmarks/bench_serve.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .run

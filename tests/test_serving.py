@@ -1,0 +1,234 @@
+"""Public serving and click tracking on the real Cassandra."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import gen_slot, sync
+from webapp import store
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def event_counts(app, tenant, slot) -> tuple[int, int, list]:
+    """(impression rows, click rows, counter rows) of a slot, after flushing this process's writes."""
+    sync(app)
+    db = app.extensions["cassandra"]
+    counters = sorted((loc, r["banner_id"], r["impressions"], r["clicks"])
+                      for loc in ("", "mumbai", "delhi") for r in store.slot_counts(db, tenant, slot, loc))
+    return (store.count_events(db, "impressions", tenant, slot, today()),
+            store.count_events(db, "clicks", tenant, slot, today()), counters)
+
+
+def test_serve_returns_a_banner_and_logs_the_impression(app, client):
+    tenant, slot = gen_slot(client, ["a", "b"])
+    sync(app)
+    response = client.get(f"/v1/serve/{tenant}/{slot}?location=%20%20New%20%20Delhi &customer_id=c-1"
+                          "&referrer_id=r-9")
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    body = response.get_json()
+    assert body["location"] == "new delhi"
+    assert body["banner"]["id"] in {"a", "b"}
+    assert body["banner"]["image_url"] == f"https://cdn.example.com/{body['banner']['id']}.png"
+    assert body["click_url"].endswith("/v1/click/" + body["token"])
+    sync(app)
+    row = store.get_impression(app.extensions["cassandra"], tenant, slot, today(),
+                               uuid.UUID(body["impression_id"]))
+    assert row is not None
+    assert (row["banner_id"], row["location"], row["customer_id"], row["referrer_id"]) == (
+        body["banner"]["id"], "new delhi", "c-1", "r-9")
+    assert (row["alpha"], row["beta"], row["prior_source"], row["posterior_scope"]) == (
+        1.0, 1.0, "uniform", "slot")
+    assert row["propensity"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_unknown_tenant_or_slot_is_404(app, client):
+    tenant, slot = gen_slot(client, ["a"])
+    sync(app)
+    for path in (f"/v1/serve/nobody/{slot}", f"/v1/serve/{tenant}/nothing", f"/v1/embed/{tenant}/nothing"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert "unknown tenant/slot" in response.get_json()["error"]
+
+
+def test_slot_without_active_banner_is_404(app, client):
+    tenant, slot = gen_slot(client, {"a": False})
+    sync(app)
+    response = client.get(f"/v1/serve/{tenant}/{slot}")
+    assert response.status_code == 404
+    assert "no active banner" in response.get_json()["error"]
+
+
+def test_paused_banners_are_never_served(app, client):
+    tenant, slot = gen_slot(client, {"on": True, "off1": False, "off2": False})
+    sync(app)
+    served = {client.get(f"/v1/serve/{tenant}/{slot}").get_json()["banner"]["id"] for _ in range(200)}
+    assert served == {"on"}
+
+
+def test_pausing_a_banner_stops_it_after_a_refresh(app, client, admin_headers):
+    tenant, slot = gen_slot(client, ["a", "b"])
+    sync(app)
+    assert {client.get(f"/v1/serve/{tenant}/{slot}").get_json()["banner"]["id"] for _ in range(100)} == {"a", "b"}
+    client.put(f"/v1/admin/tenants/{tenant}/slots/{slot}/banners/b", headers=admin_headers,
+               json={"image_url": "https://x.example/b.png", "target_url": "https://x.example/", "active": False})
+    sync(app)
+    assert {client.get(f"/v1/serve/{tenant}/{slot}").get_json()["banner"]["id"] for _ in range(100)} == {"a"}
+
+
+@pytest.mark.parametrize("query,message", [
+    ("location=" + "x" * 129, "location is too long"),
+    ("customer_id=" + "c" * 200, "customer_id is too long"),
+    ("referrer_id=a%00b", "referrer_id contains control"),
+    ("location=Mum%0Abai", "location contains control"),
+    ("location=%E2%80%AE", "location contains control"),
+])
+def test_invalid_serve_parameters_are_400_and_write_nothing(app, client, query, message):
+    tenant, slot = gen_slot(client, ["a"])
+    sync(app)
+    before = event_counts(app, tenant, slot)
+    response = client.get(f"/v1/serve/{tenant}/{slot}?{query}")
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+    assert event_counts(app, tenant, slot) == before
+
+
+def test_click_is_recorded_once(app, client):
+    tenant, slot = gen_slot(client, ["a"])
+    sync(app)
+    served = client.get(f"/v1/serve/{tenant}/{slot}?location=Mumbai").get_json()
+    first = client.post("/v1/click", json={"token": served["token"], "customer_id": "cust-7",
+                                           "referrer_id": "ref-3"})
+    assert (first.status_code, first.get_json()) == (200, {"status": "recorded"})
+    for _ in range(3):
+        again = client.post("/v1/click", json={"token": served["token"]})
+        assert (again.status_code, again.get_json()) == (200, {"status": "duplicate"})
+    redirect = client.get(f"/v1/click/{served['token']}")
+    assert redirect.status_code == 302
+    assert redirect.headers["Location"] == "https://shop.example.com/a"
+    impressions, clicks, counters = event_counts(app, tenant, slot)
+    assert (impressions, clicks) == (1, 1)
+    assert counters == [("", "a", 1, 1), ("mumbai", "a", 1, 1)]
+    row = store.get_click(app.extensions["cassandra"], tenant, slot, today(), uuid.UUID(served["impression_id"]))
+    assert (row["banner_id"], row["location"], row["customer_id"], row["referrer_id"]) == (
+        "a", "mumbai", "cust-7", "ref-3")
+    assert row["clicked_at"] is not None
+
+
+def test_get_click_redirects_and_counts_once(app, client):
+    tenant, slot = gen_slot(client, ["a"])
+    sync(app)
+    served = client.get(f"/v1/serve/{tenant}/{slot}").get_json()
+    for _ in range(2):
+        response = client.get(served["click_url"].split("localhost", 1)[1])
+        assert response.status_code == 302
+    assert event_counts(app, tenant, slot)[:2] == (1, 1)
+
+
+def _tamper(token: str) -> str:
+    payload, _, signature = token.rpartition(".")
+    return f"{payload}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+
+
+@pytest.mark.parametrize("make_token,message", [
+    (lambda t: _tamper(t), "invalid"),
+    (lambda t: "not-a-token", "invalid"),
+    (lambda t: "", "missing"),
+    (lambda t: 42, "missing"),
+    (lambda t: t + "x" * 3000, "malformed"),
+])
+def test_forged_or_malformed_tokens_are_400_and_record_nothing(app, client, make_token, message):
+    tenant, slot = gen_slot(client, ["a"])
+    sync(app)
+    served = client.get(f"/v1/serve/{tenant}/{slot}").get_json()
+    response = client.post("/v1/click", json={"token": make_token(served["token"])})
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+    assert event_counts(app, tenant, slot)[1] == 0
+
+
+def test_token_signed_with_another_secret_is_rejected(app_factory):
+    other = app_factory(SECRET_KEY="another-secret")
+    app = app_factory()
+    client, other_client = app.test_client(), other.test_client()
+    tenant, slot = gen_slot(client, ["a"])
+    sync(other)
+    forged = other_client.get(f"/v1/serve/{tenant}/{slot}").get_json()["token"]
+    response = client.post("/v1/click", json={"token": forged})
+    assert response.status_code == 400
+    assert event_counts(app, tenant, slot)[1] == 0
+
+
+def test_expired_token_is_400_and_records_nothing(app_factory):
+    app = app_factory(CLICK_WINDOW_SECONDS=1)
+    client = app.test_client()
+    tenant, slot = gen_slot(client, ["a"])
+    sync(app)
+    served = client.get(f"/v1/serve/{tenant}/{slot}").get_json()
+    time.sleep(2.2)
+    response = client.post("/v1/click", json={"token": served["token"]})
+    assert response.status_code == 400
+    assert "expired" in response.get_json()["error"]
+    assert client.get(f"/v1/click/{served['token']}").status_code == 400
+    assert event_counts(app, tenant, slot)[1] == 0
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"data": "not json", "content_type": "application/json"},
+    {"json": ["token"]},
+    {"json": {"token": "x", "extra": 1}},
+])
+def test_bad_click_bodies_are_400(client, kwargs):
+    response = client.post("/v1/click", **kwargs)
+    assert response.status_code == 400
+    assert "error" in response.get_json()
+
+
+def test_bad_click_customer_id_is_400_and_records_nothing(app, client):
+    tenant, slot = gen_slot(client, ["a"])
+    sync(app)
+    served = client.get(f"/v1/serve/{tenant}/{slot}").get_json()
+    for customer in ("c" * 500, 17):
+        response = client.post("/v1/click", json={"token": served["token"], "customer_id": customer})
+        assert response.status_code == 400
+    assert event_counts(app, tenant, slot)[1] == 0
+    assert client.post("/v1/click", json={"token": served["token"]}).get_json() == {"status": "recorded"}
+
+
+def test_embed_page_renders_the_banner_escaped(app, client, admin_headers):
+    tenant, slot = gen_slot(client, [])
+    client.put(f"/v1/admin/tenants/{tenant}/slots/{slot}/banners/x", headers=admin_headers,
+               json={"image_url": "https://cdn.example.com/x.png", "target_url": "https://shop.example.com/",
+                     "alt": "<script>alert(1)</script>"})
+    sync(app)
+    response = client.get(f"/v1/embed/{tenant}/{slot}")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert(1)" not in html
+    assert "/v1/click/" in html and "https://cdn.example.com/x.png" in html
+
+
+def test_demo_page_and_embed_script(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert 'data-banner-bandit' in page.get_data(as_text=True)
+    script = client.get("/static/embed.js")
+    assert script.status_code == 200
+    assert "/v1/serve/" in script.get_data(as_text=True)
+    script.close()
+
+
+def test_cors_preflight_for_click(client):
+    response = client.options("/v1/click", headers={"Origin": "https://shop.example.com",
+                                                    "Access-Control-Request-Method": "POST"})
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "POST" in response.headers["Access-Control-Allow-Methods"]
