@@ -32,7 +32,7 @@ running_pid() {
   [[ -f $pidfile ]] || return 1
   local pid
   pid=$(cat "$pidfile")
-  kill -0 "$pid" 2>/dev/null && ps -p "$pid" -o args= | grep -q CassandraDaemon && echo "$pid"
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q CassandraDaemon && echo "$pid"
 }
 
 fetch() {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from typing import Any
 
@@ -76,6 +77,7 @@ def serve(tenant: str, slot: str):
     document, _ = _choose(tenant, slot)
     response = jsonify(document)
     response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Banner-Bandit-Worker"] = str(os.getpid())
     return response
 
 
