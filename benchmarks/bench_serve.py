@@ -184,7 +184,7 @@ def attack(vegeta: Path, load: Load, work_dir: Path) -> Path:
     results_file = work_dir / f"{load.name}.bin"
     cmd = [str(vegeta), "attack", f"-targets={targets_file}", f"-output={results_file}",
            f"-duration={load.duration_s}s", "-timeout=10s", "-redirects=-1",
-           f"-max-body={4096 if load.keep_bodies else 0}"]
+           f"-max-body={-1 if load.keep_bodies else 0}"]
     if load.rate:
         cmd += [f"-rate={load.rate}/1s"]  # workers grow as needed: a true open loop
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask import Flask, current_app
 
-from webapp import store
+from webapp import services
 
 DEMO_BANNERS = [
     ("summer-sale", "Summer Sale: 40% off"),
@@ -33,12 +33,12 @@ def init_app(app: Flask) -> None:
         """Tenant 'demo' with slot 'home-hero' of six banners. Idempotent."""
         db = current_app.extensions["cassandra"]
         base = base_url.rstrip("/")
-        store.put_tenant(db, "demo", "Bandit Bazaar (demo)", current_app.config["DEFAULT_TIMEZONE"])
-        store.put_slot(db, "demo", "home-hero", "Home page hero")
+        timezone = current_app.config["DEFAULT_TIMEZONE"]
+        services.put_tenant(db, "demo", "Bandit Bazaar (demo)", timezone, timezone)
+        services.put_slot(db, "demo", "home-hero", "Home page hero")
         for banner_id, alt in DEMO_BANNERS:
-            store.put_banner(db, "demo", "home-hero", banner_id, store.BannerFields(
-                image_url=f"{base}/static/banners/{banner_id}.svg",
-                target_url=f"{base}/?clicked={banner_id}",
-                alt=alt, active=True))
+            services.put_banner(db, "demo", "home-hero", banner_id, alt=alt, active=True,
+                                image_url=f"{base}/static/banners/{banner_id}.svg",
+                                target_url=f"{base}/?clicked={banner_id}")
         click.echo(f"demo tenant seeded: demo/home-hero with {len(DEMO_BANNERS)} banners")
         db.shutdown()
