@@ -34,11 +34,20 @@ DEFAULTS: dict[str, Any] = {
     # Background threads (tests switch them off and drive refresh/flush by hand)
     "BACKGROUND_THREADS": True,
     "DEFAULT_TIMEZONE": "Asia/Kolkata",
+    # Spark jobs (spark_jobs/). Under spark-submit, its --master/--jars/--packages win over these.
+    "SPARK_MASTER": "local[2]",
+    "SPARK_DRIVER_MEMORY": "1g",
+    "SPARK_SHUFFLE_PARTITIONS": 4,
+    # City priors (spark_jobs/city_priors.py): strength bounds in pseudo-impressions, default window in days
+    "CITY_PRIOR_MAX_STRENGTH": 200.0,
+    "CITY_PRIOR_MIN_STRENGTH": 2.0,
+    "CITY_PRIOR_WINDOW_DAYS": 90,
 }
 
 _INT_KEYS = {"CASSANDRA_PORT", "CLICK_WINDOW_SECONDS", "PROPENSITY_DRAWS", "MAX_PARAM_LENGTH",
-             "MAX_CONTENT_LENGTH"}
-_FLOAT_KEYS = {"CACHE_REFRESH_SECONDS", "COUNTER_FLUSH_SECONDS"}
+             "MAX_CONTENT_LENGTH", "SPARK_SHUFFLE_PARTITIONS", "CITY_PRIOR_WINDOW_DAYS"}
+_FLOAT_KEYS = {"CACHE_REFRESH_SECONDS", "COUNTER_FLUSH_SECONDS", "CITY_PRIOR_MAX_STRENGTH",
+               "CITY_PRIOR_MIN_STRENGTH"}
 _BOOL_KEYS = {"BACKGROUND_THREADS"}
 
 

@@ -1,0 +1,35 @@
+"""Deterministic version-1 UUIDs (Cassandra ``timeuuid``) as a Spark column expression.
+
+A timeuuid orders by time, and Cassandra rejects any other UUID version in a ``timeuuid`` column. Serving
+mints them with ``uuid.uuid1()``; jobs that write events (the history import, the benchmark generator) build
+them from the event's time and a 64-bit key instead, so the same event always gets the same ID and
+re-running a job overwrites rows instead of duplicating them:
+
+    t          = 100-ns intervals since 1582-10-15 (the UUID epoch) = unix µs · 10 + 0x01B21DD213814000
+    time_low   = t mod 2³²;  time_mid = (t >> 32) mod 2¹⁶;  time_hi = ((t >> 48) mod 2¹²) | 0x1000  (version 1)
+    clock_seq  = ((key >>> 48) mod 2¹⁴) | 0x8000                                               (RFC 4122 variant)
+    node       = (key mod 2⁴⁸) | 0x010000000000              (multicast bit set: never a real MAC address)
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+UUID_EPOCH_OFFSET = 0x01B21DD213814000      # 100-ns intervals from 1582-10-15 to 1970-01-01
+
+
+def _hex(value: Column, digits: int) -> Column:
+    return F.lower(F.lpad(F.hex(value), digits, "0"))
+
+
+def timeuuid(timestamp: Column, key: Column) -> Column:
+    """A version-1 UUID string for ``timestamp`` (a timestamp column) and ``key`` (a long column)."""
+    ticks = F.unix_micros(timestamp) * 10 + F.lit(UUID_EPOCH_OFFSET)
+    time_low = ticks.bitwiseAND(F.lit(0xFFFFFFFF))
+    time_mid = F.shiftright(ticks, 32).bitwiseAND(F.lit(0xFFFF))
+    time_hi = F.shiftright(ticks, 48).bitwiseAND(F.lit(0x0FFF)).bitwiseOR(F.lit(0x1000))
+    clock_seq = F.shiftrightunsigned(key, 48).bitwiseAND(F.lit(0x3FFF)).bitwiseOR(F.lit(0x8000))
+    node = key.bitwiseAND(F.lit(0xFFFFFFFFFFFF)).bitwiseOR(F.lit(0x010000000000))
+    return F.concat_ws("-", _hex(time_low, 8), _hex(time_mid, 4), _hex(time_hi, 4), _hex(clock_seq, 4),
+                       _hex(node, 12))

@@ -1,0 +1,240 @@
+"""The priors job and the history import on a local Spark session against the test Cassandra, and serving
+with the priors they produce (Flask test client)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from collections import Counter
+
+import pytest
+from cassandra.concurrent import execute_concurrent_with_args
+
+from spark_jobs import city_priors, import_history
+from spark_jobs.sample_history import SampleSpec, generate
+from tests.conftest import gen_slot, sync
+from tests.spark_support import job_config, local_spark
+from webapp.cassandra import Database
+
+CAP = 200.0
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+DAY = TODAY - dt.timedelta(days=2)
+WIDE = city_priors.Window(TODAY - dt.timedelta(days=6), TODAY + dt.timedelta(days=1))
+NARROW = city_priors.Window(TODAY - dt.timedelta(days=1), TODAY + dt.timedelta(days=1))
+
+# The constructed log: (location, day, imported, {banner: (impressions, clicks)}).
+LOG = [
+    ("mumbai", DAY, True, {"a": (2000, 200), "b": (2000, 60)}),       # rich: a 10 %, b 3 %
+    ("delhi", DAY, True, {"a": (1500, 75), "b": (1500, 90)}),
+    ("pune", DAY, True, {"a": (1000, 70), "b": (1000, 20)}),
+    ("chennai", DAY, False, {"a": (600, 18), "b": (600, 12)}),         # live: in the counters already
+    ("surat", DAY, True, {"a": (20, 6), "b": (20, 0)}),                 # sparse: a 30 % on 20
+    ("", DAY, False, {"a": (300, 15), "b": (300, 6)}),                 # no location
+    ("agra", TODAY - dt.timedelta(days=4), True, {"a": (200, 30), "b": (200, 4)}),   # only in WIDE
+    ("jaipur", TODAY - dt.timedelta(days=10), True, {"a": (300, 290), "b": (300, 0)}),  # in no window
+]
+
+
+@pytest.fixture(scope="module")
+def config(keyspace):
+    return job_config(CASSANDRA_KEYSPACE=keyspace, CITY_PRIOR_MAX_STRENGTH=CAP)
+
+
+@pytest.fixture(scope="module")
+def spark(config):
+    session = local_spark(**{k: config[k] for k in ("CASSANDRA_KEYSPACE", "CITY_PRIOR_MAX_STRENGTH")})
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def db(config):
+    database = Database(config)
+    yield database
+    database.shutdown()
+
+
+def write_log(db: Database, tenant: str, slot: str) -> None:
+    """Insert LOG as impression and click rows (imported ones marked like import_history marks them)."""
+    impressions, clicks = [], []
+    for location, day, imported, banners in LOG:
+        served_at = dt.datetime.combine(day, dt.time(12), dt.timezone.utc)
+        scope = "import" if imported else ("location" if location else "slot")
+        for banner, (n, c) in banners.items():
+            for i in range(n):
+                impression_id = uuid.uuid1()
+                impressions.append((tenant, slot, day, impression_id, served_at, banner, location, scope, scope))
+                if i < c:
+                    clicks.append((tenant, slot, day, impression_id, served_at, banner, location))
+    session = db.session()
+    # Only the columns the log has (binding None would write tombstones).
+    insert_impression = db.prepare(
+        "INSERT INTO {ks}.impressions (tenant_id, slot_id, day, impression_id, served_at, banner_id, location, "
+        "posterior_scope, prior_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    insert_click = db.prepare("INSERT INTO {ks}.clicks (tenant_id, slot_id, day, impression_id, clicked_at, "
+                              "banner_id, location) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    for statement, rows in ((insert_impression, impressions), (insert_click, clicks)):
+        for ok, result in execute_concurrent_with_args(session, statement, rows, concurrency=64):
+            assert ok, result
+
+
+def expected_priors(window: city_priors.Window) -> dict[tuple[str, str], tuple[float, float]]:
+    """The priors of LOG in ``window``, computed here from the formulas as documented (not by the code)."""
+    rows = [r for r in LOG if window.since <= r[1] < window.until]
+    expected = {}
+    for banner in ("a", "b"):
+        big_n = sum(r[3][banner][0] for r in rows)
+        big_c = sum(r[3][banner][1] for r in rows)
+        mu = (big_c + 0.5) / (big_n + 1)
+        cities = [r[3][banner] for r in rows if r[0]]
+        m, n_c = len(cities), sum(n for n, _ in cities)
+        p = sum(c for _, c in cities) / n_c
+        squares = sum(n * (c / n - p) ** 2 for n, c in cities)
+        rho = (squares / (p * (1 - p)) - (m - 1)) / (n_c - sum(n * n for n, _ in cities) / n_c - (m - 1))
+        strength = CAP if rho <= 0 else max(2.0, min(1 / rho - 1, big_n, CAP))
+        expected[("", banner)] = (mu * strength, (1 - mu) * strength)
+        for location, _, imported, banners in rows:
+            if not location:
+                continue
+            h_n, h_c = banners[banner] if imported else (0, 0)
+            scale = min(1.0, CAP / (strength + h_n))
+            expected[(location, banner)] = ((mu * strength + h_c) * scale,
+                                            ((1 - mu) * strength + h_n - h_c) * scale)
+    return expected
+
+
+def read_priors(db: Database, tenant: str, slot: str) -> dict[tuple[str, str], dict]:
+    rows = db.execute("SELECT * FROM {ks}.priors WHERE tenant_id = ? AND slot_id = ?", (tenant, slot))
+    return {(r["location"], r["banner_id"]): r for r in rows}
+
+
+def mean(row) -> float:
+    return row[0] / (row[0] + row[1]) if isinstance(row, tuple) else row["alpha"] / (row["alpha"] + row["beta"])
+
+
+def test_priors_job_on_a_constructed_log(spark, config, db):
+    tenant, slot = f"t{uuid.uuid4().hex[:10]}", "hero"
+    write_log(db, tenant, slot)
+
+    summary = city_priors.run(spark, config, WIDE, [tenant])
+    expected = expected_priors(WIDE)
+    written = read_priors(db, tenant, slot)
+    assert set(written) == set(expected)            # jaipur is outside the window: no row
+    for key, (alpha, beta) in expected.items():
+        assert (written[key]["alpha"], written[key]["beta"]) == (pytest.approx(alpha, rel=1e-9),
+                                                                 pytest.approx(beta, rel=1e-9)), key
+        assert written[key]["source"].startswith(f"city_priors {WIDE}")
+        assert written[key]["computed_at"] is not None
+    assert (summary.priors_written, summary.priors_deleted, summary.locations) == (len(expected), 0, 6)
+
+    slot_a = expected[("", "a")]
+    # A data-rich city stays near its own CTR (10 %), a sparse one is pulled toward the slot-wide rate.
+    assert mean(written[("mumbai", "a")]) == pytest.approx(0.10, abs=0.005)
+    assert mean(slot_a) < mean(written[("surat", "a")]) < 0.30
+    assert mean(written[("surat", "a")]) - mean(slot_a) < (0.30 - mean(slot_a)) / 2
+    # A live-only city's prior is the slot-wide one: its own data is in the serving counters.
+    assert written[("chennai", "a")]["alpha"] == pytest.approx(slot_a[0])
+    # The cap holds, and binds for the rich city.
+    assert all(r["alpha"] + r["beta"] <= CAP + 1e-9 for r in written.values())
+    assert written[("mumbai", "a")]["alpha"] + written[("mumbai", "a")]["beta"] == pytest.approx(CAP)
+
+    # Re-running is idempotent.
+    again = city_priors.run(spark, config, WIDE, [tenant])
+    rewritten = read_priors(db, tenant, slot)
+    assert {k: (r["alpha"], r["beta"], r["source"]) for k, r in rewritten.items()} == {
+        k: (r["alpha"], r["beta"], r["source"]) for k, r in written.items()}
+    assert (again.priors_written, again.priors_deleted) == (summary.priors_written, 0)
+
+    # A narrower window: agra's rows go (it falls back to the slot-wide prior), the rest follow the data.
+    narrow = city_priors.run(spark, config, NARROW, [tenant])
+    assert narrow.priors_deleted == 0          # DAY is outside NARROW: no events, so nothing is touched
+    assert set(read_priors(db, tenant, slot)) == set(expected)
+    shifted = city_priors.Window(DAY, TODAY + dt.timedelta(days=1))
+    city_priors.run(spark, config, shifted, [tenant])
+    after = read_priors(db, tenant, slot)
+    assert set(after) == set(expected) - {("agra", "a"), ("agra", "b")}
+    for key, (alpha, beta) in expected_priors(shifted).items():
+        assert after[key]["alpha"] == pytest.approx(alpha, rel=1e-9)
+
+
+def test_history_import_rejects_bad_rows_with_line_numbers_and_imports_good_ones(spark, config, db, tmp_path):
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    when = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = tmp_path / "history.csv"
+    path.write_text("\n".join([
+        "time,tenant,slot,banner,location,customer_id,referrer_id,clicked",
+        f"{when},{tenant},hero,a,Pune,c1,news,1",
+        f"{when},{tenant},hero,a,Pune,c2,,0",
+        f"{when},{tenant},hero,b,,c3,,0",
+        f"31/12/2026,{tenant},hero,a,Pune,c4,,1",
+        f"{when},{tenant},hero,a,Pune,c5,,1,extra",
+        f"{when},{tenant},he ro,a,Pune,c6,,1",
+        f"{when},{tenant},hero,b,Pune,c7,,true",
+    ]) + "\n", encoding="utf-8")
+    result = import_history.run(spark, config, str(path))
+    assert [(line, reason.split(" ")[0]) for line, reason, _ in result.rejected] == [
+        (5, "time"), (6, "expected"), (7, "slot")]
+    assert (result.impressions, result.clicks, result.rejected_count) == (4, 2, 3)
+    day = dt.datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").date()
+
+    def stored():
+        impressions = db.execute("SELECT * FROM {ks}.impressions WHERE tenant_id = ? AND slot_id = 'hero' "
+                                 "AND day = ?", (tenant, day))
+        clicks = db.execute("SELECT * FROM {ks}.clicks WHERE tenant_id = ? AND slot_id = 'hero' AND day = ?",
+                            (tenant, day))
+        return impressions, clicks
+
+    impressions, clicks = stored()
+    assert sorted((r["banner_id"], r["location"], r["customer_id"]) for r in impressions) == [
+        ("a", "pune", "c1"), ("a", "pune", "c2"), ("b", "", "c3"), ("b", "pune", "c7")]
+    assert {(r["posterior_scope"], r["prior_source"], r["propensity"]) for r in impressions} == {
+        ("import", "import", None)}
+    assert sorted(r["customer_id"] for r in clicks) == ["c1", "c7"]
+    assert {r["impression_id"] for r in clicks} <= {r["impression_id"] for r in impressions}
+    # The counters are not touched: imported history reaches serving through the priors.
+    assert db.execute("SELECT * FROM {ks}.banner_counts WHERE tenant_id = ? AND slot_id = 'hero'", (tenant,)) == []
+
+    # Importing the same file again writes the same rows.
+    import_history.run(spark, config, str(path))
+    again_impressions, again_clicks = stored()
+    assert (len(again_impressions), len(again_clicks)) == (4, 2)
+
+
+def test_a_missing_file_is_unusable(spark, config, tmp_path):
+    with pytest.raises(import_history.UnusableFile, match="does not exist"):
+        import_history.run(spark, config, str(tmp_path / "nope.csv"))
+
+
+def test_after_import_and_priors_a_new_city_favours_the_banner_that_wins_elsewhere(
+        spark, config, app, client, tmp_path):
+    tenant, slot = gen_slot(client, ["best", "mid", "low"])
+    sync(app)
+    path = tmp_path / "history.csv"
+    generate(SampleSpec(rows=6000, tenant=tenant, slot=slot, ctr={"best": 0.10, "mid": 0.04, "low": 0.03},
+                        cities=["Mumbai", "Delhi", "Pune", "Chennai", "Jaipur", "Surat"], days=3, seed=7),
+             path)
+
+    def first_serves(city: str, n: int = 100) -> Counter:
+        served = Counter()
+        for i in range(n):
+            served[client.get(f"/v1/serve/{tenant}/{slot}?location={city}").get_json()["banner"]["id"]] += 1
+            if i % 10 == 9:
+                sync(app)
+        return served
+
+    result = import_history.run(spark, config, str(path))
+    assert (result.impressions, result.rejected_count) == (6000, 0)
+    # History in the log alone changes nothing for serving (counters untouched, no priors yet).
+    before = first_serves("Kochi")
+    assert before["best"] < 60, before
+
+    city_priors.run(spark, config, city_priors.Window.last_days(7), [tenant])
+    sync(app)                                   # one cache refresh, no restart
+    first = client.get(f"/v1/serve/{tenant}/{slot}?location=Goa").get_json()["posterior"]
+    assert (first["scope"], first["prior"]) == ("slot", "slot")
+    after = first_serves("Goa")
+    assert after["best"] >= 80, after
+    # A city of the history serves from its own prior.
+    known = client.get(f"/v1/serve/{tenant}/{slot}?location=Mumbai").get_json()["posterior"]
+    assert (known["scope"], known["prior"]) == ("location", "location")
