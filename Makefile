@@ -15,12 +15,16 @@ comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
 .PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve clean
+.PHONY: spark-jars priors sample-history import-history bench-priors
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
 	@echo "make test         the whole test suite (starts the local Cassandra if needed)"
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
+	@echo "make priors       city priors from the event log (Spark; PRIORS_ARGS='--days 30 --tenant demo')"
+	@echo "make import-history  import HISTORY_CSV (default .run/history.csv; a sample is generated if absent)"
+	@echo "make bench-priors job time on 1M/10M events and the regret simulation (docs/BENCHMARKS.md)"
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || { echo "[setup] creating virtualenv $(VENV)"; $(PYTHON_SYS) -m venv $(VENV); }
@@ -74,11 +78,30 @@ stop:
 	@pkill -TERM -f "gunicorn -c gunicorn.conf.py wsgi:app" 2>/dev/null && echo "[server] stopped" || true
 	@scripts/cassandra.sh stop
 
-test: venv
+test: venv spark-jars
 	@$(PY) -m pytest
 
 bench-serve: venv cassandra
 	@$(PY) benchmarks/bench_serve.py
+
+# -- Spark jobs (spark_jobs/, README "City priors") ------------------------------------------------------------
+HISTORY_CSV ?= .run/history.csv
+
+spark-jars:
+	@scripts/spark.sh fetch
+
+priors: schema spark-jars
+	@$(PY) -m spark_jobs.city_priors $(PRIORS_ARGS)
+
+sample-history: venv
+	@$(PY) -m spark_jobs.sample_history --out $(HISTORY_CSV) $(SAMPLE_ARGS)
+
+import-history: schema spark-jars
+	@test -f $(HISTORY_CSV) || $(PY) -m spark_jobs.sample_history --out $(HISTORY_CSV) $(SAMPLE_ARGS)
+	@$(PY) -m spark_jobs.import_history $(HISTORY_CSV) $(IMPORT_ARGS)
+
+bench-priors: venv cassandra spark-jars
+	@$(PY) benchmarks/bench_priors.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .run

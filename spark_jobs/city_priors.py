@@ -3,7 +3,8 @@
     python -m spark_jobs.city_priors [--days 90 | --since 2026-08-01 [--until 2026-11-01]] [--tenant T]…
 
 Extract   impressions and clicks of the window (UTC days, ``until`` exclusive) through the Spark Cassandra
-          connector; a click counts when its impression is in the window.
+          connector: the (tenant, slot, day) partitions of the configured slots (``--scan``: whole tables);
+          a click counts when its impression is in the window.
 Transform pure DataFrame → DataFrame functions (tested on small inputs):
           ``city_counts``      per (tenant, slot, location, banner): impressions, clicks, and the part of them
                                that is imported history (``posterior_scope = 'import'``), which the serving
@@ -85,6 +86,9 @@ class Summary:
 
 # -- extract --------------------------------------------------------------------------------------------------
 
+EVENT_PARTITION_KEY = ["tenant_id", "slot_id", "day"]
+
+
 def _in_window(frame: DataFrame, window: Window, tenants: list[str] | None) -> DataFrame:
     frame = frame.where((F.col("day") >= F.lit(window.since)) & (F.col("day") < F.lit(window.until)))
     if tenants:
@@ -92,13 +96,39 @@ def _in_window(frame: DataFrame, window: Window, tenants: list[str] | None) -> D
     return frame
 
 
-def extract(spark: SparkSession, keyspace: str, window: Window,
-            tenants: list[str] | None = None) -> tuple[DataFrame, DataFrame]:
-    """The window's impressions and clicks, with only the columns the priors need."""
+def window_partitions(spark: SparkSession, keyspace: str, window: Window,
+                      tenants: list[str] | None = None) -> DataFrame:
+    """The event-table partitions of the window: every configured (tenant, slot) × every day in it.
+
+    Built on the driver (slots × days is small) so the join below stays on the whole partition key.
+    """
+    slots = read_table(spark, keyspace, "slots", SLOT_KEY)
+    if tenants:
+        slots = slots.where(F.col("tenant_id").isin(tenants))
+    days = [window.since + dt.timedelta(days=i) for i in range((window.until - window.since).days)]
+    keys = [(row["tenant_id"], row["slot_id"], day) for row in slots.collect() for day in days]
+    return spark.createDataFrame(keys, "tenant_id string, slot_id string, day date")
+
+
+def extract(spark: SparkSession, keyspace: str, window: Window, tenants: list[str] | None = None,
+            scan: bool = False) -> tuple[DataFrame, DataFrame]:
+    """The window's impressions and clicks, with only the columns the priors need.
+
+    By default only the window's partitions of the configured slots are read (a direct join on the
+    partition key: the cost follows the window, not the whole log). ``scan`` reads both tables whole and
+    filters instead: cheaper when the window covers most of the log, and it also sees slots that are not
+    (or no longer) configured.
+    """
+    if not scan:
+        # Keys first: a Cassandra DataFrame created before the session's first Cassandra query can make the
+        # connector's direct join fail ("Couldn't find none#0"); window_partitions runs that query.
+        keys = window_partitions(spark, keyspace, window, tenants)
     impressions = read_table(spark, keyspace, "impressions", [
         "tenant_id", "slot_id", "day", "impression_id", "location", "banner_id", "posterior_scope"])
     clicks = read_table(spark, keyspace, "clicks", ["tenant_id", "slot_id", "day", "impression_id"])
-    return _in_window(impressions, window, tenants), _in_window(clicks, window, tenants)
+    if scan:
+        return _in_window(impressions, window, tenants), _in_window(clicks, window, tenants)
+    return keys.join(impressions, EVENT_PARTITION_KEY), keys.join(clicks, EVENT_PARTITION_KEY)
 
 
 # -- transform ------------------------------------------------------------------------------------------------
@@ -221,10 +251,13 @@ def stale_priors(existing: DataFrame, fresh: DataFrame) -> DataFrame:
 
 def load(spark: SparkSession, config: dict[str, Any], keyspace: str, rows: DataFrame) -> tuple[int, int]:
     """Upsert ``rows`` into ``priors``, then delete stale rows of the same slots. Returns (written, deleted)."""
+    started = time.monotonic()
     rows = rows.cache()
     written = rows.count()
+    progress(f"city priors: fitted {written:,} priors ({time.monotonic() - started:.1f}s); writing them")
     write_table(rows, keyspace, "priors")
-    existing = read_table(spark, keyspace, "priors", PRIOR_KEY)
+    touched = rows.select(*SLOT_KEY).distinct()
+    existing = touched.join(read_table(spark, keyspace, "priors", PRIOR_KEY), SLOT_KEY)   # direct join
     stale = [tuple(r) for r in stale_priors(existing, rows).collect()]
     rows.unpersist()
     if stale:
@@ -250,7 +283,7 @@ def settings_from(config: dict[str, Any]) -> PriorSettings:
 
 
 def run(spark: SparkSession, config: dict[str, Any], window: Window, tenants: list[str] | None = None,
-        dry_run: bool = False) -> Summary:
+        dry_run: bool = False, scan: bool = False) -> Summary:
     """Extract, transform and load once, with progress lines. The caller owns ``spark``."""
     keyspace = config["CASSANDRA_KEYSPACE"]
     settings = settings_from(config)
@@ -258,7 +291,7 @@ def run(spark: SparkSession, config: dict[str, Any], window: Window, tenants: li
     scope = f"tenants {', '.join(tenants)}" if tenants else "all tenants"
     progress(f"city priors: reading impressions and clicks of {window} ({scope}) from keyspace {keyspace}; "
              f"strength {settings.min_strength:g}..{settings.max_strength:g} pseudo-impressions")
-    impressions, clicks = extract(spark, keyspace, window, tenants)
+    impressions, clicks = extract(spark, keyspace, window, tenants, scan)
     counts = city_counts(impressions, clicks).cache()
     totals = counts.agg(F.sum("impressions"), F.sum("clicks"), F.sum("history_impressions"),
                         F.countDistinct(*SLOT_KEY), F.countDistinct(*BANNER_KEY),
@@ -291,6 +324,9 @@ def parse_args(argv: list[str] | None, config: dict[str, Any]) -> argparse.Names
     parser.add_argument("--tenant", action="append", dest="tenants", help="only this tenant (repeatable)")
     parser.add_argument("--keyspace", help="Cassandra keyspace (default CASSANDRA_KEYSPACE)")
     parser.add_argument("--max-strength", type=float, help="cap (default CITY_PRIOR_MAX_STRENGTH)")
+    parser.add_argument("--scan", action="store_true",
+                        help="scan the event tables whole instead of reading the window's partitions of the "
+                             "configured slots (faster when the window covers most of the log)")
     parser.add_argument("--dry-run", action="store_true", help="show the priors, write nothing")
     return parser.parse_args(argv)
 
@@ -317,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spark = build_session(config, "banner-bandit city priors")
     try:
-        run(spark, config, window, args.tenants, args.dry_run)
+        run(spark, config, window, args.tenants, args.dry_run, args.scan)
     finally:
         spark.stop()
     return 0

@@ -21,7 +21,6 @@ CAP = 200.0
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 DAY = TODAY - dt.timedelta(days=2)
 WIDE = city_priors.Window(TODAY - dt.timedelta(days=6), TODAY + dt.timedelta(days=1))
-NARROW = city_priors.Window(TODAY - dt.timedelta(days=1), TODAY + dt.timedelta(days=1))
 
 # The constructed log: (location, day, imported, {banner: (impressions, clicks)}).
 LOG = [
@@ -67,6 +66,7 @@ def write_log(db: Database, tenant: str, slot: str) -> None:
                 impressions.append((tenant, slot, day, impression_id, served_at, banner, location, scope, scope))
                 if i < c:
                     clicks.append((tenant, slot, day, impression_id, served_at, banner, location))
+    db.execute("INSERT INTO {ks}.slots (tenant_id, slot_id, name) VALUES (?, ?, ?)", (tenant, slot, slot))
     session = db.session()
     # Only the columns the log has (binding None would write tombstones).
     insert_impression = db.prepare(
@@ -146,16 +146,16 @@ def test_priors_job_on_a_constructed_log(spark, config, db):
         k: (r["alpha"], r["beta"], r["source"]) for k, r in written.items()}
     assert (again.priors_written, again.priors_deleted) == (summary.priors_written, 0)
 
-    # A narrower window: agra's rows go (it falls back to the slot-wide prior), the rest follow the data.
-    narrow = city_priors.run(spark, config, NARROW, [tenant])
-    assert narrow.priors_deleted == 0          # DAY is outside NARROW: no events, so nothing is touched
-    assert set(read_priors(db, tenant, slot)) == set(expected)
+    # A window without agra's day, read by scanning the tables: agra's rows go (it falls back to the
+    # slot-wide prior), the rest follow the data.
     shifted = city_priors.Window(DAY, TODAY + dt.timedelta(days=1))
-    city_priors.run(spark, config, shifted, [tenant])
+    scanned = city_priors.run(spark, config, shifted, [tenant], scan=True)
     after = read_priors(db, tenant, slot)
     assert set(after) == set(expected) - {("agra", "a"), ("agra", "b")}
+    assert scanned.priors_deleted == 2
     for key, (alpha, beta) in expected_priors(shifted).items():
-        assert after[key]["alpha"] == pytest.approx(alpha, rel=1e-9)
+        assert (after[key]["alpha"], after[key]["beta"]) == (pytest.approx(alpha, rel=1e-9),
+                                                             pytest.approx(beta, rel=1e-9)), key
 
 
 def test_history_import_rejects_bad_rows_with_line_numbers_and_imports_good_ones(spark, config, db, tmp_path):
