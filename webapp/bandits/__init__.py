@@ -1,5 +1,6 @@
 """Pure bandit math: numpy only. Imported by the server, the Spark jobs, the simulator and the benchmarks."""
 
+from webapp.bandits.discounted import DiscountedThompsonSampling
 from webapp.bandits.thompson import (
     UNIFORM_PRIOR,
     BetaPrior,
@@ -8,4 +9,5 @@ from webapp.bandits.thompson import (
     win_probabilities,
 )
 
-__all__ = ["UNIFORM_PRIOR", "BetaPrior", "ThompsonSampler", "beta_posterior", "win_probabilities"]
+__all__ = ["UNIFORM_PRIOR", "BetaPrior", "DiscountedThompsonSampling", "ThompsonSampler", "beta_posterior",
+           "win_probabilities"]
