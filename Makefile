@@ -14,13 +14,15 @@ CASSANDRA_HOSTS ?=
 comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
-.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve clean
+.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve bench-learning simulate-service clean
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
 	@echo "make test         the whole test suite (starts the local Cassandra if needed)"
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
+	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, ~15 min)"
+	@echo "make simulate-service  simulated visitors against gunicorn; checks the stats API (STEPS=2000)"
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || { echo "[setup] creating virtualenv $(VENV)"; $(PYTHON_SYS) -m venv $(VENV); }
@@ -79,6 +81,16 @@ test: venv
 
 bench-serve: venv cassandra
 	@$(PY) benchmarks/bench_serve.py
+
+# Learning benchmark (issue 5): SEEDS seeds of three scenarios, all policies; writes docs/.
+SEEDS ?= 8
+bench-learning: venv
+	@$(PY) benchmarks/bench_learning.py --seeds $(SEEDS)
+
+# End-to-end: gunicorn on a free port against keyspace bb_simulator, STEPS simulated visitors.
+STEPS ?= 2000
+simulate-service: venv cassandra
+	@$(PY) -m simulator service --keyspace bb_simulator --steps $(STEPS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .run

@@ -223,11 +223,16 @@ class ThompsonPooled(ThompsonPerCity):
 
 @dataclass
 class DiscountedThompson:
-    """Our discounted Thompson sampling per city (:class:`webapp.bandits.DiscountedThompsonSampling`)."""
+    """Our discounted Thompson sampling per city (:class:`webapp.bandits.DiscountedThompsonSampling`).
+
+    The default γ = 0.9999 (evidence half-life ≈ 6,900 of the city's impressions) was chosen on the drift
+    scenario with seeds 1000–1002, which the benchmark does not report, among 0.999, 0.9995, 0.9998, 0.9999
+    and 0.99995 (lowest regret after the drift).
+    """
 
     n_banners: int
     n_cities: int
-    gamma: float = 0.9995
+    gamma: float = 0.9999
     rng: np.random.Generator | int | None = None
     name: str = "thompson-discounted"
 
