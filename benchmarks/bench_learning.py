@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import pickle
 import platform
 import re
 import sys
@@ -49,6 +50,8 @@ from webapp.bandits import ThompsonSampler  # noqa: E402
 DOCS = REPO / "docs"
 BENCHMARKS_MD = DOCS / "BENCHMARKS.md"
 BEGIN, END = "<!-- learning-benchmark:begin -->", "<!-- learning-benchmark:end -->"
+RAW_RESULTS = REPO / "benchmarks" / "out" / "learning_results.pkl"      # git-ignored; for --report-only
+CLEAR_MARGIN = 1.2          # "faster" counts as clear when the other takes ≥ 1.2× as long
 
 POLICY_PARAMS: dict[str, dict[str, Any]] = {
     "oracle": {},
@@ -142,15 +145,17 @@ def decision_times(ks: tuple[int, ...] = (10, 100, 1000), repeats: int = 25) -> 
         decisions = np.repeat(np.arange(k), 200)
         rewards = np.concatenate([np.r_[np.ones(c), np.zeros(200 - c)] for c in clicks])
         mab.fit(decisions=decisions, rewards=rewards)
-        ours_call = lambda: sampler.select(alpha, beta)  # noqa: E731
-        mab_call = mab.predict
-        timings: dict[str, list[float]] = {"ours": [], "mabwiser": []}
+        # reference: the same K draws with scalar parameters, i.e. without numpy's per-call checks of arrays
+        scalar_rng = np.random.default_rng(2)
+        calls = {"ours": lambda: sampler.select(alpha, beta), "mabwiser": mab.predict,
+                 "numpy_scalar": lambda: scalar_rng.beta(7.0, 195.0, size=k)}
+        timings: dict[str, list[float]] = {name: [] for name in calls}
         numbers = {}
-        for name, call in (("ours", ours_call), ("mabwiser", mab_call)):
+        for name, call in calls.items():
             number, _ = timeit.Timer(call).autorange()                     # ≥ 0.2 s
             numbers[name] = max(number // 10, 1)
         for _ in range(repeats):
-            for name, call in (("ours", ours_call), ("mabwiser", mab_call)):
+            for name, call in calls.items():
                 timings[name].append(timeit.timeit(call, number=numbers[name]) / numbers[name])
         out[k] = {f"{name}_best": min(v) for name, v in timings.items()}
         out[k].update({f"{name}_median": float(np.median(v)) for name, v in timings.items()})
@@ -354,7 +359,7 @@ def write_report(ctx: dict[str, Any]) -> str:
         "",
         "| aim | result | met? |",
         "|---|---|---|",
-        *[f"| {a['aim']} | {a['result']} | {'**met**' if a['met'] else '**not met**'} |" for a in aims],
+        *[f"| {a['aim']} | {a['result']} | **{a['met']}** |" for a in aims],
         "",
         *ctx["aim_notes"],
         "",
@@ -414,11 +419,18 @@ def write_report(ctx: dict[str, Any]) -> str:
         "One process, after the simulations had finished; each arm's posterior from 200 impressions. Best of 25 "
         "rounds of ~20 ms (median in brackets), µs per decision.",
         "",
-        "| K | ours `ThompsonSampler.select` | MABWiser `MAB.predict` | ratio |",
-        "|---:|---:|---:|---:|",
+        "| K | ours `ThompsonSampler.select` | MABWiser `MAB.predict` | MABWiser / ours | reference: K draws "
+        "`Generator.beta(7, 195, size=K)` |",
+        "|---:|---:|---:|---:|---:|",
         *[f"| {k} | {1e6 * t['ours_best']:.1f} ({1e6 * t['ours_median']:.1f}) | "
           f"{1e6 * t['mabwiser_best']:.1f} ({1e6 * t['mabwiser_median']:.1f}) | "
-          f"{t['mabwiser_best'] / t['ours_best']:.0f}× |" for k, t in sorted(ctx["times"].items())],
+          f"{t['mabwiser_best'] / t['ours_best']:.2f}× | {1e6 * t['numpy_scalar_best']:.1f} |"
+          for k, t in sorted(ctx["times"].items())],
+        "",
+        "The reference column draws the same number of Beta variates with scalar parameters: the difference to "
+        "ours at small K is numpy's fixed per-call cost of `Generator.beta` with array parameters (broadcasting "
+        "and a positivity check of each array), not the sampling. MABWiser makes one scalar `beta` call per "
+        "arm from a dict, so its time grows with K from a similar base.",
         "",
         "### Sensitivity (fewer seeds)",
         "",
@@ -485,13 +497,13 @@ def evaluate_aims(main: dict[str, list[RunResult]], times, scenarios, sensitivit
                         f"cities: our Thompson sampling earns ≥ 97 % of the oracle's clicks",
                  "result": f"{100 * np.mean(ours):.1f} % (seeds: {100 * min(ours):.1f}–{100 * max(ours):.1f} %); "
                            f"with pooled city priors {100 * np.mean([r.clicks_vs_oracle for r in st['thompson-pooled']]):.1f} %",
-                 "met": bool(np.mean(ours) >= 0.97)})
+                 "met": "met" if np.mean(ours) >= 0.97 else "not met"})
     mean, low, high = paired_ci([r.regret for r in st["thompson"]], [r.regret for r in st["mabwiser-thompson"]])
     aims.append({"aim": "its regret is no worse than MABWiser's beyond noise",
                  "result": f"ours − MABWiser = {mean:+,.0f} expected clicks (95 % CI {low:+,.0f} … {high:+,.0f}, "
                            f"paired over {len(st['thompson'])} seeds; MABWiser's regret "
                            f"{np.mean([r.regret for r in st['mabwiser-thompson']]):,.0f})",
-                 "met": bool(low <= 0)})
+                 "met": "met" if low <= 0 else "not met"})
     plain = [r.drift["to_share"][0.9] for r in dr["thompson"]]
     disc = [r.drift["to_share"][0.9] for r in dr["thompson-discounted"]]
     inf = float("inf")
@@ -502,14 +514,22 @@ def evaluate_aims(main: dict[str, list[RunResult]], times, scenarios, sensitivit
                         "banner in fewer impressions than the plain one",
                  "result": f"90 %: discounted {reach(disc)}, plain {reach(plain)}; discounted faster in {faster}/"
                            f"{len(disc)} seeds. (50 %: discounted {reach(disc50)}, plain {reach(plain50)}.)",
-                 "met": faster > len(disc) / 2})
-    slower = [k for k, t in times.items() if not t["ours_best"] < t["mabwiser_best"]]
+                 "met": "met" if faster > len(disc) / 2 else "not met"})
+    # "below" must hold for the best and the median round, by more than CLEAR_MARGIN, to count as clearly met
+    below = {k: t["ours_best"] < t["mabwiser_best"] and t["ours_median"] < t["mabwiser_median"]
+             for k, t in times.items()}
+    clear = {k: t["mabwiser_best"] / t["ours_best"] >= CLEAR_MARGIN for k, t in times.items()}
+    unclear = [k for k in sorted(times) if below[k] and not clear[k]]
+    verdict = "met" if all(clear.values()) else (
+        f"met, but at K = {', '.join(map(str, unclear))} by less than {CLEAR_MARGIN - 1:.0%} (a tie on a shared "
+        f"machine)" if all(below.values()) else "not met")
     aims.append({"aim": "our per-decision time is below MABWiser's",
-                 "result": ", ".join(f"K = {k}: {1e6 * t['ours_best']:.1f} vs {1e6 * t['mabwiser_best']:.0f} µs"
+                 "result": ", ".join(f"K = {k}: {1e6 * t['ours_best']:.1f} vs {1e6 * t['mabwiser_best']:.1f} µs "
+                                     f"({t['mabwiser_best'] / t['ours_best']:.2f}×)"
                                      for k, t in sorted(times.items())),
-                 "met": not slower})
+                 "met": verdict})
     notes = []
-    if not aims[0]["met"]:
+    if aims[0]["met"] != "met":
         reach_runs = reach_results(sensitivity)
         one = reach_runs[(reach_name(1, 0.03, horizon), "thompson")]
         longer = reach_runs[(reach_name(20, 0.03, 5 * horizon), "thompson")]
@@ -522,13 +542,18 @@ def evaluate_aims(main: dict[str, list[RunResult]], times, scenarios, sensitivit
             f"{100 * np.mean([r.clicks_vs_oracle for r in longer]):.1f} % with 20 cities over "
             f"{5 * horizon:,} impressions (sensitivity table below); pooling cities (the priors issue) is what "
             f"closes most of the gap at this traffic.")
-    if not aims[2]["met"]:
+    if aims[2]["met"] != "met":
         notes.append(
             "Drift: 90 % of the whole slot's traffic on one banner needs every city, the small ones included, to "
             "have re-learned. Short of that bar, compare plain and discounted sampling by the 50 % column, the "
             "share curves and the regret after the drift below, and in the easier drift (5 cities, 10 % CTR) of "
             "the sensitivity section.")
     return aims, notes
+
+
+def jobs_signature(jobs) -> list[tuple[str, str, int, tuple[str, ...]]]:
+    """What identifies a run's jobs (to refuse a --report-only over results of other parameters)."""
+    return [(tag, scenario.describe(), seed, tuple(policies)) for tag, scenario, seed, policies in jobs]
 
 
 def update_benchmarks_md(section: str) -> None:
@@ -552,6 +577,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizon", type=int, default=200_000, help="impressions per run (the aims: 200k)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--no-write", action="store_true", help="print, but do not write docs/")
+    parser.add_argument("--report-only", action="store_true",
+                        help=f"re-time decisions and rewrite the report from the last run's results "
+                             f"({RAW_RESULTS.relative_to(REPO)}) instead of simulating again")
     args = parser.parse_args(argv)
 
     from importlib.metadata import version
@@ -567,20 +595,35 @@ def main(argv: list[str] | None = None) -> int:
     # the main jobs (each with a slow MABWiser run) first, the short sensitivity jobs fill in at the end
     jobs = [(s.name, s, seed, policies) for seed in seeds for s in scenarios]
     jobs += sensitivity_jobs(list(range(args.sensitivity_seeds)), args.horizon)
-    log(f"{len(jobs)} jobs ({len(seeds)} seeds × {len(scenarios)} scenarios × {len(policies)} policies, plus "
-        f"sensitivity runs) on {args.jobs} processes; load average {load_before:.1f}")
-    main_results: dict[str, list[RunResult]] = {s.name: [] for s in scenarios}
-    sensitivity: list[RunResult] = []
-    done = 0
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for job, results in zip(jobs, pool.map(run_job, jobs)):
-            done += 1
-            tag = job[0]
-            (main_results[tag] if tag in main_results else sensitivity).extend(results)
-            if tag in main_results:
-                summary = ", ".join(f"{r.policy} {r.regret:,.0f}" for r in results)
-                log(f"[{done}/{len(jobs)}] {tag} seed {job[2]}: regret {summary}")
-    log(f"simulations done in {(time.monotonic() - started) / 60:.1f} min; timing decisions")
+    if args.report_only:
+        with RAW_RESULTS.open("rb") as f:
+            saved = pickle.load(f)
+        if saved["jobs_signature"] != jobs_signature(jobs):
+            raise SystemExit(f"{RAW_RESULTS} is from a run with other parameters; run without --report-only")
+        main_results, sensitivity, simulated = saved["main"], saved["sensitivity"], saved["simulated"]
+        load_before = saved["load_before"]
+        log(f"results of the run of {saved['finished']:%Y-%m-%d %H:%M} UTC read from {RAW_RESULTS}")
+    else:
+        log(f"{len(jobs)} jobs ({len(seeds)} seeds × {len(scenarios)} scenarios × {len(policies)} policies, plus "
+            f"sensitivity runs) on {args.jobs} processes; load average {load_before:.1f}")
+        main_results: dict[str, list[RunResult]] = {s.name: [] for s in scenarios}
+        sensitivity: list[RunResult] = []
+        done = 0
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            for job, results in zip(jobs, pool.map(run_job, jobs)):
+                done += 1
+                tag = job[0]
+                (main_results[tag] if tag in main_results else sensitivity).extend(results)
+                if tag in main_results:
+                    summary = ", ".join(f"{r.policy} {r.regret:,.0f}" for r in results)
+                    log(f"[{done}/{len(jobs)}] {tag} seed {job[2]}: regret {summary}")
+        simulated = time.monotonic() - started
+        RAW_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with RAW_RESULTS.open("wb") as f:
+            pickle.dump({"jobs_signature": jobs_signature(jobs), "main": main_results, "sensitivity": sensitivity,
+                         "simulated": simulated, "load_before": load_before,
+                         "finished": dt.datetime.now(dt.timezone.utc)}, f)
+    log(f"simulations took {simulated / 60:.1f} min; timing decisions")
     times = decision_times()
     for k, t in sorted(times.items()):
         log(f"K = {k}: ours {1e6 * t['ours_best']:.1f} µs, MABWiser {1e6 * t['mabwiser_best']:.1f} µs per decision")
@@ -597,7 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     aims, notes = evaluate_aims(main_results, times, scenarios, sensitivity, args.horizon)
     load_after = os.getloadavg()[0]
-    wall = time.monotonic() - started
+    # with --report-only: the simulations of the saved run plus this run's timing and plotting
+    wall = (simulated if args.report_only else 0.0) + time.monotonic() - started
     section = write_report({
         "seeds": seeds, "main": main_results, "policies": policies, "scenarios": scenarios, "aims": aims,
         "aim_notes": notes, "figures": figures, "times": times,
@@ -612,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         update_benchmarks_md(section)
         log(f"wrote {BENCHMARKS_MD.relative_to(REPO)} and {', '.join(p.name for p in figures.values())}")
     for aim in aims:
-        log(f"aim {'MET    ' if aim['met'] else 'NOT MET'} {aim['aim']}: {aim['result']}")
+        log(f"aim {aim['met'].upper()}: {aim['aim']}: {aim['result']}")
     log(f"total {wall / 60:.1f} min")
     return 0
 

@@ -88,8 +88,9 @@ class UniformRandom(CountingPolicy):
 
 @dataclass
 class EpsilonGreedy(CountingPolicy):
-    """With probability ε a uniformly random banner, else the best observed CTR of the city (ties: random;
-    a banner never shown counts as best, so each is tried once first)."""
+    """With probability ε a uniformly random banner, else the best observed CTR of the city (ties between
+    observed CTRs broken at random; a banner never shown in the city counts as best, lowest index first, so
+    each is tried before any is exploited)."""
 
     epsilon: float = 0.1
     name: str = "epsilon-greedy"
@@ -115,7 +116,8 @@ class EpsilonGreedy(CountingPolicy):
 
 @dataclass
 class UCB1(CountingPolicy):
-    """UCB1 (Auer et al. 2002): serve argmax_b  ĉtr_cb + sqrt(2 ln n_c / n_cb); an unseen banner first.
+    """UCB1 (Auer et al. 2002): serve argmax_b  ĉtr_cb + sqrt(2 ln n_c / n_cb); banners never shown in the
+    city first (lowest index first), as UCB1 starts by playing each arm once.
 
     Deterministic given the counts, so between two refreshes a city gets one banner only — the price a
     deterministic index policy pays under batched feedback (Thompson sampling randomizes within a batch).
