@@ -12,6 +12,9 @@ keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = "info"
+# gunicorn's control socket has one default path per user: several servers on one machine (tests,
+# benchmarks, `make run`) would fight over it, and we do not use it.
+control_socket_disable = True
 
 
 def worker_exit(server, worker):
