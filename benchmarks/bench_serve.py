@@ -36,6 +36,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import secrets
 import shutil
 import signal
@@ -206,6 +207,110 @@ def decode(vegeta: Path, results_file: Path) -> Iterator[dict]:
 
 
 # --------------------------------------------------------------------------------------------------
+# where the CPU goes (2 cores shared by Cassandra, gunicorn and the load generator)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of one live process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def child_pids(parent: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def listening_pid(port: int) -> int | None:
+    """The local process listening on a TCP port (from /proc/net/tcp{,6} and the processes' fds)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                return int(fd_dir.parent.name)
+        except OSError:
+            continue
+    return None
+
+
+def machine_busy_seconds() -> float:
+    """Non-idle CPU seconds of the whole machine, all cores (first line of /proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+@dataclass
+class CpuSample:
+    wall: float
+    machine: float
+    gunicorn: float
+    cassandra: float
+    loadgen: float
+
+
+@dataclass
+class CpuUse:
+    """Average cores used during a phase, by group."""
+    gunicorn: float
+    cassandra: float | None
+    loadgen: float
+    other: float
+
+    def describe(self) -> str:
+        cassandra = "-" if self.cassandra is None else f"{self.cassandra:.2f}"
+        return f"{self.gunicorn:.2f} / {cassandra} / {self.loadgen:.2f} / {self.other:.2f}"
+
+
+class CpuMeter:
+    """CPU seconds of gunicorn (master + workers), the local Cassandra, the load generator (this
+    script's waited-for children, i.e. vegeta) and everything else on the machine."""
+
+    def __init__(self, gunicorn_master: int, cassandra: int | None) -> None:
+        self.master = gunicorn_master
+        self.cassandra = cassandra
+
+    def sample(self) -> CpuSample:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return CpuSample(
+            wall=time.monotonic(), machine=machine_busy_seconds(),
+            gunicorn=sum(process_cpu_seconds(p) for p in [self.master, *child_pids(self.master)]),
+            cassandra=process_cpu_seconds(self.cassandra) if self.cassandra else 0.0,
+            loadgen=children.ru_utime + children.ru_stime)
+
+    def use(self, before: CpuSample, after: CpuSample) -> CpuUse:
+        wall = max(after.wall - before.wall, 1e-9)
+        gunicorn = (after.gunicorn - before.gunicorn) / wall
+        cassandra = (after.cassandra - before.cassandra) / wall
+        loadgen = (after.loadgen - before.loadgen) / wall
+        machine = (after.machine - before.machine) / wall
+        return CpuUse(gunicorn=gunicorn, cassandra=cassandra if self.cassandra else None, loadgen=loadgen,
+                      other=max(0.0, machine - gunicorn - cassandra - loadgen))
+
+
+# --------------------------------------------------------------------------------------------------
 # results
 
 
@@ -219,6 +324,7 @@ class PhaseResult:
     p99_ms: float
     non_200: int
     errors: Counter = field(default_factory=Counter)
+    cpu: CpuUse | None = None
 
 
 @dataclass
@@ -271,6 +377,8 @@ def summarize(vegeta: Path, load: Load, endpoint: str, results_file: Path,
 def print_phase(result: PhaseResult) -> None:
     log(f"  {result.endpoint} [{result.load}]: {result.requests} requests, {result.rps:.0f} req/s, "
         f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, non-200 {result.non_200}")
+    if result.cpu:
+        log(f"    CPU cores used: gunicorn / Cassandra / vegeta / other = {result.cpu.describe()}")
     for error, count in result.errors.most_common(3):
         log(f"    error x{count}: {error}")
 
@@ -470,6 +578,16 @@ def package_version(name: str) -> str:
         return "?"
 
 
+def busy_machine_warning(phases: list[PhaseResult], threshold: float = 0.25) -> list[str]:
+    """A warning line when other processes took a noticeable share of the 2 cores."""
+    other = max((p.cpu.other for p in phases if p.cpu), default=0.0)
+    if other < threshold:
+        return []
+    return ["", f"**Warning:** other processes on the machine used up to {other:.2f} cores during a "
+                "phase (last CPU figure): these figures understate what the server can do; rerun on a "
+                "quiet machine."]
+
+
 def render_markdown(phases: list[PhaseResult], check: ImpressionCheck, context: dict[str, str],
                     args: argparse.Namespace) -> str:
     verdict = "OK" if check.missing == 0 and check.ok_without_id == 0 and check.ok_responses else "FAILED"
@@ -478,7 +596,7 @@ def render_markdown(phases: list[PhaseResult], check: ImpressionCheck, context: 
         "",
         f"- Machine: {context['nproc']} CPUs ({context['cpu']}), {context['memory']}; Cassandra "
         f"{context['cassandra']}, gunicorn and the load generator all on this one machine (loopback), "
-        "nothing pinned.",
+        f"nothing pinned; load average before the run {context['loadavg']}.",
         f"- Server: gunicorn {context['gunicorn_version']}, {context['workers']} workers "
         f"(worker_class {context['worker_class']}, threads {context['threads']}), Python "
         f"{platform.python_version()}, keyspace `{args.keyspace}`, 1 tenant / 1 slot / "
@@ -486,15 +604,19 @@ def render_markdown(phases: list[PhaseResult], check: ImpressionCheck, context: 
         f"- Load: {context['tool']}. Peak = closed loop, {args.connections} connections, "
         f"{args.warmup:g} s warm-up then {args.duration:g} s; then open loop at half the serve peak "
         f"({context['rate']} req/s) for {args.duration:g} s. Latency = time from sending the request "
-        "to the end of the response, exact percentiles over every request of the phase.",
+        "to the end of the response, exact percentiles over every request of the phase. CPU = average "
+        "cores busy during the phase: gunicorn (master + workers) / Cassandra / vegeta / anything else.",
+        "- Command: `make bench-serve` (`.venv/bin/python benchmarks/bench_serve.py`).",
         "",
-        "| Endpoint | Load | Requests | req/s | p50 (ms) | p99 (ms) | non-200 |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| Endpoint | Load | Requests | req/s | p50 (ms) | p99 (ms) | non-200 | CPU (cores) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for p in phases:
+        cpu = p.cpu.describe() if p.cpu else "-"
         lines.append(f"| `{p.endpoint}` | {p.load} | {p.requests} | {p.rps:.0f} | {p.p50_ms:.1f} | "
-                     f"{p.p99_ms:.1f} | {p.non_200} |")
+                     f"{p.p99_ms:.1f} | {p.non_200} | {cpu} |")
     lines += [
+        *busy_machine_warning(phases),
         "",
         f"Impression log check ({verdict}; after the load stopped, +{args.settle:g} s, gunicorn stopped "
         f"with SIGTERM; table `{args.keyspace}.impressions`, "
@@ -529,9 +651,14 @@ def parse_args() -> argparse.Namespace:
 
 
 def measure(vegeta: Path, load: Load, endpoint: str, work_dir: Path,
-            ledger: ImpressionLedger | None, server: subprocess.Popen) -> PhaseResult:
+            ledger: ImpressionLedger | None, server: subprocess.Popen, cassandra: int | None) -> PhaseResult:
     log(f"{load.name}: {endpoint}, {load.describe()}, {load.duration_s:g} s ...")
-    result = summarize(vegeta, load, endpoint, attack(vegeta, load, work_dir), ledger)
+    meter = CpuMeter(server.pid, cassandra)
+    before = meter.sample()
+    results_file = attack(vegeta, load, work_dir)
+    cpu = meter.use(before, meter.sample())
+    result = summarize(vegeta, load, endpoint, results_file, ledger)
+    result.cpu = cpu
     print_phase(result)
     if server.poll() is not None:
         raise RuntimeError(f"gunicorn (pid {server.pid}) exited with {server.returncode} during "
@@ -546,13 +673,16 @@ def run_phases(vegeta: Path, base: str, args: argparse.Namespace, work_dir: Path
         "ping": ("GET /v1/ping", [f"{base}/v1/ping"], None),
         "serve": (f"GET /v1/serve/{TENANT}/{SLOT}?location=<city>", serve_urls(base), ledger),
     }
+    cassandra = None  # the local Cassandra JVM, for the CPU figures (None when it is elsewhere)
+    if args.cassandra_hosts.split(",")[0].strip() in ("127.0.0.1", "localhost", "::1"):
+        cassandra = listening_pid(args.cassandra_port)
     peaks: dict[str, PhaseResult] = {}
     for key, (endpoint, urls, phase_ledger) in endpoints.items():
         keep = phase_ledger is not None
         warmup = Load(f"{key}-warmup", urls, args.warmup, connections=args.connections, keep_bodies=keep)
-        measure(vegeta, warmup, endpoint, work_dir, phase_ledger, server)
+        measure(vegeta, warmup, endpoint, work_dir, phase_ledger, server, cassandra)
         peak = Load(f"{key}-peak", urls, args.duration, connections=args.connections, keep_bodies=keep)
-        peaks[key] = measure(vegeta, peak, endpoint, work_dir, phase_ledger, server)
+        peaks[key] = measure(vegeta, peak, endpoint, work_dir, phase_ledger, server, cassandra)
         time.sleep(args.pause)
     if peaks["serve"].non_200 > peaks["serve"].requests // 100:
         raise RuntimeError(f"{peaks['serve'].non_200} of {peaks['serve'].requests} serve requests at "
@@ -561,7 +691,7 @@ def run_phases(vegeta: Path, base: str, args: argparse.Namespace, work_dir: Path
     fixed: list[PhaseResult] = []
     for key, (endpoint, urls, phase_ledger) in endpoints.items():
         load = Load(f"{key}-rate", urls, args.duration, rate=rate, keep_bodies=phase_ledger is not None)
-        fixed.append(measure(vegeta, load, endpoint, work_dir, phase_ledger, server))
+        fixed.append(measure(vegeta, load, endpoint, work_dir, phase_ledger, server, cassandra))
         time.sleep(args.pause)
     return [peaks["ping"], peaks["serve"], *fixed], rate
 
@@ -589,6 +719,7 @@ def main() -> int:
     if port_in_use(args.port):
         raise SystemExit(f"port {args.port} is already in use; pick another with --port")
 
+    loadavg = " / ".join(Path("/proc/loadavg").read_text().split()[:3]) + " (1 / 5 / 15 min)"
     vegeta, tool = ensure_vegeta()
     log(f"load generator: {tool}")
     env = app_environment(args)
@@ -632,7 +763,7 @@ def main() -> int:
         log(f"  e.g. missing: {', '.join(check.missing_sample)}")
 
     context = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"), "loadavg": loadavg,
         "nproc": str(os.cpu_count()), "cpu": cpu_model(), "memory": f"{memory_gib():.0f} GiB RAM",
         "cassandra": cassandra_version(args), "gunicorn_version": package_version("gunicorn"),
         "workers": str(workers), "worker_class": settings.get("worker_class", "?"),
