@@ -53,11 +53,12 @@ def make_config(keyspace: str, **overrides) -> dict:
 
 
 @pytest.fixture
-def app_factory(keyspace):
+def app_factory(keyspace, tmp_path):
     """Build apps on the test keyspace with config overrides; shut them down afterwards."""
     apps = []
 
     def build(**overrides):
+        overrides.setdefault("SPOOL_DIR", str(tmp_path / f"spool-{len(apps)}"))
         app = create_app(make_config(keyspace, **overrides))
         apps.append(app)
         return app

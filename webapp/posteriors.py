@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,7 +106,7 @@ class PosteriorCache:
         self._slots: dict[tuple[str, str], SlotState] | None = None
         self._refresh_lock = threading.Lock()
         self.refreshes = 0
-        self.refresh_errors = 0
+        self.refreshed_at: float | None = None     # time.monotonic() of the last successful refresh
 
     @property
     def loaded(self) -> bool:
@@ -124,6 +125,11 @@ class PosteriorCache:
             priors = store.all_priors(self.db)
             self._slots = build_snapshot(slots, banners, counts, priors)
             self.refreshes += 1
+            self.refreshed_at = time.monotonic()
+
+    def age(self) -> float:
+        """Seconds since the snapshot was last refreshed."""
+        return time.monotonic() - self.refreshed_at if self.refreshed_at is not None else float("inf")
 
 
 def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], counts: list[dict[str, Any]],

@@ -10,8 +10,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
 from webapp import runtime, validation
-from webapp.errors import InvalidInput, NotFound
+from webapp.errors import InvalidInput, NotFound, ServiceUnavailable
 from webapp.events import Click, Impression
+from webapp.spool import SpoolFull
 from webapp.tokens import ClickClaim
 
 bp = Blueprint("serving", __name__)
@@ -39,6 +40,11 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
     referrer_id = validation.text_param(args.get("referrer_id"), "referrer_id", limit)
 
     rt = runtime.get()
+    if not rt.cache.loaded:         # a process that started while Cassandra was away
+        try:
+            rt.cache.refresh()
+        except Exception:  # noqa: BLE001
+            raise ServiceUnavailable("banner configuration not loaded yet (database unreachable)") from None
     state = rt.cache.slot(tenant, slot)
     if state is None:
         raise NotFound(f"unknown tenant/slot {tenant}/{slot}")
@@ -57,7 +63,10 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
         beta=float(posterior.beta[index]), prior_source=posterior.prior_sources[index],
         propensity=propensity,
     )
-    rt.events.record_impression(impression)
+    try:
+        rt.events.record_impression(impression)
+    except SpoolFull:
+        raise ServiceUnavailable("cannot record impressions right now (event spool full); try later") from None
     token = rt.tokens.sign(ClickClaim(impression.impression_id, tenant, slot, banner.banner_id, location,
                                       impression.day))
     document = {
@@ -78,7 +87,15 @@ def serve(tenant: str, slot: str):
     response = jsonify(document)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Banner-Bandit-Worker"] = str(os.getpid())
+    _flag_stale(response)
     return response
+
+
+def _flag_stale(response: Response) -> None:
+    """Say so when the posteriors are older than they should be (Cassandra unreachable)."""
+    age = runtime.get().cache.age()
+    if age > current_app.config["STALE_AFTER_SECONDS"]:
+        response.headers["X-Banner-Bandit-Stale"] = f"{age:.1f}"
 
 
 @bp.get("/v1/embed/<tenant>/<slot>")
@@ -104,7 +121,10 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tupl
         customer_id=validation.text_param(customer_id, "customer_id", limit),
         referrer_id=validation.text_param(referrer_id, "referrer_id", limit),
     )
-    return rt.events.record_click(click), claim
+    try:
+        return rt.events.record_click(click), claim
+    except SpoolFull:
+        raise ServiceUnavailable("cannot record clicks right now (event spool full); try later") from None
 
 
 @bp.get("/v1/click/<token>")
