@@ -37,12 +37,12 @@ def server(keyspace):
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         try:
-            requests.get(f"{base}/v1/ping", timeout=1)
+            requests.get(f"{base}/v1/ping", timeout=5)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
                 pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")
