@@ -92,15 +92,20 @@ def sync(app) -> None:
         runtime.get(app).sync()
 
 
+# Simulated visitors click at once; a real person cannot, so tests that learn from such clicks lift the
+# click filter's minimum delay (the filter itself is tested in test_click_filter.py).
+INSTANT_CLICKS = {"min_delay_seconds": 0}
+
+
 def gen_slot(client, banners: dict[str, bool] | list[str], tenant: str | None = None,
-             slot: str = "hero") -> tuple[str, str]:
+             slot: str = "hero", click_filter: dict | None = INSTANT_CLICKS) -> tuple[str, str]:
     """Create a tenant with a unique ID, a slot and banners (id → active) through the management API."""
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     tenant = tenant or f"t{uuid.uuid4().hex[:10]}"
     if isinstance(banners, list):
         banners = {b: True for b in banners}
-    assert client.put(f"/v1/admin/tenants/{tenant}", json={"name": tenant}, headers=headers).status_code in (
-        200, 201)
+    body = {"name": tenant} if click_filter is None else {"name": tenant, "click_filter": click_filter}
+    assert client.put(f"/v1/admin/tenants/{tenant}", json=body, headers=headers).status_code in (200, 201)
     assert client.put(f"/v1/admin/tenants/{tenant}/slots/{slot}", json={"name": "Hero"},
                       headers=headers).status_code in (200, 201)
     for banner, active in banners.items():

@@ -89,10 +89,15 @@ class Click:
     location: str
     customer_id: str
     referrer_id: str
+    valid: bool = True
+    invalid_reason: str | None = None    # webapp.clickfilter.REASONS
+    user_agent: str = ""
+    ip: str = ""
 
     def row(self) -> tuple:
         return (self.tenant_id, self.slot_id, self.day, self.impression_id, self.clicked_at, self.banner_id,
-                self.location, self.customer_id, self.referrer_id)
+                self.location, self.customer_id, self.referrer_id, self.valid, self.invalid_reason,
+                self.user_agent, self.ip)
 
     def to_record(self) -> dict[str, Any]:
         return {**asdict(self), "kind": "click", "impression_id": self.impression_id.hex,
@@ -114,7 +119,8 @@ class EventWriter:
         self.db = db
         self.spool = spool
         self._lock = threading.Lock()
-        self._deltas: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        self._deltas: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+        self._reasons: dict[tuple[str, str, str], int] = defaultdict(int)
         self._retry_impressions: list[tuple[Impression, Segment]] = []
         self._retry_clicks: list[tuple[Click, Segment]] = []
         self._spooled_clicks: set[uuid.UUID] = set()     # clicks accepted while Cassandra was away
@@ -142,7 +148,7 @@ class EventWriter:
                              callback_args=(impression, segment), errback_args=(impression, segment))
 
     def _impression_written(self, _result, impression: Impression, segment: Segment) -> None:
-        self._count(impression.tenant_id, impression.slot_id, impression.location, impression.banner_id, 1, 0)
+        self._count(impression.tenant_id, impression.slot_id, impression.location, impression.banner_id, 1)
         self.spool.done(segment)
         with self._lock:
             self.stats["impressions_written"] += 1
@@ -181,29 +187,35 @@ class EventWriter:
     def _insert_click(self, click: Click) -> bool:
         rows = self.db.execute(store.INSERT_CLICK, click.row())
         applied = bool(rows[0]["[applied]"])
-        if applied:
-            self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, 0, 1)
+        if applied and click.valid:
+            self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, clicks=1)
+        elif applied:       # stored, flagged, not learned from
+            self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, filtered=1)
+            with self._lock:
+                self._reasons[(click.tenant_id, click.slot_id, click.invalid_reason or "invalid")] += 1
         return applied
 
     # -- counters -----------------------------------------------------------------------------------------
 
     def _count(self, tenant_id: str, slot_id: str, location: str, banner_id: str,
-               impressions: int, clicks: int) -> None:
+               impressions: int = 0, clicks: int = 0, filtered: int = 0) -> None:
         with self._lock:
             for where in {location, SLOT_WIDE}:
                 delta = self._deltas[(tenant_id, slot_id, where, banner_id)]
                 delta[0] += impressions
                 delta[1] += clicks
+                delta[2] += filtered
 
     def flush(self) -> None:
         """Retry failed writes, then write the aggregated counter deltas."""
         self._retry()
         with self._lock:
-            deltas, self._deltas = self._deltas, defaultdict(lambda: [0, 0])
-        if not deltas:
+            deltas, self._deltas = self._deltas, defaultdict(lambda: [0, 0, 0])
+            reasons, self._reasons = self._reasons, defaultdict(int)
+        if not deltas and not reasons:
             return
         session = self.db.session()
-        for partition, batch in store.counter_batches(self.db, deltas).items():
+        for partition, batch in store.counter_batches(self.db, deltas, reasons).items():
             try:
                 session.execute(batch)
                 self.stats["counter_batches"] += 1
@@ -214,7 +226,8 @@ class EventWriter:
             except Exception as exc:  # noqa: BLE001 - unavailable, no host: certainly not applied
                 self.stats["counter_batch_errors"] += 1
                 log.warning("counter batch failed, will retry: %s", exc)
-                self._restore({k: v for k, v in deltas.items() if k[:2] == partition})
+                self._restore({k: v for k, v in deltas.items() if k[:2] == partition},
+                              {k: v for k, v in reasons.items() if k[:2] == partition})
 
     def _retry(self) -> None:
         with self._lock:
@@ -234,12 +247,15 @@ class EventWriter:
             with self._lock:
                 self._spooled_clicks.discard(click.impression_id)
 
-    def _restore(self, deltas: dict[tuple[str, str, str, str], list[int]]) -> None:
+    def _restore(self, deltas: dict[tuple[str, str, str, str], list[int]],
+                 reasons: dict[tuple[str, str, str], int]) -> None:
         with self._lock:
-            for key, (impressions, clicks) in deltas.items():
+            for key, values in deltas.items():
                 delta = self._deltas[key]
-                delta[0] += impressions
-                delta[1] += clicks
+                for i, value in enumerate(values):
+                    delta[i] += value
+            for key, clicks in reasons.items():
+                self._reasons[key] += clicks
 
     @property
     def backlog(self) -> int:
@@ -282,7 +298,7 @@ class EventWriter:
             if success and result.one()["[applied]"]:
                 applied += 1
                 self._count(impression.tenant_id, impression.slot_id, impression.location,
-                            impression.banner_id, 1, 0)
+                            impression.banner_id, impressions=1)
         for click in clicks:
             applied += self._insert_click(click)
         with self._lock:

@@ -12,6 +12,7 @@ slot-wide prior.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from numpy.typing import NDArray
 from webapp import store
 from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, win_probabilities
 from webapp.cassandra import Database
+from webapp.clickfilter import ClickFilterSettings
 from webapp.events import SLOT_WIDE
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ class PosteriorCache:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._slots: dict[tuple[str, str], SlotState] | None = None
+        self._click_filters: dict[str, ClickFilterSettings] = {}
         self._refresh_lock = threading.Lock()
         self.refreshes = 0
         self.refreshed_at: float | None = None     # time.monotonic() of the last successful refresh
@@ -118,11 +121,15 @@ class PosteriorCache:
         assert self._slots is not None
         return self._slots.get((tenant_id, slot_id))
 
+    def click_filter(self, tenant_id: str) -> ClickFilterSettings:
+        return self._click_filters.get(tenant_id) or ClickFilterSettings()
+
     def refresh(self) -> None:
         with self._refresh_lock:
-            slots, banners = store.all_config(self.db)
+            tenants, slots, banners = store.all_config(self.db)
             counts = store.all_counts(self.db)
             priors = store.all_priors(self.db)
+            self._click_filters = click_filters(tenants)
             self._slots = build_snapshot(slots, banners, counts, priors)
             self.refreshes += 1
             self.refreshed_at = time.monotonic()
@@ -130,6 +137,17 @@ class PosteriorCache:
     def age(self) -> float:
         """Seconds since the snapshot was last refreshed."""
         return time.monotonic() - self.refreshed_at if self.refreshed_at is not None else float("inf")
+
+
+def click_filters(tenants: list[dict[str, Any]]) -> dict[str, ClickFilterSettings]:
+    result = {}
+    for row in tenants:
+        if row["click_filter"]:
+            try:
+                result[row["tenant_id"]] = ClickFilterSettings.from_dict(json.loads(row["click_filter"]))
+            except ValueError:
+                log.warning("tenant %s: invalid click_filter ignored", row["tenant_id"])
+    return result
 
 
 def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], counts: list[dict[str, Any]],

@@ -9,9 +9,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
-from webapp import runtime, validation
+from webapp import clickfilter, runtime, store, validation
 from webapp.errors import InvalidInput, NotFound, ServiceUnavailable
-from webapp.events import Click, Impression
+from webapp.events import UNREACHABLE, Click, Impression
 from webapp.spool import SpoolFull
 from webapp.tokens import ClickClaim
 
@@ -107,6 +107,16 @@ def embed(tenant: str, slot: str):
     return Response(html, headers={"Cache-Control": "no-store"}, mimetype="text/html")
 
 
+def _click_rate(rt, tenant_id: str, kind: str, key: str, bucket: int) -> int | None:
+    """Clicks of this customer/IP in the window, this one included; None when it cannot be known."""
+    if not key:
+        return None
+    try:
+        return store.count_click_rate(rt.db, tenant_id, kind, key, bucket)
+    except UNREACHABLE:
+        return None         # Cassandra away: the timing and user-agent rules still apply
+
+
 def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tuple[bool, ClickClaim]:
     rt = runtime.get()
     claim = rt.tokens.verify(token)
@@ -115,11 +125,25 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tupl
         raise InvalidInput("customer_id must be a string")
     if referrer_id is not None and not isinstance(referrer_id, str):
         raise InvalidInput("referrer_id must be a string")
+    customer_id = validation.text_param(customer_id, "customer_id", limit)
+    referrer_id = validation.text_param(referrer_id, "referrer_id", limit)
+    now = dt.datetime.now(dt.timezone.utc)
+    user_agent = (request.headers.get("User-Agent") or "")[:512]
+    ip = request.remote_addr or ""
+    settings = rt.cache.click_filter(claim.tenant_id)
+    bucket = clickfilter.window_bucket(now.timestamp(), settings)
+    reason = None
+    if settings.enabled:
+        reason = clickfilter.classify(
+            settings, delay_seconds=now.timestamp() - claim.served_epoch, user_agent=user_agent,
+            customer_clicks=_click_rate(rt, claim.tenant_id, "customer", customer_id, bucket)
+            if settings.max_clicks_per_customer else None,
+            ip_clicks=_click_rate(rt, claim.tenant_id, "ip", ip, bucket) if settings.max_clicks_per_ip else None)
     click = Click(
         tenant_id=claim.tenant_id, slot_id=claim.slot_id, day=claim.day, impression_id=claim.impression_id,
-        clicked_at=dt.datetime.now(dt.timezone.utc), banner_id=claim.banner_id, location=claim.location,
-        customer_id=validation.text_param(customer_id, "customer_id", limit),
-        referrer_id=validation.text_param(referrer_id, "referrer_id", limit),
+        clicked_at=now, banner_id=claim.banner_id, location=claim.location,
+        customer_id=customer_id, referrer_id=referrer_id,
+        valid=reason is None, invalid_reason=reason, user_agent=user_agent, ip=ip,
     )
     try:
         return rt.events.record_click(click), claim

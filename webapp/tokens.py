@@ -24,6 +24,11 @@ class ClickClaim:
     location: str
     day: dt.date
 
+    @property
+    def served_epoch(self) -> float:
+        """When the impression was served: the timestamp inside its time-based UUID (seconds)."""
+        return (self.impression_id.time - 0x01B21DD213814000) / 1e7
+
 
 class ClickTokens:
     def __init__(self, secret: str, window_seconds: int) -> None:
