@@ -24,8 +24,8 @@ class ClickFilterSettings:
 
     enabled: bool = True
     min_delay_seconds: float = 0.5        # a click sooner than this after its impression is not human
-    max_clicks_per_customer: int = 20     # per window
-    max_clicks_per_ip: int = 60           # per window
+    max_clicks_per_customer: int = 10     # per window
+    max_clicks_per_ip: int = 30           # per window
     window_seconds: int = 3600            # fixed windows, aligned to the epoch
     block_bot_user_agents: bool = True
 
