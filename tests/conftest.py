@@ -92,9 +92,10 @@ def sync(app) -> None:
         runtime.get(app).sync()
 
 
-# Simulated visitors click at once; a real person cannot, so tests that learn from such clicks lift the
-# click filter's minimum delay (the filter itself is tested in test_click_filter.py).
-INSTANT_CLICKS = {"min_delay_seconds": 0}
+# Simulated visitors click at once and all from 127.0.0.1, as no real crowd would, so tests that learn
+# from such clicks lift the click filter's delay and rate rules (the filter is tested in
+# test_click_filter.py).
+INSTANT_CLICKS = {"min_delay_seconds": 0, "max_clicks_per_customer": 0, "max_clicks_per_ip": 0}
 
 
 def gen_slot(client, banners: dict[str, bool] | list[str], tenant: str | None = None,

@@ -104,6 +104,10 @@ def test_a_click_through_one_worker_reaches_every_worker(server, keyspace):
     assert max(seen_after.values()) < 5.0
     assert all(a <= 2.0 for values in alphas.values() for a in values)   # counted once, not once per worker
 
+    metrics = requests.get(f"{base}/metrics", timeout=5).text     # summed over every worker
+    assert f'banner_bandit_serves_total{{status="200"}} {float(ok_serves)}' in metrics
+    assert 'banner_bandit_clicks_total{outcome="recorded"} 1.0' in metrics
+
     process.send_signal(signal.SIGTERM)    # workers flush what they aggregated on the way out
     process.wait(timeout=30)
     app = create_app({"CASSANDRA_KEYSPACE": keyspace})

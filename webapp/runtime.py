@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from flask import Flask, current_app
 
+from webapp import metrics
 from webapp.bandits import ThompsonSampler
 from webapp.cassandra import Database
 from webapp.events import EventWriter
@@ -62,7 +63,8 @@ class Runtime:
             (float(self.config["SPOOL_FSYNC_SECONDS"]), self.spool.sync),
             (float(self.config["COUNTER_FLUSH_SECONDS"]), self.events.flush),
             (float(self.config["CACHE_REFRESH_SECONDS"]), self.cache.refresh),
-            (float(self.config["REPLAY_SECONDS"]), self.events.replay_orphans),
+            (float(self.config["REPLAY_SECONDS"]), self._replay),
+            (1.0, lambda: metrics.observe_runtime(self)),
         ]
         due = [0.0] * len(tasks)
         while not self._stop.wait(max(0.005, min(due) - time.monotonic())):
@@ -72,11 +74,16 @@ class Runtime:
                     due[index] = now + every
                     self._guard(step)
 
+    def _replay(self) -> None:
+        applied = self.events.replay_orphans()
+        if applied:
+            metrics.REPLAYED.inc(applied)
+
     def _guard(self, step) -> None:
         try:
             step()
         except Exception:  # noqa: BLE001 - the loop must survive a Cassandra hiccup
-            log.exception("background step %s failed", step.__qualname__)
+            log.exception("background step %s failed", getattr(step, "__qualname__", step))
 
     def sync(self) -> None:
         """Write pending events and counters, then refresh the cache now (tests and CLI)."""

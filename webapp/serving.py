@@ -9,8 +9,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
-from webapp import clickfilter, runtime, store, validation
-from webapp.errors import InvalidInput, NotFound, ServiceUnavailable
+from webapp import clickfilter, metrics, runtime, store, validation
+from webapp.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
 from webapp.events import UNREACHABLE, Click, Impression
 from webapp.spool import SpoolFull
 from webapp.tokens import ClickClaim
@@ -83,7 +83,12 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
 
 @bp.get("/v1/serve/<tenant>/<slot>")
 def serve(tenant: str, slot: str):
-    document, _ = _choose(tenant, slot)
+    try:
+        document, _ = _choose(tenant, slot)
+    except DomainError as exc:
+        metrics.SERVES.labels(status=str(exc.status)).inc()
+        raise
+    metrics.SERVES.labels(status="200").inc()
     response = jsonify(document)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Banner-Bandit-Worker"] = str(os.getpid())
@@ -96,6 +101,7 @@ def _flag_stale(response: Response) -> None:
     age = runtime.get().cache.age()
     if age > current_app.config["STALE_AFTER_SECONDS"]:
         response.headers["X-Banner-Bandit-Stale"] = f"{age:.1f}"
+        metrics.STALE_SERVES.inc()
 
 
 @bp.get("/v1/embed/<tenant>/<slot>")
@@ -146,9 +152,12 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tupl
         valid=reason is None, invalid_reason=reason, user_agent=user_agent, ip=ip,
     )
     try:
-        return rt.events.record_click(click), claim
+        recorded = rt.events.record_click(click)
     except SpoolFull:
         raise ServiceUnavailable("cannot record clicks right now (event spool full); try later") from None
+    outcome = ("recorded" if reason is None else f"filtered_{reason}") if recorded else "duplicate"
+    metrics.CLICKS.labels(outcome=outcome).inc()
+    return recorded, claim
 
 
 @bp.get("/v1/click/<token>")
