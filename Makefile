@@ -14,7 +14,7 @@ CASSANDRA_HOSTS ?=
 comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
-.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve bench-bots clean
+.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve bench-outage bench-bots clean
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
@@ -80,6 +80,9 @@ test: venv
 
 bench-serve: venv cassandra
 	@PYTHONPATH=. $(PY) benchmarks/bench_serve.py
+
+bench-outage: venv cassandra
+	@$(PY) -m pytest tests/test_outage.py -q -s -p no:logging
 
 bench-bots: venv
 	@PYTHONPATH=. $(PY) benchmarks/bench_bots.py
