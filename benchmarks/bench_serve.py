@@ -21,11 +21,12 @@ What it does, in order:
 6. Prints a Markdown block for docs/BENCHMARKS.md and writes it to benchmarks/out/serve.md.
 
 The load generators, and why two: the load generator shares the machine's two cores with gunicorn and
-Cassandra, so it must be cheap. wrk (C, Debian package) is: about 0.03 ms of CPU per request here, even
-though gunicorn's sync workers close every connection. But wrk has no rate control, and Debian has no
-wrk2, so the constant-rate phases use vegeta (Go), which holds a rate in an open loop (it adds workers
-when responses are slow, so a slow server does not slow the senders down) but costs about ten times
-more CPU per request: fine at half the peak, too much to measure the peak with. The impression ids
+Cassandra, so it must be cheap. wrk (C, Debian package) is: about 0.1 ms of CPU per request here, although
+gunicorn's sync workers close every connection. But wrk has no rate control, and Debian has no wrk2, so
+the constant-rate phases use vegeta (Go), which holds a rate in an open loop (it adds workers when
+responses are slow, so a slow server does not slow the senders down) but costs 0.4 to 1.2 ms of CPU per
+request here (0.6 of the 2 cores at the ping peak): fine at half the serve peak, too much to measure a
+peak with. The impression ids
 come from wrk's Lua ``response()`` hook (benchmarks/wrk_phase.lua: one file per wrk thread) and from
 the response bodies vegeta records. Latency percentiles: wrk's own (exact to the microsecond), and
 computed here, exactly, from vegeta's per-request results.

@@ -22,7 +22,7 @@ import logging
 import threading
 import uuid
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from cassandra import OperationTimedOut, WriteTimeout
@@ -67,7 +67,7 @@ class Impression:
                 self.beta, self.prior_source, self.propensity)
 
     def to_record(self) -> dict[str, Any]:
-        return {**asdict(self), "kind": "impression", "impression_id": self.impression_id.hex,
+        return {**vars(self), "kind": "impression", "impression_id": self.impression_id.hex,
                 "served_at": self.served_at.isoformat()}
 
     @classmethod
@@ -100,7 +100,7 @@ class Click:
                 self.user_agent, self.ip)
 
     def to_record(self) -> dict[str, Any]:
-        return {**asdict(self), "kind": "click", "impression_id": self.impression_id.hex,
+        return {**vars(self), "kind": "click", "impression_id": self.impression_id.hex,
                 "day": self.day.isoformat(), "clicked_at": self.clicked_at.isoformat()}
 
     @classmethod
