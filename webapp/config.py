@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     # Learning
     "CACHE_REFRESH_SECONDS": 1.0,             # how often each process re-reads posteriors
     "COUNTER_FLUSH_SECONDS": 0.5,             # how often each process writes its aggregated counters
-    "PROPENSITY_DRAWS": 4000,                 # Monte Carlo draws for P(banner wins) per cache refresh
+    "PROPENSITY_DRAWS": 4096,                 # largest block of precomputed Thompson draws (see posteriors.py)
     "RANDOM_SEED": None,                      # seed for the per-process sampler (None = fresh entropy)
     # Durable event spool (per process) for events Cassandra has not taken yet
     "SPOOL_DIR": "",                          # default: <instance folder>/spool

@@ -24,12 +24,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from webapp import store
-from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, win_probabilities
+from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, thompson_winners
 from webapp.cassandra import Database
 from webapp.clickfilter import ClickFilterSettings
 from webapp.events import SLOT_WIDE
 
 log = logging.getLogger(__name__)
+
+FIRST_BLOCK = 512       # Thompson draws precomputed for a (slot, location) at its first serve of a snapshot
 
 
 @dataclass(frozen=True)
@@ -43,19 +45,32 @@ class Banner:
 
 @dataclass
 class Posterior:
-    """Posterior of the active banners of one (tenant, slot, location); arrays have shape (K,)."""
+    """Posterior of the active banners of one (tenant, slot, location); arrays have shape (K,).
+
+    Decisions come from a block of precomputed independent Thompson draws (``thompson_winners``): each
+    serve takes the next one, so every serve is still a fresh draw from the current posterior, and the
+    block's win frequencies are the propensities (P(banner wins the draw), Monte Carlo).
+    """
 
     scope: str                          # 'location' or 'slot'
     alpha: NDArray[np.float64]
     beta: NDArray[np.float64]
     prior_sources: tuple[str, ...]
+    _winners: NDArray[np.intp] | None = None
+    _cursor: int = 0
     _propensities: NDArray[np.float64] | None = None
 
-    def propensities(self, rng: np.random.Generator, draws: int) -> NDArray[np.float64]:
-        """P(each banner wins the draw), estimated once per snapshot."""
-        if self._propensities is None:
-            self._propensities = win_probabilities(self.alpha, self.beta, rng, draws)
-        return self._propensities
+    def choose(self, rng: np.random.Generator, draws: int) -> tuple[int, float]:
+        """(index of the banner to serve, its propensity). Not thread-safe: the caller holds a lock."""
+        if self._winners is None or self._cursor >= len(self._winners):
+            # Blocks grow while a location is busy: a rarely served city costs FIRST_BLOCK draws per snapshot.
+            size = min(draws, FIRST_BLOCK if self._winners is None else 2 * len(self._winners))
+            self._winners = thompson_winners(self.alpha, self.beta, rng, size)
+            self._cursor = 0
+            self._propensities = np.bincount(self._winners, minlength=len(self.alpha)) / size
+        index = int(self._winners[self._cursor])
+        self._cursor += 1
+        return index, float(self._propensities[index])
 
 
 @dataclass

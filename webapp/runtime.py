@@ -16,7 +16,6 @@ import numpy as np
 from flask import Flask, current_app
 
 from webapp import metrics
-from webapp.bandits import ThompsonSampler
 from webapp.cassandra import Database
 from webapp.events import EventWriter
 from webapp.posteriors import PosteriorCache
@@ -33,7 +32,6 @@ class Runtime:
         self.pid = os.getpid()
         seed = config["RANDOM_SEED"]
         self.rng = np.random.default_rng(seed)
-        self.sampler = ThompsonSampler(self.rng)
         self.cache = PosteriorCache(db)
         self.spool = Spool(config["SPOOL_DIR"], config["SPOOL_MAX_BYTES"], config["SPOOL_SEGMENT_SECONDS"])
         self.events = EventWriter(db, self.spool)
@@ -42,13 +40,10 @@ class Runtime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def select(self, alpha, beta) -> int:
+    def choose(self, posterior) -> tuple[int, float]:
+        """Thompson decision for this serve and the chosen banner's propensity."""
         with self._sample_lock:
-            return self.sampler.select(alpha, beta)
-
-    def propensities(self, posterior):
-        with self._sample_lock:
-            return posterior.propensities(self.rng, self.config["PROPENSITY_DRAWS"])
+            return posterior.choose(self.rng, self.config["PROPENSITY_DRAWS"])
 
     def start(self) -> None:
         """Load the cache once (warm-up), then refresh, flush, fsync and replay in a daemon thread."""

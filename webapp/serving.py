@@ -51,9 +51,8 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
     if not state.active:
         raise NotFound(f"slot {tenant}/{slot} has no active banner")
     posterior = state.posterior(location)
-    index = rt.select(posterior.alpha, posterior.beta)
+    index, propensity = rt.choose(posterior)
     banner = state.active[index]
-    propensity = float(rt.propensities(posterior)[index])
 
     impression = Impression(
         tenant_id=tenant, slot_id=slot, impression_id=uuid.uuid1(),
