@@ -30,7 +30,7 @@ def require_token() -> None:
 
 
 def _body(allowed: set[str]) -> dict:
-    return validation.json_object(request.get_json(silent=True), allowed)
+    return validation.json_body(request, allowed)
 
 
 def _put_result(result: tuple[bool, dict]):
@@ -40,6 +40,7 @@ def _put_result(result: tuple[bool, dict]):
 
 @bp.put("/tenants/<tenant>")
 def put_tenant(tenant: str):
+    """Create or replace a tenant."""
     body = _body({"name", "timezone"})
     return _put_result(services.put_tenant(_db(), tenant, body.get("name"), body.get("timezone"),
                                            current_app.config["DEFAULT_TIMEZONE"]))
@@ -47,26 +48,31 @@ def put_tenant(tenant: str):
 
 @bp.get("/tenants/<tenant>")
 def get_tenant(tenant: str):
+    """A tenant."""
     found = services.require_tenant(_db(), tenant)
     return jsonify(id=tenant, name=found["name"], timezone=found["timezone"])
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>")
 def put_slot(tenant: str, slot: str):
+    """Create or replace a slot of a tenant."""
     body = _body({"name"})
     return _put_result(services.put_slot(_db(), tenant, slot, body.get("name")))
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>/banners/<banner>")
 def put_banner(tenant: str, slot: str, banner: str):
+    """Create or replace a banner of a slot."""
     body = _body({"image_url", "target_url", "alt", "active"})
     return _put_result(services.put_banner(
         _db(), tenant, slot, banner, image_url=body.get("image_url"), target_url=body.get("target_url"),
-        alt=body.get("alt"), active=body.get("active")))
+        alt=body.get("alt"), active=body.get("active"),
+        max_banners=current_app.config["MAX_BANNERS_PER_SLOT"]))
 
 
 @bp.get("/tenants/<tenant>/slots/<slot>/banners")
 def list_banners(tenant: str, slot: str):
+    """The banners of a slot."""
     return jsonify(banners=services.list_banners(_db(), tenant, slot))
 
 

@@ -30,14 +30,15 @@ DEFAULTS: dict[str, Any] = {
     "RANDOM_SEED": None,                      # seed for the per-process sampler (None = fresh entropy)
     # Input limits
     "MAX_PARAM_LENGTH": 128,                  # location, customer_id, referrer_id
-    "MAX_CONTENT_LENGTH": 64 * 1024,          # request body bytes
+    "MAX_CONTENT_LENGTH": 64 * 1024,          # request body bytes (Flask answers 413 beyond it)
+    "MAX_BANNERS_PER_SLOT": 50,               # creating one more banner in a full slot is refused (409)
     # Background threads (tests switch them off and drive refresh/flush by hand)
     "BACKGROUND_THREADS": True,
     "DEFAULT_TIMEZONE": "Asia/Kolkata",
 }
 
 _INT_KEYS = {"CASSANDRA_PORT", "CLICK_WINDOW_SECONDS", "PROPENSITY_DRAWS", "MAX_PARAM_LENGTH",
-             "MAX_CONTENT_LENGTH"}
+             "MAX_CONTENT_LENGTH", "MAX_BANNERS_PER_SLOT"}
 _FLOAT_KEYS = {"CACHE_REFRESH_SECONDS", "COUNTER_FLUSH_SECONDS"}
 _BOOL_KEYS = {"BACKGROUND_THREADS"}
 

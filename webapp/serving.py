@@ -74,6 +74,7 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
 
 @bp.get("/v1/serve/<tenant>/<slot>")
 def serve(tenant: str, slot: str):
+    """Pick a banner for this visitor and log the impression."""
     document, _ = _choose(tenant, slot)
     response = jsonify(document)
     response.headers["Cache-Control"] = "no-store"
@@ -120,8 +121,8 @@ def click_redirect(token: str):
 
 @bp.post("/v1/click")
 def click_post():
-    body = request.get_json(silent=True)
-    body = validation.json_object(body, {"token", "customer_id", "referrer_id"})
+    """Record a click from the publisher's server or script."""
+    body = validation.json_body(request, {"token", "customer_id", "referrer_id"})
     recorded, _ = _record_click(body.get("token"), body.get("customer_id"), body.get("referrer_id"))
     return jsonify(status="recorded" if recorded else "duplicate")
 
