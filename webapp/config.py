@@ -32,13 +32,14 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PARAM_LENGTH": 128,                  # location, customer_id, referrer_id
     "MAX_CONTENT_LENGTH": 64 * 1024,          # request body bytes (Flask answers 413 beyond it)
     "MAX_BANNERS_PER_SLOT": 50,               # creating one more banner in a full slot is refused (409)
+    "TRUSTED_PROXIES": 0,                     # reverse proxies in front whose X-Forwarded-For/-Proto to trust
     # Background threads (tests switch them off and drive refresh/flush by hand)
     "BACKGROUND_THREADS": True,
     "DEFAULT_TIMEZONE": "Asia/Kolkata",
 }
 
 _INT_KEYS = {"CASSANDRA_PORT", "CLICK_WINDOW_SECONDS", "PROPENSITY_DRAWS", "MAX_PARAM_LENGTH",
-             "MAX_CONTENT_LENGTH", "MAX_BANNERS_PER_SLOT"}
+             "MAX_CONTENT_LENGTH", "MAX_BANNERS_PER_SLOT", "TRUSTED_PROXIES"}
 _FLOAT_KEYS = {"CACHE_REFRESH_SECONDS", "COUNTER_FLUSH_SECONDS"}
 _BOOL_KEYS = {"BACKGROUND_THREADS"}
 

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, render_te
 
 from webapp import runtime, validation
 from webapp.errors import InvalidInput, NotFound
+from webapp.security import embeddable
 from webapp.events import Click, Impression
 from webapp.tokens import ClickClaim
 
@@ -83,6 +84,7 @@ def serve(tenant: str, slot: str):
 
 
 @bp.get("/v1/embed/<tenant>/<slot>")
+@embeddable
 def embed(tenant: str, slot: str):
     """An HTML page with one banner, for an <iframe>."""
     document, _ = _choose(tenant, slot)
@@ -116,7 +118,13 @@ def click_redirect(token: str):
     banner = state.banners.get(claim.banner_id) if state else None
     if banner is None or not banner.target_url:
         raise NotFound("the banner of this click no longer exists")
-    return redirect(banner.target_url, code=302)
+    # Redirect only to what the management API stored for this banner, and only if it is http(s): the
+    # URL never comes from the request.
+    try:
+        target = validation.http_url(banner.target_url, "target_url")
+    except InvalidInput:
+        raise NotFound("the banner of this click has no valid http(s) target URL") from None
+    return redirect(target, code=302)
 
 
 @bp.post("/v1/click")
