@@ -46,6 +46,7 @@ def make_config(keyspace: str, **overrides) -> dict:
         "SECRET_KEY": "test-secret",
         "BACKGROUND_THREADS": False,       # tests drive flush/refresh with sync()
         "RANDOM_SEED": 20261123,
+        "RATELIMIT_ENABLED": False,        # tests of the limits turn them on (tests/test_rate_limits.py)
         "TESTING": True,
     }
     config.update(overrides)

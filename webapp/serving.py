@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, render_te
 
 from webapp import runtime, validation
 from webapp.errors import InvalidInput, NotFound
+from webapp.limits import click_limit, serve_limit
 from webapp.security import embeddable
 from webapp.events import Click, Impression
 from webapp.tokens import ClickClaim
@@ -74,6 +75,7 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
 
 
 @bp.get("/v1/serve/<tenant>/<slot>")
+@serve_limit
 def serve(tenant: str, slot: str):
     """Pick a banner for this visitor and log the impression."""
     document, _ = _choose(tenant, slot)
@@ -85,6 +87,7 @@ def serve(tenant: str, slot: str):
 
 @bp.get("/v1/embed/<tenant>/<slot>")
 @embeddable
+@serve_limit
 def embed(tenant: str, slot: str):
     """An HTML page with one banner, for an <iframe>."""
     document, _ = _choose(tenant, slot)
@@ -111,6 +114,7 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tupl
 
 
 @bp.get("/v1/click/<token>")
+@click_limit
 def click_redirect(token: str):
     """Record the click (once) and send the visitor to the banner's target."""
     _, claim = _record_click(token, request.args.get("customer_id"), request.args.get("referrer_id"))
@@ -128,6 +132,7 @@ def click_redirect(token: str):
 
 
 @bp.post("/v1/click")
+@click_limit
 def click_post():
     """Record a click from the publisher's server or script."""
     body = validation.json_body(request, {"token", "customer_id", "referrer_id"})
