@@ -37,10 +37,11 @@ def test_serve_and_embed_share_one_budget_per_client(app_factory):
         assert 1 <= int(refused.headers["Retry-After"]) <= 61     # the window, rounded up
         assert refused.headers["Access-Control-Allow-Origin"] == "*"    # a browser script can read why
     assert impressions(app, tenant, slot) == 3                      # a refused request logs nothing
-    # Another client has its own budget; ping is not limited.
+    # Another client has its own budget; the admin API, ping and the document are not limited.
     assert client.get(f"/v1/serve/{tenant}/{slot}", environ_base=BOB).status_code == 200
     for _ in range(5):
         assert client.get("/v1/ping", environ_base=ALICE).status_code == 200
+        assert client.get("/openapi.json", environ_base=ALICE).status_code == 200
 
 
 def test_both_click_endpoints_share_one_budget_and_a_refused_click_is_not_recorded(app_factory):

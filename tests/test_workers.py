@@ -40,9 +40,9 @@ def server(keyspace):
     deadline = time.monotonic() + 30
     while True:
         try:
-            requests.get(f"{base}/v1/ping", timeout=1)
+            requests.get(f"{base}/v1/ping", timeout=5)
             break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):     # not listening yet, or workers booting
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
                 pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")

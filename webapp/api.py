@@ -40,7 +40,26 @@ def _put_result(result: tuple[bool, dict]):
 
 @bp.put("/tenants/<tenant>")
 def put_tenant(tenant: str):
-    """Create or replace a tenant."""
+    """Create or replace a tenant.
+    ---
+    put:
+      summary: Create (201) or replace (200) a tenant
+      tags: [management]
+      parameters:
+        - tenant
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: TenantBody
+      responses:
+        200: {description: replaced, content: {application/json: {schema: Tenant}}}
+        201: {description: created, content: {application/json: {schema: Tenant}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+        413: PayloadTooLarge
+    """
     body = _body({"name", "timezone"})
     return _put_result(services.put_tenant(_db(), tenant, body.get("name"), body.get("timezone"),
                                            current_app.config["DEFAULT_TIMEZONE"]))
@@ -48,21 +67,75 @@ def put_tenant(tenant: str):
 
 @bp.get("/tenants/<tenant>")
 def get_tenant(tenant: str):
-    """A tenant."""
+    """A tenant.
+    ---
+    get:
+      summary: Read a tenant
+      tags: [management]
+      parameters:
+        - tenant
+      responses:
+        200: {description: the tenant, content: {application/json: {schema: Tenant}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+    """
     found = services.require_tenant(_db(), tenant)
     return jsonify(id=tenant, name=found["name"], timezone=found["timezone"])
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>")
 def put_slot(tenant: str, slot: str):
-    """Create or replace a slot of a tenant."""
+    """Create or replace a slot of a tenant.
+    ---
+    put:
+      summary: Create (201) or replace (200) a banner slot
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: SlotBody
+      responses:
+        200: {description: replaced, content: {application/json: {schema: Slot}}}
+        201: {description: created, content: {application/json: {schema: Slot}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+        413: PayloadTooLarge
+    """
     body = _body({"name"})
     return _put_result(services.put_slot(_db(), tenant, slot, body.get("name")))
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>/banners/<banner>")
 def put_banner(tenant: str, slot: str, banner: str):
-    """Create or replace a banner of a slot."""
+    """Create or replace a banner of a slot.
+    ---
+    put:
+      summary: Create (201) or replace (200) a banner; a slot holds at most MAX_BANNERS_PER_SLOT
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+        - banner
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: BannerBody
+      responses:
+        200: {description: replaced, content: {application/json: {schema: Banner}}}
+        201: {description: created, content: {application/json: {schema: Banner}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+        409: Conflict
+        413: PayloadTooLarge
+    """
     body = _body({"image_url", "target_url", "alt", "active"})
     return _put_result(services.put_banner(
         _db(), tenant, slot, banner, image_url=body.get("image_url"), target_url=body.get("target_url"),
@@ -72,13 +145,40 @@ def put_banner(tenant: str, slot: str, banner: str):
 
 @bp.get("/tenants/<tenant>/slots/<slot>/banners")
 def list_banners(tenant: str, slot: str):
-    """The banners of a slot."""
+    """The banners of a slot.
+    ---
+    get:
+      summary: List a slot's banners
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+      responses:
+        200: {description: the banners, content: {application/json: {schema: BannerList}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+    """
     return jsonify(banners=services.list_banners(_db(), tenant, slot))
 
 
 @bp.get("/tenants/<tenant>/slots/<slot>/stats")
 def slot_stats(tenant: str, slot: str):
-    """Per banner: counts, CTR, the posterior Beta(alpha, beta) for the location, P(best)."""
+    """Per banner: counts, CTR, the posterior Beta(alpha, beta) for the location, P(best).
+    ---
+    get:
+      summary: Statistics of a slot for a location (slot-wide without one)
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+        - location
+      responses:
+        200: {description: per banner counts and posteriors, content: {application/json: {schema: SlotStats}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+    """
     location = validation.normalize_location(request.args.get("location"),
                                               current_app.config["MAX_PARAM_LENGTH"])
     rng = np.random.default_rng(current_app.config["RANDOM_SEED"])
