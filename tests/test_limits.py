@@ -1,4 +1,4 @@
-"""Input limits: body size, parameter lengths and character sets, banners per slot. Each → 4xx JSON, nothing written."""
+"""Input limits: body size, parameter lengths and character sets, banners per slot: 4xx JSON, nothing written."""
 
 from __future__ import annotations
 
