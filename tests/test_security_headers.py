@@ -105,7 +105,23 @@ def test_every_response_gets_the_headers(client, path):
 def test_hsts_only_over_https(client):
     assert "Strict-Transport-Security" not in client.get("/v1/ping").headers
     secure = client.get("/v1/ping", base_url="https://localhost")
-    assert secure.headers["Strict-Transport-Security"] == "max-age=31556926"
+    assert secure.headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+def test_headers_a_view_sets_itself_are_kept(app_factory):
+    """E.g. a sandboxed policy on an uploaded image, or a page that must never be framed."""
+    app = app_factory()
+
+    @app.get("/own-headers")
+    def own_headers():
+        return "x", {"Content-Security-Policy": "default-src 'none'; sandbox", "X-Frame-Options": "DENY",
+                     "Referrer-Policy": "no-referrer"}
+
+    response = app.test_client().get("/own-headers")
+    assert response.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"         # the ones it did not set are added
 
 
 # -- redirects --------------------------------------------------------------------------------------------
