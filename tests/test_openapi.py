@@ -110,22 +110,24 @@ def gunicorn_server(keyspace):
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            requests.get(f"{base}/v1/ping", timeout=5)
-            break
-        except (requests.ConnectionError, requests.Timeout):     # not listening yet, or workers booting
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
-    yield base
-    process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"{base}/v1/ping", timeout=5)
+                break
+            except requests.RequestException:      # not listening yet, or workers still booting
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")
+                time.sleep(0.2)
+        yield base
+    finally:                                       # whatever happened, no server outlives the test
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def seed_examples(base: str) -> None:
