@@ -28,9 +28,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     limits.init_app(app)
 
-    from webapp import api, openapi, serving
+    from webapp import api, metrics, openapi, serving
 
     app.register_blueprint(serving.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
     return app

@@ -36,6 +36,10 @@ class Conflict(DomainError):
     status = 409
 
 
+class ServiceUnavailable(DomainError):
+    status = 503
+
+
 def wants_json() -> bool:
     return request.path.startswith("/v1/") or request.is_json
 
