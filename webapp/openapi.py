@@ -37,6 +37,7 @@ ERROR_RESPONSES = {
     "Conflict": "The slot already has MAX_BANNERS_PER_SLOT banners; nothing was written.",
     "PayloadTooLarge": "The request body is larger than MAX_CONTENT_LENGTH bytes.",
     "TooManyRequests": "This client exceeded its rate limit; retry after the Retry-After header's time.",
+    "ServiceUnavailable": "Cannot serve or record right now (configuration not loaded, event spool full).",
 }
 
 

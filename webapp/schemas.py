@@ -74,17 +74,39 @@ class Ping(Closed):
 
 # -- management -------------------------------------------------------------------------------------------
 
+class ClickFilterBody(Closed):
+    """Per-tenant click filter thresholds; omitted fields keep their defaults. A rate of 0 disables it."""
+
+    enabled = fields.Boolean()
+    min_delay_seconds = fields.Float(validate=validate.Range(0, 3600))
+    max_clicks_per_customer = fields.Integer(validate=validate.Range(0, 1_000_000))
+    max_clicks_per_ip = fields.Integer(validate=validate.Range(0, 1_000_000))
+    window_seconds = fields.Integer(validate=validate.Range(60, 7 * 86400))
+    block_bot_user_agents = fields.Boolean()
+
+
+class ClickFilter(Closed):
+    enabled = fields.Boolean(required=True)
+    min_delay_seconds = fields.Float(required=True)
+    max_clicks_per_customer = fields.Integer(required=True)
+    max_clicks_per_ip = fields.Integer(required=True)
+    window_seconds = fields.Integer(required=True)
+    block_bot_user_agents = fields.Boolean(required=True)
+
+
 class TenantBody(Closed):
     name = fields.String(required=True, validate=[validate.Length(min=1, max=validation.MAX_TEXT_LENGTH),
                                                   PLAIN_TEXT])
     timezone = fields.String(allow_none=True, validate=validate.Length(min=1, max=64),
                              metadata={"description": "IANA time zone name; default Asia/Kolkata"})
+    click_filter = fields.Nested(ClickFilterBody, allow_none=True)
 
 
 class Tenant(Closed):
     id = fields.String(required=True, validate=IDENTIFIER)
     name = fields.String(required=True)
     timezone = fields.String(required=True)
+    click_filter = fields.Nested(ClickFilter, required=True)
 
 
 class SlotBody(Closed):
@@ -132,7 +154,10 @@ class BannerReport(Closed):
     id = fields.String(required=True)
     active = fields.Boolean(required=True)
     impressions = fields.Integer(required=True, validate=validate.Range(min=0))
-    clicks = fields.Integer(required=True, validate=validate.Range(min=0))
+    clicks = fields.Integer(required=True, validate=validate.Range(min=0),
+                            metadata={"description": "valid clicks, the ones learned from"})
+    filtered_clicks = fields.Integer(required=True, validate=validate.Range(min=0),
+                                     metadata={"description": "stored but flagged (bots, too fast, too many)"})
     ctr = fields.Float(required=True)
     alpha = fields.Float(required=True)
     beta = fields.Float(required=True)
@@ -149,6 +174,7 @@ class SlotStats(Closed):
     location = fields.String(required=True)
     banners = fields.List(fields.Nested(BannerReport), required=True)
     locations = fields.List(fields.String(), required=True)
+    filtered_clicks_by_reason = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
 
 
 SCHEMAS: tuple[type[Schema], ...] = (Error, ServeDocument, ClickBody, ClickResult, Ping, TenantBody, Tenant,

@@ -105,6 +105,7 @@ def serve(tenant: str, slot: str):
         400: BadRequest
         404: NotFound
         429: TooManyRequests
+        503: ServiceUnavailable
     """
     try:
         document, _ = _choose(tenant, slot)
@@ -151,6 +152,7 @@ def embed(tenant: str, slot: str):
         400: BadRequest
         404: NotFound
         429: TooManyRequests
+        503: ServiceUnavailable
     """
     document, _ = _choose(tenant, slot)
     html = render_template("serving/embed.html", banner=document["banner"], click_url=document["click_url"],
@@ -227,6 +229,7 @@ def click_redirect(token: str):
         400: BadRequest
         404: NotFound
         429: TooManyRequests
+        503: ServiceUnavailable
     """
     _, claim = _record_click(token, request.args.get("customer_id"), request.args.get("referrer_id"))
     state = runtime.get().cache.slot(claim.tenant_id, claim.slot_id)
@@ -264,6 +267,7 @@ def click_post():
         400: BadRequest
         413: PayloadTooLarge
         429: TooManyRequests
+        503: ServiceUnavailable
     """
     body = validation.json_body(request, {"token", "customer_id", "referrer_id"})
     recorded, _ = _record_click(body.get("token"), body.get("customer_id"), body.get("referrer_id"))
