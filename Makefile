@@ -14,13 +14,14 @@ CASSANDRA_HOSTS ?=
 comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
-.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve bench-learning simulate-service clean
+.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve bench-outage bench-bots bench-learning simulate-service clean
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
 	@echo "make test         the whole test suite (starts the local Cassandra if needed)"
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
+	@echo "make bench-bots   simulation: does a click bot poison the learning, with and without the filter"
 	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, ~15 min)"
 	@echo "make simulate-service  simulated visitors against gunicorn; checks the stats API (STEPS=2000)"
 
@@ -80,7 +81,13 @@ test: venv
 	@$(PY) -m pytest
 
 bench-serve: venv cassandra
-	@$(PY) benchmarks/bench_serve.py
+	@PYTHONPATH=. $(PY) benchmarks/bench_serve.py
+
+bench-outage: venv cassandra
+	@$(PY) -m pytest tests/test_outage.py -q -s -p no:logging
+
+bench-bots: venv
+	@PYTHONPATH=. $(PY) benchmarks/bench_bots.py
 
 # Learning benchmark (issue 5): SEEDS seeds of three scenarios, all policies; writes docs/.
 SEEDS ?= 8

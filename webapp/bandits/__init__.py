@@ -6,8 +6,9 @@ from webapp.bandits.thompson import (
     BetaPrior,
     ThompsonSampler,
     beta_posterior,
+    thompson_winners,
     win_probabilities,
 )
 
 __all__ = ["UNIFORM_PRIOR", "BetaPrior", "DiscountedThompsonSampling", "ThompsonSampler", "beta_posterior",
-           "win_probabilities"]
+           "thompson_winners", "win_probabilities"]
