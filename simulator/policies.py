@@ -6,9 +6,10 @@
                                                 the clicks that became known (possibly of older impressions)
 
 Every policy keeps one bandit per city (the server keeps counters per location). Our Thompson policies
-run the module the server runs — :func:`webapp.bandits.beta_posterior` and
-:class:`webapp.bandits.ThompsonSampler` (its ``select_many`` is ``select`` once per request, draw for draw)
-— and :class:`webapp.bandits.DiscountedThompsonSampling`; nothing of them is re-implemented here.
+run the module the server runs — :func:`webapp.bandits.beta_posterior` for the posterior and
+:func:`webapp.bandits.thompson_winners` for the decisions (a block of independent draws per location and
+posterior snapshot, one per request, as ``webapp.posteriors.Posterior.choose`` serves) — and
+:class:`webapp.bandits.DiscountedThompsonSampling`; nothing of them is re-implemented here.
 
 Baselines: uniform random (an A/B/n test), ε-greedy (Sutton & Barto, *Reinforcement Learning*, 2nd ed.,
 2018, §2.2), UCB1 (Auer, Cesa-Bianchi & Fischer, "Finite-time Analysis of the Multiarmed Bandit Problem",
@@ -24,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from webapp.bandits import DiscountedThompsonSampling, ThompsonSampler, beta_posterior
+from webapp.bandits import DiscountedThompsonSampling, beta_posterior
+from webapp.bandits.discounted import select_by_scope
 
 IntArray = NDArray[np.intp]
 FloatArray = NDArray[np.float64]
@@ -145,10 +147,6 @@ class ThompsonPerCity(CountingPolicy):
 
     name: str = "thompson"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.sampler = ThompsonSampler(self.rng)
-
     def refresh(self) -> None:
         ones = np.ones_like(self.impressions)
         alpha, beta = beta_posterior(ones, ones, self.impressions, self.clicks)          # (C, K)
@@ -159,7 +157,7 @@ class ThompsonPerCity(CountingPolicy):
         self._alpha, self._beta = alpha, beta
 
     def select_actions(self, cities: IntArray) -> IntArray:
-        return self.sampler.select_many(self._alpha[cities], self._beta[cities])
+        return select_by_scope(self._alpha, self._beta, np.asarray(cities, dtype=np.intp), self.rng)
 
 
 PriorFunction = Callable[[FloatArray, FloatArray], tuple[FloatArray, FloatArray]]

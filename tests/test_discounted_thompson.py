@@ -1,19 +1,32 @@
-"""Batched Thompson draws and discounted Thompson sampling (webapp.bandits)."""
+"""Discounted Thompson sampling and per-scope Thompson decisions (webapp.bandits)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from webapp.bandits import DiscountedThompsonSampling, ThompsonSampler, beta_posterior
+from webapp.bandits import DiscountedThompsonSampling, beta_posterior, thompson_winners
+from webapp.bandits.discounted import select_by_scope
 
 
-def test_select_many_is_select_once_per_row_draw_for_draw():
+def test_select_by_scope_serves_each_scope_from_a_block_of_thompson_winners():
     rng = np.random.default_rng(1)
-    alpha, beta = rng.uniform(0.5, 40, (300, 7)), rng.uniform(0.5, 900, (300, 7))
-    batched = ThompsonSampler(99).select_many(alpha, beta)
-    one_by_one = ThompsonSampler(99)
-    assert batched.tolist() == [one_by_one.select(alpha[i], beta[i]) for i in range(300)]
+    alpha, beta = rng.uniform(0.5, 40, (2, 4)), rng.uniform(0.5, 900, (2, 4))
+    scopes = np.array([1, 0, 1, 1, 0])
+    got = select_by_scope(alpha, beta, scopes, np.random.default_rng(5))
+    same = np.random.default_rng(5)
+    expected = np.empty(5, dtype=np.intp)
+    expected[[1, 4]] = thompson_winners(alpha[0], beta[0], same, 2)          # scopes in ascending order
+    expected[[0, 2, 3]] = thompson_winners(alpha[1], beta[1], same, 3)
+    assert got.tolist() == expected.tolist()
+
+
+def test_select_by_scope_picks_banners_with_their_win_probabilities():
+    alpha, beta = np.array([[2.0, 1.0], [1.0, 2.0]]), np.array([[1.0, 1.0], [1.0, 1.0]])
+    scopes = np.repeat([0, 1], 20_000)
+    picks = select_by_scope(alpha, beta, scopes, np.random.default_rng(3))
+    assert np.mean(picks[:20_000] == 0) == pytest.approx(2 / 3, abs=0.015)    # P(Beta(2,1) > Beta(1,1)) = 2/3
+    assert np.mean(picks[20_000:] == 1) == pytest.approx(2 / 3, abs=0.015)
 
 
 def test_gamma_one_is_plain_thompson_sampling():

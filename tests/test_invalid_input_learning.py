@@ -9,7 +9,7 @@ import pytest
 
 from simulator import BannerSlotEnv, Scenario
 from simulator.policies import UCB1, DiscountedThompson, EpsilonGreedy, ThompsonPooled, slot_wide_prior
-from webapp.bandits import DiscountedThompsonSampling, ThompsonSampler
+from webapp.bandits import DiscountedThompsonSampling
 
 
 @pytest.mark.parametrize("gamma", [0, -0.5, 1.0001, 2, float("nan"), float("inf"), "0.9", None, True])
@@ -50,16 +50,6 @@ def test_discounted_rejects_out_of_range_scopes_arms_and_clicks():
     with pytest.raises(ValueError, match="arms"):
         policy.record_clicks([0], [-1])
     assert policy.impressions.sum() == 0 and policy.clicks.sum() == 0       # nothing half-recorded
-
-
-def test_select_many_rejects_mismatched_or_empty_arrays():
-    sampler = ThompsonSampler(0)
-    with pytest.raises(ValueError, match="same shape"):
-        sampler.select_many(np.ones((2, 3)), np.ones((2, 2)))
-    with pytest.raises(ValueError, match="2-D"):
-        sampler.select_many(np.ones(3), np.ones(3))
-    with pytest.raises(ValueError, match="zero arms"):
-        sampler.select_many(np.ones((2, 0)), np.ones((2, 0)))
 
 
 @pytest.mark.parametrize("changes,field", [

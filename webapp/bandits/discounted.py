@@ -12,7 +12,8 @@ Written with discounted counts ñ_b (impressions) and c̃_b (clicks) this is
     ñ_b ← γ ñ_b + [b served],   c̃_b ← γ c̃_b + r · [b served],   posterior Beta(α0 + c̃, β0 + ñ − c̃)
 
 which is the plain posterior of :func:`webapp.bandits.beta_posterior` applied to discounted counts, so this
-class computes it with that function and draws with :class:`webapp.bandits.ThompsonSampler`. γ = 1 is plain
+class computes it with that function and draws with :func:`webapp.bandits.thompson_winners`, as the server
+does (one block of draws per scope and posterior snapshot, one draw per request). γ = 1 is plain
 Thompson sampling; a banner's data is forgotten with a half-life of ln 2 / −ln γ decisions of its scope
 (γ = 0.999: ≈ 693) and the posterior never holds more than 1 / (1 − γ) impressions' worth of evidence.
 
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from webapp.bandits.thompson import ThompsonSampler, beta_posterior
+from webapp.bandits.thompson import beta_posterior, thompson_winners
 
 
 @dataclass
@@ -87,7 +88,7 @@ class DiscountedThompsonSampling:
                 raise ValueError(f"{name} must be positive and finite, got {getattr(self, name)!r}")
             priors.append(value.copy())
         self._alpha0, self._beta0 = priors
-        self.sampler = ThompsonSampler(self.rng)
+        self.rng = self.rng if isinstance(self.rng, np.random.Generator) else np.random.default_rng(self.rng)
         self.impressions = np.zeros(shape)
         self.clicks = np.zeros(shape)
         self._posterior: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
@@ -99,7 +100,7 @@ class DiscountedThompsonSampling:
         return self._posterior
 
     def select_actions(self, scopes: ArrayLike) -> NDArray[np.intp]:
-        """One Thompson draw per request.
+        """One Thompson draw per request, all from the current posterior.
 
         Parameters
         ----------
@@ -111,9 +112,7 @@ class DiscountedThompsonSampling:
         ndarray of int, shape (n,)
             The banner index served to each request.
         """
-        s = self._scopes(scopes)
-        alpha, beta = self.posterior()
-        return self.sampler.select_many(alpha[s], beta[s])
+        return select_by_scope(*self.posterior(), self._scopes(scopes), self.rng)
 
     def record_impressions(self, scopes: ArrayLike, arms: ArrayLike,
                            clicks: ArrayLike | None = None) -> None:
@@ -162,3 +161,25 @@ def _indices(values: ArrayLike, bound: int, name: str) -> NDArray[np.intp]:
     if array.size and (not np.issubdtype(array.dtype, np.integer) or array.min() < 0 or array.max() >= bound):
         raise ValueError(f"{name} must be integers in [0, {bound}), got {values!r}")
     return array.astype(np.intp, copy=False)
+
+
+def select_by_scope(alpha: NDArray[np.float64], beta: NDArray[np.float64], scopes: NDArray[np.intp],
+                    rng: np.random.Generator) -> NDArray[np.intp]:
+    """Thompson decisions for requests of several scopes served from one posterior snapshot.
+
+    Parameters
+    ----------
+    alpha, beta : ndarray, shape (n_scopes, K)
+    scopes : ndarray of int, shape (n,)
+
+    Returns
+    -------
+    ndarray of int, shape (n,)
+        For the requests of scope s (in order), the winners of a block of independent Thompson draws from
+        ``Beta(alpha[s], beta[s])`` — :func:`thompson_winners`, as the server serves a location.
+    """
+    out = np.empty(scopes.shape, dtype=np.intp)
+    for scope in np.unique(scopes):
+        where = np.flatnonzero(scopes == scope)
+        out[where] = thompson_winners(alpha[scope], beta[scope], rng, where.size)
+    return out

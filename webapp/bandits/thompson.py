@@ -139,28 +139,6 @@ class ThompsonSampler:
             raise ValueError("cannot select from zero arms")
         return int(np.argmax(self.rng.beta(alpha, beta)))
 
-    def select_many(self, alpha: NDArray[np.float64], beta: NDArray[np.float64]) -> NDArray[np.intp]:
-        """One independent Thompson draw per row: the decisions of n requests served from one snapshot.
-
-        Parameters
-        ----------
-        alpha, beta : ndarray, shape (n, K), K ≥ 1
-            Row i is the posterior that request i is served from (e.g. its location's).
-
-        Returns
-        -------
-        ndarray of int, shape (n,)
-            ``argmax_b θ_ib`` with ``θ_ib ~ Beta(alpha_ib, beta_ib)``. numpy draws the (n, K) samples in
-            row-major order, so this equals ``[self.select(alpha[i], beta[i]) for i in range(n)]`` under the
-            same generator state, draw for draw (tests check this); it is only faster.
-        """
-        if alpha.ndim != 2 or alpha.shape != beta.shape:
-            raise ValueError(f"alpha and beta must be 2-D arrays of the same shape (n, K), got "
-                             f"{alpha.shape} and {beta.shape}")
-        if alpha.shape[1] == 0:
-            raise ValueError("cannot select from zero arms")
-        return np.argmax(self.rng.beta(alpha, beta), axis=1)     # samples: shape (n, K)
-
     def win_probabilities(
         self, alpha: NDArray[np.float64], beta: NDArray[np.float64], draws: int = 4000
     ) -> NDArray[np.float64]:
