@@ -30,4 +30,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(serving.bp)
     app.register_blueprint(api.bp)
+
+    from webapp import admin, media
+
+    app.register_blueprint(media.bp)
+    admin.init_app(app)
     return app
