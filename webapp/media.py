@@ -50,7 +50,7 @@ def save_image(db: Database, tenant_id: str, data: bytes, max_bytes: int) -> str
     if not data:
         raise InvalidInput("the image file is empty")
     if len(data) > max_bytes:
-        raise InvalidInput(f"the image is {len(data):,} bytes; at most {max_bytes:,} are accepted")
+        raise InvalidInput(f"the image is larger than {max_bytes:,} bytes, the most accepted")
     content_type = sniff_image_type(data)
     if content_type is None:
         raise InvalidInput("the image must be a PNG, JPEG, GIF, WebP or SVG file")

@@ -8,7 +8,7 @@ from zoneinfo import available_timezones
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import BooleanField, HiddenField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, HiddenField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from webapp import accounts
@@ -71,7 +71,7 @@ class UserForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired(), Length(max=64)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=accounts.MAX_PASSWORD_LENGTH)],
                              description=f"At least {accounts.MIN_PASSWORD_LENGTH} characters.")
-    role = SelectField("Role", choices=[(accounts.ROLE_TENANT, "Tenant admin (one tenant)"),
-                                        (accounts.ROLE_PLATFORM, "Platform admin (all tenants)")])
+    role = SelectField("Role", choices=[SelectChoice(accounts.ROLE_TENANT, "Tenant admin (one tenant)"),
+                                        SelectChoice(accounts.ROLE_PLATFORM, "Platform admin (all tenants)")])
     tenant_id = SelectField("Tenant", validate_choice=False,
                             description="The tenant a tenant admin manages.")

@@ -15,6 +15,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from wtforms import SelectChoice
 
 from webapp import accounts, media, services, validation
 from webapp.admin import bp, platform_only
@@ -45,7 +46,7 @@ def _exists(lookup, *args) -> bool:
 def dashboard_globals() -> dict[str, Any]:
     if not request.blueprint == "admin":
         return {}
-    return {"logout_form": EmptyForm(), "user": current_user}
+    return {"logout_form": EmptyForm(formdata=None), "user": current_user}
 
 
 # -- errors (HTML here; the JSON API keeps its JSON handlers) -------------------------------------------------
@@ -353,8 +354,8 @@ def users():
 @platform_only
 def user_new():
     form = UserForm()
-    form.tenant_id.choices = [("", "—")] + [(t["id"], f"{t['id']} — {t['name']}")
-                                             for t in services.list_tenants(_db())]
+    form.tenant_id.choices = [SelectChoice("", "—")] + [SelectChoice(t["id"], f"{t['id']} — {t['name']}")
+                                                         for t in services.list_tenants(_db())]
     if form.validate_on_submit():
         try:
             written, user = accounts.create_user(_db(), form.username.data, form.password.data, form.role.data,
