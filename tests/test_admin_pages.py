@@ -63,7 +63,7 @@ def test_create_tenant_slot_and_banners_through_the_forms(app, admin):
     assert services.require_tenant(db, tenant)["timezone"] == "Europe/Berlin"
 
     response = submit(admin, f"/admin/tenants/{tenant}/new-slot",
-                      {"slot_id": "hero", "name": "Hero", "size": "300x250", "locations": "Mumbai\n  NEW delhi, pune"})
+                      {"slot_id": "hero", "name": "Hero", "size": "300x250", "locations": "Mumbai\r\n  NEW delhi, pune"})
     assert response.status_code == 302
     slot = services.get_slot(db, tenant, "hero")
     assert (slot["width"], slot["height"], slot["locations"]) == (300, 250, ["mumbai", "new delhi", "pune"])
@@ -323,3 +323,17 @@ def test_create_admin_command(app, keyspace):
         assert bad.exit_code != 0 and "unknown tenant no-such-tenant" in bad.output
     finally:
         fresh.extensions["cassandra"].shutdown()
+
+
+def test_the_management_api_sets_and_keeps_slot_size_and_locations(client, admin_headers):
+    tenant, slot = gen_slot(client, ["b1"])
+    path = f"/v1/admin/tenants/{tenant}/slots/{slot}"
+    response = client.put(path, json={"name": "Hero", "size": "300x600", "locations": ["Goa", " PUNE "]},
+                          headers=admin_headers)
+    assert response.status_code == 200
+    assert response.get_json() == {"tenant": tenant, "id": slot, "name": "Hero", "size": "300x600", "width": 300,
+                                   "height": 600, "locations": ["goa", "pune"]}
+    renamed = client.put(path, json={"name": "Renamed"}, headers=admin_headers).get_json()
+    assert (renamed["name"], renamed["size"], renamed["locations"]) == ("Renamed", "300x600", ["goa", "pune"])
+    bad = client.put(path, json={"name": "x", "size": "300"}, headers=admin_headers)
+    assert bad.status_code == 400 and "size must be WIDTHxHEIGHT" in bad.get_json()["error"]

@@ -76,7 +76,7 @@ def slot_locations(value: Any, max_length: int) -> frozenset[str]:
     """Known locations as a list of names or one comma/newline-separated string; normalized like serving
     normalizes a request's location."""
     if isinstance(value, str):
-        value = re.split(r"[,\n]", value)
+        value = re.split(r"[,\r\n]", value)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidInput("locations must be a list of location names")
     locations = frozenset(n for n in (validation.normalize_location(v, max_length) for v in value) if n)

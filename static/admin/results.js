@@ -35,6 +35,7 @@
       data: {
         labels: data.labels,
         datasets: data.banners.map(function (banner, i) {
+          var dataset = typeof options.dataset === "function" ? options.dataset(i) : {};
           return Object.assign({
             label: banner,
             data: (series[banner] || []),
@@ -43,7 +44,7 @@
             pointRadius: 0,
             borderWidth: 1.5,
             spanGaps: false
-          }, options.dataset || {});
+          }, dataset);
         })
       },
       options: Object.assign({}, common, {
@@ -62,7 +63,11 @@
   }
 
   hourly("chart-ctr", data.ctr, {});
-  hourly("chart-share", data.share, { dataset: { fill: true }, y: { stacked: true, max: 1 } });
+  // A stacked area: each banner's band is filled down to the one below it.
+  hourly("chart-share", data.share, {
+    dataset: function (i) { return { fill: i === 0 ? "origin" : "-1", stack: "share" }; },
+    y: { stacked: true, max: 1 }
+  });
 
   var densityCanvas = document.getElementById("chart-density");
   if (densityCanvas) {

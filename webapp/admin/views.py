@@ -22,7 +22,7 @@ from webapp.admin import bp, platform_only
 from webapp.admin.forms import ActiveForm, BannerForm, EmptyForm, LoginForm, SlotForm, TenantForm, UserForm
 from webapp.errors import DomainError, InvalidInput, NotFound
 
-RESULT_RANGES = {1: "last 24 hours", 7: "last 7 days", 30: "last 30 days"}
+RESULT_RANGES = {1: "last 24 hours", 3: "last 3 days", 7: "last 7 days", 30: "last 30 days"}
 DEFAULT_RANGE_DAYS = 7
 
 
