@@ -58,12 +58,14 @@ def unique(prefix: str) -> str:
 def test_create_tenant_slot_and_banners_through_the_forms(app, admin):
     db = app.extensions["cassandra"]
     tenant = unique("shop")
-    response = submit(admin, "/admin/new-tenant", {"tenant_id": tenant, "name": "Shop", "timezone": "Europe/Berlin"})
+    response = submit(admin, "/admin/new-tenant",
+                      {"tenant_id": tenant, "name": "Shop", "timezone": "Europe/Berlin"})
     assert response.status_code == 302
     assert services.require_tenant(db, tenant)["timezone"] == "Europe/Berlin"
 
     response = submit(admin, f"/admin/tenants/{tenant}/new-slot",
-                      {"slot_id": "hero", "name": "Hero", "size": "300x250", "locations": "Mumbai\r\n  NEW delhi, pune"})
+                      {"slot_id": "hero", "name": "Hero", "size": "300x250",
+                       "locations": "Mumbai\r\n  NEW delhi, pune"})     # a textarea posts CRLF
     assert response.status_code == 302
     slot = services.get_slot(db, tenant, "hero")
     assert (slot["width"], slot["height"], slot["locations"]) == (300, 250, ["mumbai", "new delhi", "pune"])
@@ -257,7 +259,8 @@ def test_csv_has_one_row_per_banner_and_location(app, admin):
     assert [(r["scope"], r["location"], r["banner"]) for r in rows] == [
         ("slot", "", "b1"), ("slot", "", "b2"),
         ("location", "'=cmd|' /c calc'!a0", "b1"), ("location", "'=cmd|' /c calc'!a0", "b2"),
-        ("location", "goa", "b1"), ("location", "goa", "b2"), ("location", "pune", "b1"), ("location", "pune", "b2"),
+        ("location", "goa", "b1"), ("location", "goa", "b2"),
+        ("location", "pune", "b1"), ("location", "pune", "b2"),
     ]
     assert sum(int(r["impressions"]) for r in rows if r["scope"] == "slot") == 3
     assert sum(int(r["impressions"]) for r in rows if r["location"] == "goa") == 1

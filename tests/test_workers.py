@@ -42,7 +42,7 @@ def server(keyspace):
         try:
             requests.get(f"{base}/v1/ping", timeout=1)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:      # refused, or accepted but no worker booted yet (timeout)
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
                 pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")

@@ -20,8 +20,9 @@ from webapp.errors import InvalidInput, NotFound
 bp = Blueprint("media", __name__)
 
 IMAGE_ID_RE = re.compile(r"^[0-9a-f]{64}$")
-_SVG_START = re.compile(rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*(<!DOCTYPE svg[^>]*>\s*)?(<!--.*?-->\s*)*<svg[\s>]",
-                        re.DOTALL | re.IGNORECASE)
+# An SVG document: optional XML declaration, comments and doctype, then the <svg> root element.
+_SVG_START = re.compile(rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*(<!DOCTYPE svg[^>]*>\s*)?(<!--.*?-->\s*)*"
+                        rb"<svg[\s>]", re.DOTALL | re.IGNORECASE)
 IMAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
 

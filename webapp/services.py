@@ -13,7 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from scipy import stats
 
 from webapp import store, validation
 from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, win_probabilities
@@ -218,6 +217,8 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
 def credible_interval(alpha: np.ndarray, beta: np.ndarray, mass: float = CREDIBLE_MASS
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Equal-tailed interval of Beta(alpha, beta): the (1−mass)/2 and (1+mass)/2 quantiles; shapes (K,)."""
+    from scipy import stats   # here, not at the top: serving workers need not pay its second of import
+
     tail = (1.0 - mass) / 2.0
     return stats.beta.ppf(tail, alpha, beta), stats.beta.ppf(1.0 - tail, alpha, beta)
 
@@ -246,6 +247,8 @@ def slot_results(db: Database, tenant_id: str, slot_id: str, location: str, rng:
 def posterior_densities(rows: list[dict[str, Any]], points: int = 201) -> dict[str, Any]:
     """Beta pdf of each banner's posterior CTR on one grid 0..x_max, where x_max covers 99.9% of every
     posterior: {"x": [points], "banners": {id: [points]}}."""
+    from scipy import stats
+
     if not rows:
         return {"x": [], "banners": {}}
     alpha = np.array([r["alpha"] for r in rows])
@@ -305,8 +308,8 @@ CSV_COLUMNS = ["scope", "location", "banner", "active", "impressions", "clicks",
 
 
 def results_table(db: Database, tenant_id: str, slot_id: str, rng: np.random.Generator) -> list[list[Any]]:
-    """One row per (location, banner) with counts — the slot-wide rows (scope 'slot', location '') first — with the
-    posterior and P(best) for that location, as :func:`slot_report` computes them; columns CSV_COLUMNS."""
+    """One row per (location, banner) with counts, the slot-wide rows (scope 'slot', location '') first, with
+    the posterior and P(best) for that location as :func:`slot_report` computes them; columns CSV_COLUMNS."""
     require_slot(db, tenant_id, slot_id)
     locations = sorted({r["location"] for r in store.slot_counts_by_location(db, tenant_id, slot_id)}
                        | {SLOT_WIDE})
@@ -318,8 +321,9 @@ def results_table(db: Database, tenant_id: str, slot_id: str, rng: np.random.Gen
             continue
         low, high = credible_interval(np.array([r["alpha"] for r in rows]), np.array([r["beta"] for r in rows]))
         for i, r in enumerate(rows):
-            table.append(["location" if location else "slot", location, r["id"], r["active"], r["impressions"], r["clicks"],
-                          round(r["ctr"], 6), r["prior"]["alpha"], r["prior"]["beta"], r["prior"]["source"],
+            prior = r["prior"]
+            table.append(["location" if location else "slot", location, r["id"], r["active"], r["impressions"],
+                          r["clicks"], round(r["ctr"], 6), prior["alpha"], prior["beta"], prior["source"],
                           r["alpha"], r["beta"], round(r["posterior_mean"], 6), round(float(low[i]), 6),
                           round(float(high[i]), 6), r["p_best"]])
     return table

@@ -51,7 +51,8 @@ class SlotLayout:
     locations: frozenset[str] | None = None
 
 
-def put_slot(db: Database, tenant_id: str, slot_id: str, name: str, layout: SlotLayout = SlotLayout()) -> bool:
+def put_slot(db: Database, tenant_id: str, slot_id: str, name: str,
+             layout: SlotLayout = SlotLayout()) -> bool:
     now = utcnow()
     created = db.execute(
         "INSERT INTO {ks}.slots (tenant_id, slot_id, name, created_at, updated_at) "

@@ -74,7 +74,8 @@ def login():
             login_user(DashboardUser(user))
             return redirect(next_url or url_for("admin.index"))
         form.password.errors.append("Wrong username or password.")
-    return render_template("admin/login.html", form=form, next_url=next_url), 200 if request.method == "GET" else 401
+    status = 200 if request.method == "GET" else 401
+    return render_template("admin/login.html", form=form, next_url=next_url), status
 
 
 @bp.post("/logout")

@@ -112,7 +112,8 @@ def tenant_new():
 @bp.get("/tenants/<tenant>")
 def tenant(tenant: str):
     found = services.require_tenant(_db(), tenant)
-    return render_template("admin/tenant.html", tenant=tenant, info=found, slots=services.list_slots(_db(), tenant))
+    return render_template("admin/tenant.html", tenant=tenant, info=found,
+                           slots=services.list_slots(_db(), tenant))
 
 
 @bp.route("/tenants/<tenant>/edit", methods=["GET", "POST"])
