@@ -77,10 +77,12 @@ def server(keyspace, tmp_path_factory):
         except requests.RequestException:
             return False
 
-    wait_until(up, "gunicorn to answer", timeout=60)
-    yield {"base": base, "env": env, "log": log_path}
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
+    try:
+        wait_until(up, "gunicorn to answer", timeout=60)
+        yield {"base": base, "env": env, "log": log_path}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
     warnings = [line for line in log_path.read_text().splitlines() if " ERROR " in line or "Traceback" in line]
     assert not warnings, "\n".join(warnings[-20:])
 
