@@ -14,13 +14,14 @@ CASSANDRA_HOSTS ?=
 comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
-.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve clean chromium
+.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve bench-outage bench-bots clean chromium
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
 	@echo "make test         the whole test suite (starts the local Cassandra if needed)"
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
+	@echo "make bench-bots   simulation: does a click bot poison the learning, with and without the filter"
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || { echo "[setup] creating virtualenv $(VENV)"; $(PYTHON_SYS) -m venv $(VENV); }
@@ -89,7 +90,13 @@ chromium:
 	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }
 
 bench-serve: venv cassandra
-	@$(PY) benchmarks/bench_serve.py
+	@PYTHONPATH=. $(PY) benchmarks/bench_serve.py
+
+bench-outage: venv cassandra
+	@$(PY) -m pytest tests/test_outage.py -q -s -p no:logging
+
+bench-bots: venv
+	@PYTHONPATH=. $(PY) benchmarks/bench_bots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .run

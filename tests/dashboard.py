@@ -63,7 +63,7 @@ def simulate_history(app, tenant: str, slot: str, true_ctr: dict[str, float], ho
             posterior = state.posterior(location)
             for _ in range(serves_per_hour):
                 served_at = hour_start + dt.timedelta(seconds=float(rng.uniform(0, 3600)))
-                index = rt.select(posterior.alpha, posterior.beta)
+                index, propensity = rt.choose(posterior)
                 banner = state.active[index].banner_id
                 impression_id = uuid_from_time(served_at)
                 rt.events.record_impression(Impression(
@@ -71,7 +71,7 @@ def simulate_history(app, tenant: str, slot: str, true_ctr: dict[str, float], ho
                     banner_id=banner, location=location, customer_id="", referrer_id="simulated",
                     posterior_scope=posterior.scope, alpha=float(posterior.alpha[index]),
                     beta=float(posterior.beta[index]), prior_source=posterior.prior_sources[index],
-                    propensity=0.0))
+                    propensity=propensity))
                 written[banner][0] += 1
                 if rng.random() < true_ctr[banner]:
                     rt.events.record_click(Click(

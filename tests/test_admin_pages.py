@@ -90,13 +90,16 @@ def test_create_tenant_slot_and_banners_through_the_forms(app, admin):
     assert services.require_tenant(db, tenant)["name"] == "Shop"
 
 
-def test_edits_keep_what_was_not_changed(app, admin):
+def test_edits_keep_what_was_not_changed(app, admin, admin_headers):
     db = app.extensions["cassandra"]
     tenant, slot = gen_slot(admin, ["b1"])
+    settings = admin.put(f"/v1/admin/tenants/{tenant}", headers=admin_headers,
+                         json={"name": "T", "click_filter": {"min_delay_seconds": 3}}).get_json()["click_filter"]
     assert submit(admin, f"/admin/tenants/{tenant}/edit",
                   {"tenant_id": "ignored", "name": "Renamed", "timezone": "UTC"}).status_code == 302
     found = services.require_tenant(db, tenant)
     assert (found["name"], found["timezone"]) == ("Renamed", "UTC")
+    assert admin.get(f"/v1/admin/tenants/{tenant}", headers=admin_headers).get_json()["click_filter"] == settings
     assert submit(admin, f"/admin/tenants/{tenant}/slots/{slot}/edit",
                   {"name": "Hero 2", "size": "160x600", "locations": "Goa"}).status_code == 302
     assert services.get_slot(db, tenant, slot)["size"] == "160x600"

@@ -26,10 +26,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     cassandra.init_app(app)
     cli.init_app(app)
 
-    from webapp import api, serving
+    from webapp import api, metrics, serving
 
     app.register_blueprint(serving.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(metrics.bp)
 
     from webapp import admin, media
 

@@ -40,15 +40,15 @@ def _put_result(result: tuple[bool, dict]):
 
 @bp.put("/tenants/<tenant>")
 def put_tenant(tenant: str):
-    body = _body({"name", "timezone"})
+    body = _body({"name", "timezone", "click_filter"})
     return _put_result(services.put_tenant(_db(), tenant, body.get("name"), body.get("timezone"),
-                                           current_app.config["DEFAULT_TIMEZONE"]))
+                                           current_app.config["DEFAULT_TIMEZONE"], body.get("click_filter")))
 
 
 @bp.get("/tenants/<tenant>")
 def get_tenant(tenant: str):
     found = services.require_tenant(_db(), tenant)
-    return jsonify(id=tenant, name=found["name"], timezone=found["timezone"])
+    return jsonify(services.tenant_document(tenant, found["name"], found["timezone"], found["click_filter"]))
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>")

@@ -26,8 +26,15 @@ DEFAULTS: dict[str, Any] = {
     # Learning
     "CACHE_REFRESH_SECONDS": 1.0,             # how often each process re-reads posteriors
     "COUNTER_FLUSH_SECONDS": 0.5,             # how often each process writes its aggregated counters
-    "PROPENSITY_DRAWS": 4000,                 # Monte Carlo draws for P(banner wins) per cache refresh
+    "PROPENSITY_DRAWS": 4096,                 # largest block of precomputed Thompson draws (see posteriors.py)
     "RANDOM_SEED": None,                      # seed for the per-process sampler (None = fresh entropy)
+    # Durable event spool (per process) for events Cassandra has not taken yet
+    "SPOOL_DIR": "",                          # default: <instance folder>/spool
+    "SPOOL_MAX_BYTES": 256 * 1024 * 1024,     # per process; when full, serve/click answer 503
+    "SPOOL_FSYNC_SECONDS": 0.2,               # group commit interval
+    "SPOOL_SEGMENT_SECONDS": 5.0,             # segment rotation; a segment is deleted once all is written
+    "REPLAY_SECONDS": 2.0,                    # how often to look for segments of dead processes
+    "STALE_AFTER_SECONDS": 5.0,               # posteriors older than this are flagged in X-Banner-Bandit-Stale
     # Input limits
     "MAX_PARAM_LENGTH": 128,                  # location, customer_id, referrer_id
     "MAX_CONTENT_LENGTH": 64 * 1024,          # request body bytes
@@ -45,8 +52,9 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _INT_KEYS = {"CASSANDRA_PORT", "CLICK_WINDOW_SECONDS", "PROPENSITY_DRAWS", "MAX_PARAM_LENGTH",
-             "MAX_CONTENT_LENGTH", "PERMANENT_SESSION_LIFETIME", "MAX_IMAGE_BYTES"}
-_FLOAT_KEYS = {"CACHE_REFRESH_SECONDS", "COUNTER_FLUSH_SECONDS"}
+             "MAX_CONTENT_LENGTH", "SPOOL_MAX_BYTES", "PERMANENT_SESSION_LIFETIME", "MAX_IMAGE_BYTES"}
+_FLOAT_KEYS = {"CACHE_REFRESH_SECONDS", "COUNTER_FLUSH_SECONDS", "SPOOL_FSYNC_SECONDS", "SPOOL_SEGMENT_SECONDS",
+               "REPLAY_SECONDS", "STALE_AFTER_SECONDS"}
 _BOOL_KEYS = {"BACKGROUND_THREADS", "SESSION_COOKIE_SECURE"}
 
 

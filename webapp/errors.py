@@ -30,6 +30,10 @@ class NotFound(DomainError):
     status = 404
 
 
+class ServiceUnavailable(DomainError):
+    status = 503
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/v1/") or request.is_json
 

@@ -7,6 +7,7 @@ raises a DomainError on bad input or a missing parent, before anything is writte
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 from webapp import store, validation
 from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, win_probabilities
 from webapp.cassandra import Database
+from webapp.clickfilter import ClickFilterSettings
 from webapp.errors import InvalidInput, NotFound
 from webapp.events import SLOT_WIDE
 
@@ -46,14 +48,24 @@ def require_slot(db: Database, tenant_id: str, slot_id: str) -> dict[str, Any]:
     return found
 
 
-def put_tenant(db: Database, tenant_id: str, name: Any, timezone: Any, default_timezone: str
-               ) -> tuple[bool, dict[str, Any]]:
-    """Create or replace a tenant; returns (created, document)."""
+def put_tenant(db: Database, tenant_id: str, name: Any, timezone: Any, default_timezone: str,
+               click_filter: Any = None) -> tuple[bool, dict[str, Any]]:
+    """Create or replace a tenant; returns (created, document). click_filter: thresholds, None = defaults."""
     validation.identifier(tenant_id, "tenant")
     name = validation.short_text(name, "name", required=True)
     timezone = validation.timezone(timezone, default_timezone)
-    created = store.put_tenant(db, tenant_id, name, timezone)
-    return created, {"id": tenant_id, "name": name, "timezone": timezone}
+    try:
+        settings = ClickFilterSettings.from_dict(click_filter)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"click_filter: {exc}") from None
+    stored = json.dumps(settings.to_dict()) if click_filter is not None else None
+    created = store.put_tenant(db, tenant_id, name, timezone, stored)
+    return created, tenant_document(tenant_id, name, timezone, stored)
+
+
+def tenant_document(tenant_id: str, name: str, timezone: str, click_filter: str | None) -> dict[str, Any]:
+    settings = ClickFilterSettings.from_dict(json.loads(click_filter)) if click_filter else ClickFilterSettings()
+    return {"id": tenant_id, "name": name, "timezone": timezone, "click_filter": settings.to_dict()}
 
 
 def list_tenants(db: Database) -> list[dict[str, Any]]:
@@ -164,7 +176,8 @@ class BannerReport:
     id: str
     active: bool
     impressions: int
-    clicks: int
+    clicks: int               # valid clicks, the ones learned from
+    filtered_clicks: int      # stored but flagged (bots, too fast, too many)
     ctr: float
     alpha: float              # posterior Beta(alpha, beta) for the report's location
     beta: float
@@ -182,8 +195,9 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
     """
     require_slot(db, tenant_id, slot_id)
     banners = store.list_banners(db, tenant_id, slot_id)
-    counts = {r["banner_id"]: (int(r["impressions"] or 0), int(r["clicks"] or 0))
-              for r in store.slot_counts(db, tenant_id, slot_id, location)}
+    rows = store.slot_counts(db, tenant_id, slot_id, location)
+    counts = {r["banner_id"]: (int(r["impressions"] or 0), int(r["clicks"] or 0)) for r in rows}
+    filtered = {r["banner_id"]: int(r["filtered_clicks"] or 0) for r in rows}
     priors: dict[str, dict[str, BetaPrior]] = {}
     for r in store.slot_priors(db, tenant_id, slot_id):
         priors.setdefault(r["location"], {})[r["banner_id"]] = BetaPrior(
@@ -203,13 +217,15 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
         impressions, clicks = (int(x) for x in observed[i])
         reports.append(asdict(BannerReport(
             id=banner["banner_id"], active=bool(banner["active"]), impressions=impressions, clicks=clicks,
+            filtered_clicks=filtered.get(banner["banner_id"], 0),
             ctr=clicks / impressions if impressions else 0.0, alpha=float(alpha[i]), beta=float(beta[i]),
             posterior_mean=float(alpha[i] / (alpha[i] + beta[i])),
             prior={"alpha": chosen[i].alpha, "beta": chosen[i].beta, "source": chosen[i].source},
             p_best=round(float(p_best[i]), 4),
         )))
     return {"tenant": tenant_id, "slot": slot_id, "location": location, "banners": reports,
-            "locations": store.known_locations(db, tenant_id, slot_id)}
+            "locations": store.known_locations(db, tenant_id, slot_id),
+            "filtered_clicks_by_reason": store.filtered_reasons(db, tenant_id, slot_id)}
 
 
 # -- reports for the dashboard ------------------------------------------------------------------------------

@@ -18,17 +18,18 @@ def utcnow() -> dt.datetime:
 
 # -- configuration ------------------------------------------------------------------------------------------
 
-def put_tenant(db: Database, tenant_id: str, name: str, timezone: str) -> bool:
-    """Create or replace a tenant. Returns True when it was created."""
+def put_tenant(db: Database, tenant_id: str, name: str, timezone: str, click_filter: str | None = None
+               ) -> bool:
+    """Create or replace a tenant (click_filter: settings JSON, None = defaults). True when created."""
     now = utcnow()
     created = db.execute(
-        "INSERT INTO {ks}.tenants (tenant_id, name, timezone, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?) IF NOT EXISTS",
-        (tenant_id, name, timezone, now, now),
+        "INSERT INTO {ks}.tenants (tenant_id, name, timezone, click_filter, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+        (tenant_id, name, timezone, click_filter, now, now),
     )[0]["[applied]"]
     if not created:
-        db.execute("UPDATE {ks}.tenants SET name = ?, timezone = ?, updated_at = ? WHERE tenant_id = ?",
-                   (name, timezone, now, tenant_id))
+        db.execute("UPDATE {ks}.tenants SET name = ?, timezone = ?, click_filter = ?, updated_at = ? "
+                   "WHERE tenant_id = ?", (name, timezone, click_filter, now, tenant_id))
     return created
 
 
@@ -116,12 +117,13 @@ def list_banners(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, A
     return db.execute("SELECT * FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
 
 
-def all_config(db: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every slot and every banner (the serving cache's view of the configuration)."""
+def all_config(db: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every tenant's click filter, every slot and every banner (the serving cache's view)."""
+    tenants = db.execute("SELECT tenant_id, click_filter FROM {ks}.tenants")
     slots = db.execute("SELECT tenant_id, slot_id FROM {ks}.slots")
     banners = db.execute(
         "SELECT tenant_id, slot_id, banner_id, image_url, target_url, alt, active FROM {ks}.banners")
-    return slots, banners
+    return tenants, slots, banners
 
 
 # -- learned statistics ---------------------------------------------------------------------------------
@@ -137,7 +139,7 @@ def all_priors(db: Database) -> list[dict[str, Any]]:
 
 def slot_counts(db: Database, tenant_id: str, slot_id: str, location: str) -> list[dict[str, Any]]:
     return db.execute(
-        "SELECT banner_id, impressions, clicks FROM {ks}.banner_counts "
+        "SELECT banner_id, impressions, clicks, filtered_clicks FROM {ks}.banner_counts "
         "WHERE tenant_id = ? AND slot_id = ? AND location = ?", (tenant_id, slot_id, location))
 
 
@@ -159,19 +161,45 @@ def known_locations(db: Database, tenant_id: str, slot_id: str) -> list[str]:
     return sorted({r["location"] for r in rows} - {""})
 
 
-COUNTER_UPDATE = ("UPDATE {ks}.banner_counts SET impressions = impressions + ?, clicks = clicks + ? "
+COUNTER_UPDATE = ("UPDATE {ks}.banner_counts SET impressions = impressions + ?, clicks = clicks + ?, "
+                  "filtered_clicks = filtered_clicks + ? "
                   "WHERE tenant_id = ? AND slot_id = ? AND location = ? AND banner_id = ?")
+REASON_UPDATE = ("UPDATE {ks}.filtered_click_reasons SET clicks = clicks + ? "
+                 "WHERE tenant_id = ? AND slot_id = ? AND reason = ?")
 
 
-def counter_batches(db: Database, deltas: dict[tuple[str, str, str, str], list[int]]
-                    ) -> dict[tuple[str, str], BatchStatement]:
-    """COUNTER batches of the aggregated deltas, one per (tenant, slot) partition."""
+def counter_batches(db: Database, deltas: dict[tuple[str, str, str, str], list[int]],
+                    reasons: dict[tuple[str, str, str], int]) -> dict[tuple[str, str], BatchStatement]:
+    """COUNTER batches of the aggregated deltas, one per (tenant, slot).
+
+    deltas: (tenant, slot, location, banner) → [impressions, clicks, filtered clicks];
+    reasons: (tenant, slot, reason) → filtered clicks.
+    """
     statement = db.prepare(COUNTER_UPDATE)
+    reason_statement = db.prepare(REASON_UPDATE)
     batches: dict[tuple[str, str], BatchStatement] = {}
-    for (tenant_id, slot_id, location, banner_id), (impressions, clicks) in deltas.items():
+    for (tenant_id, slot_id, reason), clicks in reasons.items():
         batch = batches.setdefault((tenant_id, slot_id), BatchStatement(batch_type=BatchType.COUNTER))
-        batch.add(statement, (impressions, clicks, tenant_id, slot_id, location, banner_id))
+        batch.add(reason_statement, (clicks, tenant_id, slot_id, reason))
+    for (tenant_id, slot_id, location, banner_id), (impressions, clicks, filtered) in deltas.items():
+        batch = batches.setdefault((tenant_id, slot_id), BatchStatement(batch_type=BatchType.COUNTER))
+        batch.add(statement, (impressions, clicks, filtered, tenant_id, slot_id, location, banner_id))
     return batches
+
+
+def filtered_reasons(db: Database, tenant_id: str, slot_id: str) -> dict[str, int]:
+    return {r["reason"]: int(r["clicks"] or 0) for r in db.execute(
+        "SELECT reason, clicks FROM {ks}.filtered_click_reasons WHERE tenant_id = ? AND slot_id = ?",
+        (tenant_id, slot_id))}
+
+
+def count_click_rate(db: Database, tenant_id: str, kind: str, key: str, bucket: int) -> int:
+    """Add this click to the (customer or IP, window) counter and return the window's total."""
+    db.execute("UPDATE {ks}.click_rates SET clicks = clicks + 1 "
+               "WHERE tenant_id = ? AND kind = ? AND key = ? AND bucket = ?", (tenant_id, kind, key, bucket))
+    rows = db.execute("SELECT clicks FROM {ks}.click_rates WHERE tenant_id = ? AND kind = ? AND key = ? "
+                      "AND bucket = ?", (tenant_id, kind, key, bucket))
+    return int(rows[0]["clicks"]) if rows else 1
 
 
 TRAFFIC_UPDATE = ("UPDATE {ks}.traffic_counts SET impressions = impressions + ?, clicks = clicks + ? "
@@ -263,7 +291,8 @@ INSERT_IMPRESSION = (
 
 INSERT_CLICK = (
     "INSERT INTO {ks}.clicks (tenant_id, slot_id, day, impression_id, clicked_at, banner_id, location, "
-    "customer_id, referrer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+    "customer_id, referrer_id, valid, invalid_reason, user_agent, ip) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
 )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -123,8 +124,10 @@ def tenant_edit(tenant: str):
     form.tenant_id.data = tenant
     if form.validate_on_submit():
         try:
+            # The dashboard does not edit the click filter: keep the tenant's settings as they are.
+            click_filter = json.loads(found["click_filter"]) if found.get("click_filter") else None
             services.put_tenant(_db(), tenant, form.name.data, form.timezone.data,
-                                current_app.config["DEFAULT_TIMEZONE"])
+                                current_app.config["DEFAULT_TIMEZONE"], click_filter)
         except DomainError as exc:
             _fail(form, exc)
         else:

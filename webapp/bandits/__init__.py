@@ -5,7 +5,9 @@ from webapp.bandits.thompson import (
     BetaPrior,
     ThompsonSampler,
     beta_posterior,
+    thompson_winners,
     win_probabilities,
 )
 
-__all__ = ["UNIFORM_PRIOR", "BetaPrior", "ThompsonSampler", "beta_posterior", "win_probabilities"]
+__all__ = ["UNIFORM_PRIOR", "BetaPrior", "ThompsonSampler", "beta_posterior", "thompson_winners",
+           "win_probabilities"]
