@@ -11,6 +11,9 @@ preload_app = False
 timeout = 30
 graceful_timeout = 15
 keepalive = 5
+# Longest request line gunicorn reads (its maximum; default 4094). The documented query parameters at their
+# longest, percent-encoded as UTF-8, need about 6 KB: beyond the limit gunicorn answers 414 itself.
+limit_request_line = 8190
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = "info"

@@ -46,6 +46,8 @@ def make_config(keyspace: str, **overrides) -> dict:
         "SECRET_KEY": "test-secret",
         "BACKGROUND_THREADS": False,       # tests drive flush/refresh with sync()
         "RANDOM_SEED": 20261123,
+        "RATELIMIT_SERVE": "1000000/minute",   # limits on but out of the way; tests/test_rate_limits.py
+        "RATELIMIT_CLICK": "1000000/minute",   # sets small ones
         "TESTING": True,
     }
     config.update(overrides)

@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from webapp import store, validation
+from webapp.config import DEFAULTS
 from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, win_probabilities
 from webapp.cassandra import Database
 from webapp.clickfilter import ClickFilterSettings
-from webapp.errors import InvalidInput, NotFound
+from webapp.errors import Conflict, InvalidInput, NotFound
 from webapp.events import SLOT_WIDE
 
 P_BEST_DRAWS = 20_000
@@ -128,7 +129,13 @@ def list_slots(db: Database, tenant_id: str) -> list[dict[str, Any]]:
 
 
 def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, *, image_url: Any,
-               target_url: Any, alt: Any, active: Any) -> tuple[bool, dict[str, Any]]:
+               target_url: Any, alt: Any, active: Any,
+               max_banners: int = DEFAULTS["MAX_BANNERS_PER_SLOT"]) -> tuple[bool, dict[str, Any]]:
+    """Create or replace a banner; a slot holds at most ``max_banners`` (paused ones count too).
+
+    Pass the app's MAX_BANNERS_PER_SLOT. The count is read before the write, so two creations racing for
+    the last place can both succeed: the bound is soft by the number of concurrent creations.
+    """
     for value, what in ((tenant_id, "tenant"), (slot_id, "slot"), (banner_id, "banner")):
         validation.identifier(value, what)
     fields = store.BannerFields(
@@ -138,6 +145,10 @@ def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, *, im
         active=validation.boolean(active, "active", default=True),
     )
     require_slot(db, tenant_id, slot_id)
+    existing = {row["banner_id"] for row in store.list_banners(db, tenant_id, slot_id)}
+    if banner_id not in existing and len(existing) >= max_banners:
+        raise Conflict(f"slot {tenant_id}/{slot_id} already has {len(existing)} banners, the most allowed "
+                       f"(MAX_BANNERS_PER_SLOT={max_banners}); replace an existing banner instead")
     created = store.put_banner(db, tenant_id, slot_id, banner_id, fields)
     return created, {"tenant": tenant_id, "slot": slot_id, "id": banner_id, **asdict(fields)}
 

@@ -12,6 +12,8 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, render_te
 from webapp import clickfilter, metrics, runtime, store, validation
 from webapp.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
 from webapp.events import UNREACHABLE, Click, Impression
+from webapp.limits import click_limit, serve_limit
+from webapp.security import embeddable
 from webapp.spool import SpoolFull
 from webapp.tokens import ClickClaim
 
@@ -81,7 +83,30 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
 
 
 @bp.get("/v1/serve/<tenant>/<slot>")
+@serve_limit
 def serve(tenant: str, slot: str):
+    """Pick a banner for this visitor and log the impression.
+    ---
+    get:
+      summary: Serve a banner (Thompson sampling over the slot's posteriors)
+      tags: [serving]
+      parameters:
+        - tenant
+        - slot
+        - location
+        - customer_id
+        - referrer_id
+      responses:
+        200:
+          description: The chosen banner, its click URL and the posterior it was drawn from.
+          content:
+            application/json:
+              schema: ServeDocument
+        400: BadRequest
+        404: NotFound
+        429: TooManyRequests
+        503: ServiceUnavailable
+    """
     try:
         document, _ = _choose(tenant, slot)
     except DomainError as exc:
@@ -104,8 +129,31 @@ def _flag_stale(response: Response) -> None:
 
 
 @bp.get("/v1/embed/<tenant>/<slot>")
+@embeddable
+@serve_limit
 def embed(tenant: str, slot: str):
-    """An HTML page with one banner, for an <iframe>."""
+    """An HTML page with one banner, for an <iframe>.
+    ---
+    get:
+      summary: Serve a banner as an HTML page for an iframe (any site may frame it)
+      tags: [serving]
+      parameters:
+        - tenant
+        - slot
+        - location
+        - customer_id
+        - referrer_id
+      responses:
+        200:
+          description: A page with the chosen banner linking to its click URL.
+          content:
+            text/html:
+              schema: {type: string}
+        400: BadRequest
+        404: NotFound
+        429: TooManyRequests
+        503: ServiceUnavailable
+    """
     document, _ = _choose(tenant, slot)
     html = render_template("serving/embed.html", banner=document["banner"], click_url=document["click_url"],
                            impression_id=document["impression_id"], tenant=tenant, slot=slot)
@@ -160,27 +208,86 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tupl
 
 
 @bp.get("/v1/click/<token>")
+@click_limit
 def click_redirect(token: str):
-    """Record the click (once) and send the visitor to the banner's target."""
+    """Record the click (once) and send the visitor to the banner's target.
+    ---
+    get:
+      summary: Record a click and redirect to the banner's target URL
+      tags: [clicks]
+      parameters:
+        - token
+        - customer_id
+        - referrer_id
+      responses:
+        302:
+          description: The click is recorded (once per impression); Location is the banner's target URL.
+          headers:
+            Location:
+              description: the banner's stored http(s) target URL
+              schema: {type: string, format: uri}
+        400: BadRequest
+        404: NotFound
+        429: TooManyRequests
+        503: ServiceUnavailable
+    """
     _, claim = _record_click(token, request.args.get("customer_id"), request.args.get("referrer_id"))
     state = runtime.get().cache.slot(claim.tenant_id, claim.slot_id)
     banner = state.banners.get(claim.banner_id) if state else None
     if banner is None or not banner.target_url:
         raise NotFound("the banner of this click no longer exists")
-    return redirect(banner.target_url, code=302)
+    # Redirect only to what the management API stored for this banner, and only if it is http(s): the
+    # URL never comes from the request.
+    try:
+        target = validation.http_url(banner.target_url, "target_url")
+    except InvalidInput:
+        raise NotFound("the banner of this click has no valid http(s) target URL") from None
+    return redirect(target, code=302)
 
 
 @bp.post("/v1/click")
+@click_limit
 def click_post():
-    body = request.get_json(silent=True)
-    body = validation.json_object(body, {"token", "customer_id", "referrer_id"})
+    """Record a click from the publisher's server or script.
+    ---
+    post:
+      summary: Record a click (once per impression)
+      tags: [clicks]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: ClickBody
+      responses:
+        200:
+          description: recorded the first time, duplicate after.
+          content:
+            application/json:
+              schema: ClickResult
+        400: BadRequest
+        413: PayloadTooLarge
+        429: TooManyRequests
+        503: ServiceUnavailable
+    """
+    body = validation.json_body(request, {"token", "customer_id", "referrer_id"})
     recorded, _ = _record_click(body.get("token"), body.get("customer_id"), body.get("referrer_id"))
     return jsonify(status="recorded" if recorded else "duplicate")
 
 
 @bp.get("/v1/ping")
 def ping():
-    """A trivial endpoint (no database), the baseline of the serving benchmark."""
+    """A trivial endpoint (no database), the baseline of the serving benchmark.
+    ---
+    get:
+      summary: Liveness (touches no database)
+      tags: [serving]
+      responses:
+        200:
+          description: the process answers
+          content:
+            application/json:
+              schema: Ping
+    """
     return jsonify(ok=True)
 
 

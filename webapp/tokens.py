@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from webapp.errors import InvalidToken
 
 MAX_TOKEN_LENGTH = 2048
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")     # what URLSafeTimedSerializer writes: base64url and '.'
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class ClickTokens:
         """Return the claim, or raise InvalidToken (forged, malformed or expired)."""
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("token is missing or malformed")
+        if not TOKEN_RE.fullmatch(token):
+            raise InvalidToken("token is malformed (characters other than letters, digits, '_', '-', '.')")
         try:
             signed = self._signer.unsign(token, max_age=self.window_seconds)
         except SignatureExpired:

@@ -18,10 +18,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from flask import Blueprint, Flask, Response, abort, current_app, redirect, request, url_for
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
+from limits import parse_many
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
@@ -79,7 +78,13 @@ def security_headers(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Sessions, CSRF, login and the login rate limit for ``app``; registers the blueprint."""
+    """Sessions, CSRF and login for ``app``; registers the blueprint. The login rate limit (webapp.limits'
+    limiter, initialized before) is a decorator of the login view."""
+    try:
+        parse_many(app.config["LOGIN_RATE_LIMIT"])
+    except ValueError:
+        raise ValueError(f"LOGIN_RATE_LIMIT={app.config['LOGIN_RATE_LIMIT']!r} is not a rate limit such as "
+                         f"'10/minute'") from None
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)   # guard() checks the dashboard's requests
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)       # a token lives as long as the session
@@ -92,15 +97,3 @@ def init_app(app: Flask) -> None:
 
     login_manager.user_loader(auth.load_user)
     app.register_blueprint(bp)
-
-    # One Limiter per app, so each app (each gunicorn worker, each test app) counts on its own storage.
-    limiter = Limiter(get_remote_address, app=app, storage_uri=app.config["RATELIMIT_STORAGE_URI"],
-                      default_limits=[], headers_enabled=True)
-    login_limit = app.config["LOGIN_RATE_LIMIT"]
-    failed = auth.login_failed
-    view = app.view_functions["admin.login"]
-    view = limiter.limit(login_limit, methods=["POST"], deduct_when=failed, key_func=get_remote_address,
-                         error_message="Too many failed logins from your address; wait a minute.")(view)
-    view = limiter.limit(login_limit, methods=["POST"], deduct_when=failed, key_func=auth.login_username,
-                         error_message="Too many failed logins for this user; wait a minute.")(view)
-    app.view_functions["admin.login"] = view

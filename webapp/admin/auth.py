@@ -5,11 +5,13 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Response, current_app, flash, redirect, render_template, request, session, url_for
+from flask_limiter.util import get_remote_address
 from flask_login import UserMixin, login_user, logout_user
 
 from webapp import accounts
 from webapp.admin import bp
 from webapp.admin.forms import LoginForm
+from webapp.limits import limiter
 
 
 class DashboardUser(UserMixin):
@@ -61,7 +63,15 @@ def login_username() -> str:
     return "user:" + (request.form.get("username") or "").strip().casefold()[:64]
 
 
+def _login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"], deduct_when=login_failed, key_func=get_remote_address,
+               error_message="Too many failed logins from your address; wait a minute.")
+@limiter.limit(_login_limit, methods=["POST"], deduct_when=login_failed, key_func=login_username,
+               error_message="Too many failed logins for this user; wait a minute.")
 def login():
     form = LoginForm()
     next_url = safe_next(request.args.get("next"))
