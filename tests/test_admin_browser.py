@@ -34,6 +34,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 XSS_ALT = "<script>window.__xss = 1</script>"
 TIMEOUT_MS = 30_000
+CLICK_DELAY_MS = 1500     # look before clicking: the click filter flags clicks within 0.5 s of the serve
 pytestmark = pytest.mark.slow
 
 
@@ -62,7 +63,8 @@ def server(keyspace, tmp_path_factory):
     a pipe nobody reads would fill up and block the workers."""
     port = free_port()
     env = {**os.environ, "CASSANDRA_KEYSPACE": keyspace, "ADMIN_API_TOKEN": ADMIN_TOKEN, "PORT": str(port),
-           "WEB_CONCURRENCY": "2", "SECRET_KEY": "browser-test"}
+           "WEB_CONCURRENCY": "2", "SECRET_KEY": "browser-test",
+           "SPOOL_DIR": str(tmp_path_factory.mktemp("gunicorn-spool"))}
     log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
@@ -131,10 +133,13 @@ def page(browser, server):
 
 
 @pytest.fixture(scope="module")
-def direct_app(keyspace):
+def direct_app(keyspace, tmp_path_factory):
     """An in-process app on the same keyspace, for setup the browser does not need to click through."""
-    app = create_app(make_config(keyspace))
+    app = create_app(make_config(keyspace, SPOOL_DIR=str(tmp_path_factory.mktemp("spool"))))
     yield app
+    rt = app.extensions.get("runtime")
+    if rt is not None:
+        rt.shutdown()
     app.extensions["cassandra"].shutdown()
 
 
@@ -230,6 +235,7 @@ def test_configure_embed_click_and_see_it_in_the_results(page, server, publisher
     served_src = link.locator("img").get_attribute("src")
     served = "shipping" if "/media/" in served_src else "summer"
     assert page.evaluate("window.__xss") is None
+    page.wait_for_timeout(CLICK_DELAY_MS)
     link.click()
     page.wait_for_url(f"{publisher['base']}/landing.html?banner={served}")
 
@@ -270,6 +276,7 @@ def test_the_demo_publisher_page_click_shows_in_the_results(page, server, direct
     link = page.locator("#hero-banner[data-bb-state='done'] a")
     link.wait_for()
     served = re.search(r"/static/banners/([a-z-]+)\.svg", link.locator("img").get_attribute("src"))[1]
+    page.wait_for_timeout(CLICK_DELAY_MS)
     link.click()
     page.wait_for_url(f"{base}/?clicked={served}")
     was = before.get(served, (0, 0))
