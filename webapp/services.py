@@ -329,9 +329,9 @@ def traffic_series(db: Database, tenant_id: str, slot_id: str, location: str, ho
             "labels": labels, "banners": series}
 
 
-CSV_COLUMNS = ["scope", "location", "banner", "active", "impressions", "clicks", "filtered_clicks", "ctr", "prior_alpha", "prior_beta",
-               "prior_source", "posterior_alpha", "posterior_beta", "posterior_mean", "ci95_low", "ci95_high",
-               "p_best"]
+CSV_COLUMNS = ["scope", "location", "banner", "active", "impressions", "clicks", "filtered_clicks", "ctr",
+               "prior_alpha", "prior_beta", "prior_source", "posterior_alpha", "posterior_beta", "posterior_mean",
+               "ci95_low", "ci95_high", "p_best"]
 
 
 def results_table(db: Database, tenant_id: str, slot_id: str, rng: np.random.Generator) -> list[list[Any]]:
@@ -350,7 +350,7 @@ def results_table(db: Database, tenant_id: str, slot_id: str, rng: np.random.Gen
         for i, r in enumerate(rows):
             prior = r["prior"]
             table.append(["location" if location else "slot", location, r["id"], r["active"], r["impressions"],
-                          r["clicks"], r["filtered_clicks"], round(r["ctr"], 6), prior["alpha"], prior["beta"], prior["source"],
-                          r["alpha"], r["beta"], round(r["posterior_mean"], 6), round(float(low[i]), 6),
-                          round(float(high[i]), 6), r["p_best"]])
+                          r["clicks"], r["filtered_clicks"], round(r["ctr"], 6), prior["alpha"], prior["beta"],
+                          prior["source"], r["alpha"], r["beta"], round(r["posterior_mean"], 6),
+                          round(float(low[i]), 6), round(float(high[i]), 6), r["p_best"]])
     return table
