@@ -155,8 +155,8 @@ def log_in(page, base: str, username: str, password: str = PASSWORD) -> None:
     assert "/admin/login?next=" in page.url
     page.fill("#username", username)
     page.fill("#password", password)
-    page.click("button:has-text('Log in')")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click("button:has-text('Log in')")
     assert "/admin/login" not in page.url, page.inner_text("main")
 
 
@@ -214,7 +214,7 @@ def test_configure_embed_click_and_see_it_in_the_results(page, server, publisher
     assert page.locator('tr[data-banner="summer"] td.alt').inner_text() == XSS_ALT   # shown as text
     uploaded_src = page.locator('tr[data-banner="shipping"] img').get_attribute("src")
     assert uploaded_src.startswith(f"{base}/media/{tenant}/")
-    assert page.evaluate("document.querySelector('tr[data-banner=\"shipping\"] img').naturalWidth") > 0
+    page.wait_for_function("document.querySelector('tr[data-banner=\"shipping\"] img').naturalWidth > 0")
 
     # Copy the JS tag from the embed page and paste it into a publisher page on another origin.
     page.click("text=Embed code")
@@ -249,11 +249,12 @@ def test_configure_embed_click_and_see_it_in_the_results(page, server, publisher
     assert page.evaluate("window.__xss") is None
     data = json.loads(page.inner_text("#chart-data"))
     assert sum(data["clicks"][served]) == 1 and sum(sum(v) for v in data["impressions"].values()) == 2
-    assert page.locator("#chart-ctr").evaluate("c => c.width") > 0       # Chart.js drew the charts
+    page.wait_for_function("document.getElementById('chart-ctr').width > 0")      # Chart.js drew the charts
 
     # Pausing the served banner takes it out of serving within seconds.
     page.goto(f"{base}/admin/tenants/{tenant}/slots/hero")
-    page.locator(f'tr[data-banner="{served}"] button:has-text("Pause")').click()
+    with page.expect_navigation():
+        page.locator(f'tr[data-banner="{served}"] button:has-text("Pause")').click()
     assert "paused" in page.locator(f'tr[data-banner="{served}"]').inner_text()
     other = "summer" if served == "shipping" else "shipping"
 
