@@ -14,7 +14,7 @@ CASSANDRA_HOSTS ?=
 comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
-.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve bench-outage bench-bots bench-learning simulate-service clean
+.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
@@ -63,6 +63,10 @@ run: venv cassandra .run/env
 	  export ADMIN_API_TOKEN=$${token:-$$ADMIN_API_TOKEN} SECRET_KEY=$${secret:-$$SECRET_KEY}; \
 	  $(VENV)/bin/flask --app wsgi init-db && \
 	  $(VENV)/bin/flask --app wsgi seed-demo --base-url http://127.0.0.1:$(PORT) && \
+	  { grep -q '^DEMO_ADMIN_PASSWORD=' .run/env || \
+	    echo "DEMO_ADMIN_PASSWORD=$$($(PYTHON_SYS) -c 'import secrets; print(secrets.token_urlsafe(12))')" >> .run/env; } && \
+	  demo_password=$$(sed -n 's/^DEMO_ADMIN_PASSWORD=//p' .run/env) && \
+	  printf '%s\n' "$$demo_password" | $(VENV)/bin/flask --app wsgi create-admin admin --password-stdin --update && \
 	  echo "" && \
 	  echo "  Banner Bandit is starting on http://127.0.0.1:$(PORT)  ($(WEB_CONCURRENCY) gunicorn workers)" && \
 	  echo "    demo publisher page   http://127.0.0.1:$(PORT)/" && \
@@ -70,6 +74,7 @@ run: venv cassandra .run/env
 	  echo "    iframe embed          http://127.0.0.1:$(PORT)/v1/embed/demo/home-hero" && \
 	  echo "    management API        http://127.0.0.1:$(PORT)/v1/admin/tenants/demo/slots/home-hero/stats" && \
 	  echo "    admin API token       $$ADMIN_API_TOKEN   (Authorization: Bearer …; kept in .run/env)" && \
+	  echo "    dashboard             http://127.0.0.1:$(PORT)/admin/   user admin, password $$demo_password" && \
 	  echo "  Ctrl-C stops the server; 'make stop' stops Cassandra too." && echo "" && \
 	  exec $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
@@ -77,8 +82,14 @@ stop:
 	@pkill -TERM -f "gunicorn -c gunicorn.conf.py wsgi:app" 2>/dev/null && echo "[server] stopped" || true
 	@scripts/cassandra.sh stop
 
-test: venv
+test: venv chromium
 	@$(PY) -m pytest
+
+# The dashboard's browser tests drive Debian's Chromium (headless) through Playwright.
+chromium:
+	@test -x /usr/bin/chromium || { echo "[setup] installing Debian's chromium for the browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }
 
 bench-serve: venv cassandra
 	@PYTHONPATH=. $(PY) benchmarks/bench_serve.py

@@ -34,4 +34,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
+
+    from webapp import admin, media
+
+    app.register_blueprint(media.bp)
+    admin.init_app(app)
     return app

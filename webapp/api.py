@@ -107,8 +107,10 @@ def put_slot(tenant: str, slot: str):
         404: NotFound
         413: PayloadTooLarge
     """
-    body = _body({"name"})
-    return _put_result(services.put_slot(_db(), tenant, slot, body.get("name")))
+    body = _body({"name", "size", "locations"})
+    return _put_result(services.put_slot(_db(), tenant, slot, body.get("name"), size=body.get("size"),
+                                         locations=body.get("locations"),
+                                         max_location_length=current_app.config["MAX_PARAM_LENGTH"]))
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>/banners/<banner>")

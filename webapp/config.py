@@ -50,14 +50,22 @@ DEFAULTS: dict[str, Any] = {
     # Background threads (tests switch them off and drive refresh/flush by hand)
     "BACKGROUND_THREADS": True,
     "DEFAULT_TIMEZONE": "Asia/Kolkata",
+    # Dashboard (/admin)
+    "SESSION_COOKIE_SAMESITE": "Lax",         # session cookie: HttpOnly always, SameSite this
+    "SESSION_COOKIE_SECURE": False,           # set true when the dashboard is served over HTTPS
+    "PERMANENT_SESSION_LIFETIME": 12 * 3600,  # seconds a dashboard login lasts
+    "LOGIN_RATE_LIMIT": "10/minute",          # failed logins per client address and per username
+    "MAX_IMAGE_BYTES": 512 * 1024,            # largest banner image upload
+    "PUBLIC_BASE_URL": "",                    # base of uploaded image URLs and embed snippets; '' = request host
 }
 
 _INT_KEYS = {"CASSANDRA_PORT", "CLICK_WINDOW_SECONDS", "PROPENSITY_DRAWS", "MAX_PARAM_LENGTH",
-             "MAX_CONTENT_LENGTH", "MAX_BANNERS_PER_SLOT", "TRUSTED_PROXIES", "SPOOL_MAX_BYTES"}
+             "MAX_CONTENT_LENGTH", "MAX_BANNERS_PER_SLOT", "TRUSTED_PROXIES", "SPOOL_MAX_BYTES",
+             "PERMANENT_SESSION_LIFETIME", "MAX_IMAGE_BYTES"}
 _FLOAT_KEYS = {"CACHE_REFRESH_SECONDS", "COUNTER_FLUSH_SECONDS", "SPOOL_FSYNC_SECONDS", "SPOOL_SEGMENT_SECONDS",
                "REPLAY_SECONDS", "STALE_AFTER_SECONDS"}
 _BOOL_KEYS = {"BACKGROUND_THREADS", "RATELIMIT_ENABLED", "RATELIMIT_HEADERS_ENABLED",
-              "RATELIMIT_SWALLOW_ERRORS"}
+              "RATELIMIT_SWALLOW_ERRORS", "SESSION_COOKIE_SECURE"}
 
 
 def _coerce(key: str, raw: str) -> Any:

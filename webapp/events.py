@@ -12,7 +12,8 @@ Counters are summed per process and written as COUNTER batches every COUNTER_FLU
 that certainly did not apply is put back; one whose outcome is unknown (a timeout) is not retried, so
 nothing is counted twice. Spooled segments left by a dead process are replayed with ``IF NOT EXISTS``
 and counted only when applied. The log stays the truth: counters may undercount by what a killed
-process had not yet flushed, never overcount.
+process had not yet flushed, never overcount. The same deltas also go, per quarter hour of the impression,
+to traffic_counts: the time series the dashboard charts.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cassandra import OperationTimedOut, WriteTimeout
 from cassandra.cluster import NoHostAvailable
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra import Unavailable
+from cassandra.util import datetime_from_uuid1
 
 from webapp import store
 from webapp.cassandra import Database
@@ -39,6 +41,13 @@ log = logging.getLogger(__name__)
 SLOT_WIDE = ""          # the banner_counts / priors location of slot-wide rows
 RETRY_BATCH = 5000      # failed writes resubmitted per flush
 UNREACHABLE = (NoHostAvailable, Unavailable, OperationTimedOut, WriteTimeout)
+BUCKET_MINUTES = 15     # traffic_counts time buckets (every time zone offset is a multiple of 15 minutes)
+
+
+def traffic_bucket(at: dt.datetime) -> dt.datetime:
+    """The UTC start of the quarter hour that ``at`` falls in (the traffic_counts bucket)."""
+    at = at.astimezone(dt.timezone.utc)
+    return at.replace(minute=at.minute - at.minute % BUCKET_MINUTES, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,13 @@ class Click:
     user_agent: str = ""
     ip: str = ""
 
+    @property
+    def served_at(self) -> dt.datetime:
+        """When the clicked impression was served (the time inside its timeuuid), UTC."""
+        if self.impression_id.version != 1:
+            return self.clicked_at
+        return datetime_from_uuid1(self.impression_id).replace(tzinfo=dt.timezone.utc)
+
     def row(self) -> tuple:
         return (self.tenant_id, self.slot_id, self.day, self.impression_id, self.clicked_at, self.banner_id,
                 self.location, self.customer_id, self.referrer_id, self.valid, self.invalid_reason,
@@ -121,6 +137,8 @@ class EventWriter:
         self._lock = threading.Lock()
         self._deltas: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
         self._reasons: dict[tuple[str, str, str], int] = defaultdict(int)
+        # (tenant, slot, location, bucket, banner) → [impressions, clicks], for traffic_counts
+        self._traffic: dict[tuple[str, str, str, dt.datetime, str], list[int]] = defaultdict(lambda: [0, 0])
         self._retry_impressions: list[tuple[Impression, Segment]] = []
         self._retry_clicks: list[tuple[Click, Segment]] = []
         self._spooled_clicks: set[uuid.UUID] = set()     # clicks accepted while Cassandra was away
@@ -148,7 +166,8 @@ class EventWriter:
                              callback_args=(impression, segment), errback_args=(impression, segment))
 
     def _impression_written(self, _result, impression: Impression, segment: Segment) -> None:
-        self._count(impression.tenant_id, impression.slot_id, impression.location, impression.banner_id, 1)
+        self._count(impression.tenant_id, impression.slot_id, impression.location, impression.banner_id,
+                    impression.served_at, impressions=1)
         self.spool.done(segment)
         with self._lock:
             self.stats["impressions_written"] += 1
@@ -188,23 +207,30 @@ class EventWriter:
         rows = self.db.execute(store.INSERT_CLICK, click.row())
         applied = bool(rows[0]["[applied]"])
         if applied and click.valid:
-            self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, clicks=1)
+            self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, click.served_at,
+                        clicks=1)
         elif applied:       # stored, flagged, not learned from
-            self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, filtered=1)
+            self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, click.served_at,
+                        filtered=1)
             with self._lock:
                 self._reasons[(click.tenant_id, click.slot_id, click.invalid_reason or "invalid")] += 1
         return applied
 
     # -- counters -----------------------------------------------------------------------------------------
 
-    def _count(self, tenant_id: str, slot_id: str, location: str, banner_id: str,
+    def _count(self, tenant_id: str, slot_id: str, location: str, banner_id: str, served_at: dt.datetime,
                impressions: int = 0, clicks: int = 0, filtered: int = 0) -> None:
+        bucket = traffic_bucket(served_at)
         with self._lock:
             for where in {location, SLOT_WIDE}:
                 delta = self._deltas[(tenant_id, slot_id, where, banner_id)]
                 delta[0] += impressions
                 delta[1] += clicks
                 delta[2] += filtered
+                if impressions or clicks:
+                    traffic = self._traffic[(tenant_id, slot_id, where, bucket, banner_id)]
+                    traffic[0] += impressions
+                    traffic[1] += clicks
 
     def flush(self) -> None:
         """Retry failed writes, then write the aggregated counter deltas."""
@@ -212,6 +238,9 @@ class EventWriter:
         with self._lock:
             deltas, self._deltas = self._deltas, defaultdict(lambda: [0, 0, 0])
             reasons, self._reasons = self._reasons, defaultdict(int)
+            traffic, self._traffic = self._traffic, defaultdict(lambda: [0, 0])
+        if traffic:
+            self._write_traffic(traffic)
         if not deltas and not reasons:
             return
         session = self.db.session()
@@ -228,6 +257,27 @@ class EventWriter:
                 log.warning("counter batch failed, will retry: %s", exc)
                 self._restore({k: v for k, v in deltas.items() if k[:2] == partition},
                               {k: v for k, v in reasons.items() if k[:2] == partition})
+
+    def _write_traffic(self, traffic: dict[tuple[str, str, str, dt.datetime, str], list[int]]) -> None:
+        """One COUNTER batch per (tenant, slot, UTC day) partition of traffic_counts; the same rules as the
+        banner_counts batches: put back what certainly failed, drop what timed out."""
+        session = self.db.session()
+        for partition, batch in store.traffic_batches(self.db, traffic).items():
+            try:
+                session.execute(batch)
+                self.stats["traffic_batches"] += 1
+            except (WriteTimeout, OperationTimedOut) as exc:
+                self.stats["counter_batch_errors"] += 1
+                log.error("traffic counter batch timed out, not retried: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - unavailable, no host: certainly not applied
+                self.stats["counter_batch_errors"] += 1
+                log.warning("traffic counter batch failed, will retry: %s", exc)
+                with self._lock:
+                    for key, (impressions, clicks) in traffic.items():
+                        if (key[0], key[1], key[3].date()) == partition:
+                            delta = self._traffic[key]
+                            delta[0] += impressions
+                            delta[1] += clicks
 
     def _retry(self) -> None:
         with self._lock:
@@ -298,7 +348,7 @@ class EventWriter:
             if success and result.one()["[applied]"]:
                 applied += 1
                 self._count(impression.tenant_id, impression.slot_id, impression.location,
-                            impression.banner_id, impressions=1)
+                            impression.banner_id, impression.served_at, impressions=1)
         for click in clicks:
             applied += self._insert_click(click)
         with self._lock:

@@ -112,12 +112,22 @@ class Tenant(Closed):
 class SlotBody(Closed):
     name = fields.String(required=True, validate=[validate.Length(min=1, max=validation.MAX_TEXT_LENGTH),
                                                   PLAIN_TEXT])
+    size = fields.String(validate=validate.Regexp(r"^\d{1,4}x\d{1,4}$"),
+                         metadata={"description": "WIDTHxHEIGHT in pixels; kept as stored when left out",
+                                   "example": "728x250"})
+    locations = fields.List(fields.String(validate=[validate.Length(max=128), PLAIN_TEXT]),
+                            validate=validate.Length(max=200),
+                            metadata={"description": "known locations (normalized); kept when left out"})
 
 
 class Slot(Closed):
     tenant = fields.String(required=True, validate=IDENTIFIER)
     id = fields.String(required=True, validate=IDENTIFIER)
     name = fields.String(required=True)
+    size = fields.String(required=True, metadata={"example": "728x250"})
+    width = fields.Integer(required=True)
+    height = fields.Integer(required=True)
+    locations = fields.List(fields.String(), required=True)
 
 
 class BannerBody(Closed):

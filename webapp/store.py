@@ -38,7 +38,22 @@ def get_tenant(db: Database, tenant_id: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def put_slot(db: Database, tenant_id: str, slot_id: str, name: str) -> bool:
+def list_tenants(db: Database) -> list[dict[str, Any]]:
+    """Every tenant (a small configuration table: a full scan is fine)."""
+    rows = db.execute("SELECT tenant_id, name, timezone FROM {ks}.tenants")
+    return sorted(rows, key=lambda r: r["tenant_id"])
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """What the dashboard keeps about a slot beyond its name; None = leave as stored."""
+    width: int | None = None
+    height: int | None = None
+    locations: frozenset[str] | None = None
+
+
+def put_slot(db: Database, tenant_id: str, slot_id: str, name: str,
+             layout: SlotLayout = SlotLayout()) -> bool:
     now = utcnow()
     created = db.execute(
         "INSERT INTO {ks}.slots (tenant_id, slot_id, name, created_at, updated_at) "
@@ -48,7 +63,17 @@ def put_slot(db: Database, tenant_id: str, slot_id: str, name: str) -> bool:
     if not created:
         db.execute("UPDATE {ks}.slots SET name = ?, updated_at = ? WHERE tenant_id = ? AND slot_id = ?",
                    (name, now, tenant_id, slot_id))
+    if layout.width is not None and layout.height is not None:
+        db.execute("UPDATE {ks}.slots SET width = ?, height = ? WHERE tenant_id = ? AND slot_id = ?",
+                   (layout.width, layout.height, tenant_id, slot_id))
+    if layout.locations is not None:
+        db.execute("UPDATE {ks}.slots SET locations = ? WHERE tenant_id = ? AND slot_id = ?",
+                   (set(layout.locations), tenant_id, slot_id))
     return created
+
+
+def list_slots(db: Database, tenant_id: str) -> list[dict[str, Any]]:
+    return db.execute("SELECT * FROM {ks}.slots WHERE tenant_id = ?", (tenant_id,))
 
 
 def get_slot(db: Database, tenant_id: str, slot_id: str) -> dict[str, Any] | None:
@@ -80,6 +105,12 @@ def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, field
              banner_id),
         )
     return created
+
+
+def get_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str) -> dict[str, Any] | None:
+    rows = db.execute("SELECT * FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ? AND banner_id = ?",
+                      (tenant_id, slot_id, banner_id))
+    return rows[0] if rows else None
 
 
 def list_banners(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, Any]]:
@@ -115,6 +146,13 @@ def slot_counts(db: Database, tenant_id: str, slot_id: str, location: str) -> li
 def slot_priors(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, Any]]:
     return db.execute("SELECT location, banner_id, alpha, beta, source FROM {ks}.priors "
                       "WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
+
+
+def slot_counts_by_location(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, Any]]:
+    """Every (location, banner) counter row of a slot: one partition."""
+    return db.execute(
+        "SELECT location, banner_id, impressions, clicks FROM {ks}.banner_counts "
+        "WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
 
 
 def known_locations(db: Database, tenant_id: str, slot_id: str) -> list[str]:
@@ -162,6 +200,85 @@ def count_click_rate(db: Database, tenant_id: str, kind: str, key: str, bucket: 
     rows = db.execute("SELECT clicks FROM {ks}.click_rates WHERE tenant_id = ? AND kind = ? AND key = ? "
                       "AND bucket = ?", (tenant_id, kind, key, bucket))
     return int(rows[0]["clicks"]) if rows else 1
+
+
+TRAFFIC_UPDATE = ("UPDATE {ks}.traffic_counts SET impressions = impressions + ?, clicks = clicks + ? "
+                  "WHERE tenant_id = ? AND slot_id = ? AND day = ? AND location = ? AND bucket = ? "
+                  "AND banner_id = ?")
+
+
+def traffic_batches(db: Database, deltas: dict[tuple[str, str, str, dt.datetime, str], list[int]]
+                    ) -> dict[tuple[str, str, dt.date], BatchStatement]:
+    """COUNTER batches of quarter-hour deltas keyed (tenant, slot, location, bucket, banner), one per
+    (tenant, slot, UTC day) partition."""
+    statement = db.prepare(TRAFFIC_UPDATE)
+    batches: dict[tuple[str, str, dt.date], BatchStatement] = {}
+    for (tenant_id, slot_id, location, bucket, banner_id), (impressions, clicks) in deltas.items():
+        day = bucket.date()
+        batch = batches.setdefault((tenant_id, slot_id, day), BatchStatement(batch_type=BatchType.COUNTER))
+        batch.add(statement, (impressions, clicks, tenant_id, slot_id, day, location, bucket, banner_id))
+    return batches
+
+
+def traffic(db: Database, tenant_id: str, slot_id: str, location: str, start: dt.datetime,
+            end: dt.datetime) -> list[dict[str, Any]]:
+    """Quarter-hour rows with start <= bucket < end (UTC): reads only the UTC-day partitions in range,
+    concurrently."""
+    statement = db.prepare(
+        "SELECT bucket, banner_id, impressions, clicks FROM {ks}.traffic_counts WHERE tenant_id = ? "
+        "AND slot_id = ? AND day = ? AND location = ? AND bucket >= ? AND bucket < ?")
+    session = db.session()
+    first, last = start.astimezone(dt.timezone.utc).date(), end.astimezone(dt.timezone.utc).date()
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    futures = [session.execute_async(statement, (tenant_id, slot_id, day, location, start, end))
+               for day in days]
+    return [row for future in futures for row in future.result()]
+
+
+# -- dashboard users and images -----------------------------------------------------------------------------
+
+def put_user(db: Database, username: str, password_hash: str, role: str, tenant_id: str, *,
+             replace: bool) -> bool:
+    """Create a user; with ``replace``, overwrite one of the same name. Returns False when the user
+    exists and ``replace`` is false (nothing written)."""
+    now = utcnow()
+    created = db.execute(
+        "INSERT INTO {ks}.users (username, password_hash, role, tenant_id, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+        (username, password_hash, role, tenant_id, now, now),
+    )[0]["[applied]"]
+    if not created and replace:
+        db.execute("UPDATE {ks}.users SET password_hash = ?, role = ?, tenant_id = ?, updated_at = ? "
+                   "WHERE username = ?", (password_hash, role, tenant_id, now, username))
+        return True
+    return created
+
+
+def set_password_hash(db: Database, username: str, password_hash: str) -> None:
+    db.execute("UPDATE {ks}.users SET password_hash = ?, updated_at = ? WHERE username = ?",
+               (password_hash, utcnow(), username))
+
+
+def get_user(db: Database, username: str) -> dict[str, Any] | None:
+    rows = db.execute("SELECT username, password_hash, role, tenant_id FROM {ks}.users WHERE username = ?",
+                      (username,))
+    return rows[0] if rows else None
+
+
+def list_users(db: Database) -> list[dict[str, Any]]:
+    rows = db.execute("SELECT username, role, tenant_id, created_at FROM {ks}.users")
+    return sorted(rows, key=lambda r: r["username"])
+
+
+def put_image(db: Database, tenant_id: str, image_id: str, content_type: str, data: bytes) -> None:
+    db.execute("INSERT INTO {ks}.images (tenant_id, image_id, content_type, data, size, created_at) "
+               "VALUES (?, ?, ?, ?, ?, ?)", (tenant_id, image_id, content_type, data, len(data), utcnow()))
+
+
+def get_image(db: Database, tenant_id: str, image_id: str) -> dict[str, Any] | None:
+    rows = db.execute("SELECT content_type, data FROM {ks}.images WHERE tenant_id = ? AND image_id = ?",
+                      (tenant_id, image_id))
+    return rows[0] if rows else None
 
 
 # -- event log ----------------------------------------------------------------------------------------------
