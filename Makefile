@@ -22,7 +22,7 @@ help:
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
 	@echo "make bench-bots   simulation: does a click bot poison the learning, with and without the filter"
-	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, ~15 min)"
+	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, ~20 min)"
 	@echo "make simulate-service  simulated visitors against gunicorn; checks the stats API (STEPS=2000)"
 
 $(VENV)/.installed: requirements.txt
