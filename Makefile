@@ -14,7 +14,7 @@ CASSANDRA_HOSTS ?=
 comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
-.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve clean
+.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
 .PHONY: spark-jars priors sample-history import-history bench-priors
 
 help:
@@ -22,6 +22,9 @@ help:
 	@echo "make test         the whole test suite (starts the local Cassandra if needed)"
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
+	@echo "make bench-bots   simulation: does a click bot poison the learning, with and without the filter"
+	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, ~20 min)"
+	@echo "make simulate-service  simulated visitors against gunicorn; checks the stats API (STEPS=2000)"
 	@echo "make priors       city priors from the event log (Spark; PRIORS_ARGS='--days 30 --tenant demo')"
 	@echo "make import-history  import HISTORY_CSV (default .run/history.csv; a sample is generated if absent)"
 	@echo "make bench-priors job time on 1M/10M events and the regret simulation (docs/BENCHMARKS.md)"
@@ -64,6 +67,10 @@ run: venv cassandra .run/env
 	  export ADMIN_API_TOKEN=$${token:-$$ADMIN_API_TOKEN} SECRET_KEY=$${secret:-$$SECRET_KEY}; \
 	  $(VENV)/bin/flask --app wsgi init-db && \
 	  $(VENV)/bin/flask --app wsgi seed-demo --base-url http://127.0.0.1:$(PORT) && \
+	  { grep -q '^DEMO_ADMIN_PASSWORD=' .run/env || \
+	    echo "DEMO_ADMIN_PASSWORD=$$($(PYTHON_SYS) -c 'import secrets; print(secrets.token_urlsafe(12))')" >> .run/env; } && \
+	  demo_password=$$(sed -n 's/^DEMO_ADMIN_PASSWORD=//p' .run/env) && \
+	  printf '%s\n' "$$demo_password" | $(VENV)/bin/flask --app wsgi create-admin admin --password-stdin --update && \
 	  echo "" && \
 	  echo "  Banner Bandit is starting on http://127.0.0.1:$(PORT)  ($(WEB_CONCURRENCY) gunicorn workers)" && \
 	  echo "    demo publisher page   http://127.0.0.1:$(PORT)/" && \
@@ -71,6 +78,7 @@ run: venv cassandra .run/env
 	  echo "    iframe embed          http://127.0.0.1:$(PORT)/v1/embed/demo/home-hero" && \
 	  echo "    management API        http://127.0.0.1:$(PORT)/v1/admin/tenants/demo/slots/home-hero/stats" && \
 	  echo "    admin API token       $$ADMIN_API_TOKEN   (Authorization: Bearer …; kept in .run/env)" && \
+	  echo "    dashboard             http://127.0.0.1:$(PORT)/admin/   user admin, password $$demo_password" && \
 	  echo "  Ctrl-C stops the server; 'make stop' stops Cassandra too." && echo "" && \
 	  exec $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
@@ -78,11 +86,33 @@ stop:
 	@pkill -TERM -f "gunicorn -c gunicorn.conf.py wsgi:app" 2>/dev/null && echo "[server] stopped" || true
 	@scripts/cassandra.sh stop
 
-test: venv spark-jars
+test: venv chromium spark-jars
 	@$(PY) -m pytest
 
+# The dashboard's browser tests drive Debian's Chromium (headless) through Playwright.
+chromium:
+	@test -x /usr/bin/chromium || { echo "[setup] installing Debian's chromium for the browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }
+
 bench-serve: venv cassandra
-	@$(PY) benchmarks/bench_serve.py
+	@PYTHONPATH=. $(PY) benchmarks/bench_serve.py
+
+bench-outage: venv cassandra
+	@$(PY) -m pytest tests/test_outage.py -q -s -p no:logging
+
+bench-bots: venv
+	@PYTHONPATH=. $(PY) benchmarks/bench_bots.py
+
+# Learning benchmark (issue 5): SEEDS seeds of three scenarios, all policies; writes docs/.
+SEEDS ?= 8
+bench-learning: venv
+	@$(PY) benchmarks/bench_learning.py --seeds $(SEEDS)
+
+# End-to-end: gunicorn on a free port against keyspace bb_simulator, STEPS simulated visitors.
+STEPS ?= 2000
+simulate-service: venv cassandra
+	@$(PY) -m simulator service --keyspace bb_simulator --steps $(STEPS)
 
 # -- Spark jobs (spark_jobs/, README "City priors") ------------------------------------------------------------
 HISTORY_CSV ?= .run/history.csv

@@ -1,5 +1,7 @@
 # gunicorn settings for Banner Bandit. PORT and WEB_CONCURRENCY come from the environment.
 import os
+import shutil
+import tempfile
 
 bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
@@ -9,9 +11,15 @@ preload_app = False
 timeout = 30
 graceful_timeout = 15
 keepalive = 5
+# Longest request line gunicorn reads (its maximum; default 4094). The documented query parameters at their
+# longest, percent-encoded as UTF-8, need about 6 KB: beyond the limit gunicorn answers 414 itself.
+limit_request_line = 8190
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = "info"
+# gunicorn's control socket has one default path per user: several servers on one machine (tests,
+# benchmarks, `make run`) would fight over it, and we do not use it.
+control_socket_disable = True
 
 
 def worker_exit(server, worker):
@@ -22,3 +30,21 @@ def worker_exit(server, worker):
     runtime = app.extensions.get("runtime") if app is not None else None
     if isinstance(runtime, runtime_module.Runtime):
         runtime.shutdown()
+
+
+# Prometheus multiprocess mode: every worker writes its samples here; /metrics sums them.
+# A fresh directory per server start (stale files of an earlier run would be summed too).
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="banner-bandit-metrics-")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

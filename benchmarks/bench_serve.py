@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Serving benchmark: GET /v1/serve/<tenant>/<slot> beside GET /v1/ping on one gunicorn.
 
-Run from the repository root as ``.venv/bin/python benchmarks/bench_serve.py`` (``make bench-serve``).
+Run from the repository root as ``.venv/bin/python benchmarks/bench_serve.py`` (``make bench-serve``);
+``--help`` lists the knobs (durations, connections, workers, port, keyspace).
 
 What it does, in order:
 
-1. Makes sure the load generator is there: vegeta (``go install`` of a pinned version from the Go
-   module proxy; ``apt-get install golang-go`` first if there is no Go at all).
+1. Makes sure the load generators are there: wrk (``apt-get install wrk``) and vegeta (``go install``
+   of a pinned version from the Go module proxy, with the machine's Go >= 1.22).
 2. Creates the schema in a dedicated keyspace (``flask --app wsgi init-db``, default ``bb_bench``).
 3. Starts ``gunicorn -c gunicorn.conf.py wsgi:app`` on its own port (default 8099) and waits for
    ``/v1/ping``; seeds a tenant, a slot and six banners through the management API and waits until
@@ -15,15 +16,20 @@ What it does, in order:
    - the peak: closed loop, a fixed number of connections each sending back-to-back (after a warm-up);
    - the latency at a constant open-loop rate of half the serve peak (same rate for both endpoints).
 5. Waits for asynchronous writes, stops gunicorn with SIGTERM (workers flush pending writes on exit),
-   and checks that the ``impression_id`` of every 200 response to ``/v1/serve`` is in the keyspace's
-   ``impressions`` table.
+   and checks that the ``impression_id`` of every 200 response to ``/v1/serve`` (warm-ups included)
+   is in the keyspace's ``impressions`` table.
 6. Prints a Markdown block for docs/BENCHMARKS.md and writes it to benchmarks/out/serve.md.
 
-Why vegeta: Debian (bookworm) has wrk but no wrk2, and wrk cannot hold a constant rate. vegeta does
-both a constant-rate open loop (it adds workers when responses are slow, so a slow server does not
-slow the senders down) and a closed loop (``-rate=0`` with a fixed number of workers), and it records
-every response body, from which the impression ids are read. Latencies are computed here, exactly,
-from vegeta's per-request results (vegeta's own report estimates quantiles with a t-digest).
+The load generators, and why two: the load generator shares the machine's two cores with gunicorn and
+Cassandra, so it must be cheap. wrk (C, Debian package) is: about 0.1 ms of CPU per request here, although
+gunicorn's sync workers close every connection. But wrk has no rate control, and Debian has no wrk2, so
+the constant-rate phases use vegeta (Go), which holds a rate in an open loop (it adds workers when
+responses are slow, so a slow server does not slow the senders down) but costs 0.4 to 1.2 ms of CPU per
+request here (0.6 of the 2 cores at the ping peak): fine at half the serve peak, too much to measure a
+peak with. The impression ids
+come from wrk's Lua ``response()`` hook (benchmarks/wrk_phase.lua: one file per wrk thread) and from
+the response bodies vegeta records. Latency percentiles: wrk's own (exact to the microsecond), and
+computed here, exactly, from vegeta's per-request results.
 
 The exit status is 1 when an impression id is missing from Cassandra (or no serve request succeeded).
 """
@@ -36,6 +42,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import secrets
 import shutil
 import signal
@@ -49,14 +56,15 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "benchmarks" / "out"
 VENV_BIN = Path(sys.executable).parent
 
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_phase.lua"
 VEGETA_MODULE = "github.com/tsenart/vegeta/v12"
 VEGETA_VERSION = "v12.13.0"
 
@@ -77,7 +85,7 @@ def log(message: str) -> None:
 def run(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = REPO,
         capture: bool = False) -> subprocess.CompletedProcess[str]:
     """Run a command, fail loudly (with its output) when it fails."""
-    result = subprocess.run(cmd, env=env, cwd=cwd, text=True,
+    result = subprocess.run(cmd, env=env, cwd=cwd, text=True, check=False,
                             stdout=subprocess.PIPE if capture else None,
                             stderr=subprocess.STDOUT if capture else None)
     if result.returncode != 0:
@@ -119,19 +127,15 @@ def http(method: str, url: str, *, token: str | None = None, payload: dict | Non
 
 
 # --------------------------------------------------------------------------------------------------
-# the load generator
+# the load generators
 
 
 def go_binary() -> str:
+    """The Go toolchain that builds vegeta (it needs Go >= 1.22: Debian bookworm's golang-go, 1.19, is
+    too old, so a machine without Go cannot be helped here; this project's machines have Go)."""
     go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if go:
-        return go
-    log("no Go toolchain: apt-get install -y golang-go")
-    run(["apt-get", "update", "-qq"])
-    run(["apt-get", "install", "-y", "-qq", "golang-go"])
-    go = shutil.which("go")
     if not go:
-        raise RuntimeError("could not install Go (needed to build vegeta)")
+        raise RuntimeError("no Go toolchain (>= 1.22) to build vegeta with: install Go, or put it on PATH")
     return go
 
 
@@ -139,7 +143,7 @@ def module_version(binary: Path, go: str) -> str | None:
     """The module version a Go binary was built from (`go version -m`), or None."""
     if not binary.exists():
         return None
-    result = subprocess.run([go, "version", "-m", str(binary)], capture_output=True, text=True)
+    result = subprocess.run([go, "version", "-m", str(binary)], capture_output=True, text=True, check=False)
     for line in result.stdout.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[0] == "mod" and parts[1] == VEGETA_MODULE:
@@ -161,15 +165,42 @@ def ensure_vegeta() -> tuple[Path, str]:
     return binary, f"vegeta {VEGETA_VERSION} (built with {go_version})"
 
 
+def ensure_wrk() -> tuple[Path, str]:
+    """Return (path, description) of wrk, installing Debian's package if needed."""
+    if not shutil.which("wrk"):
+        log("installing wrk (apt-get install -y wrk) ...")
+        run(["apt-get", "update", "-qq"])
+        run(["apt-get", "install", "-y", "-qq", "wrk"])
+    wrk = shutil.which("wrk")
+    if not wrk:
+        raise RuntimeError("could not install wrk")
+    banner = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False).stdout
+    version = banner.split()[1] if len(banner.split()) > 1 else "?"  # "wrk debian/4.1.0-3+b2 [epoll] ..."
+    return Path(wrk), f"wrk {version}"
+
+
+@dataclass
+class Tools:
+    wrk: Path
+    vegeta: Path
+    description: str
+
+
+def ensure_tools() -> Tools:
+    wrk, wrk_text = ensure_wrk()
+    vegeta, vegeta_text = ensure_vegeta()
+    return Tools(wrk=wrk, vegeta=vegeta,
+                 description=f"{wrk_text} for the closed loops, {vegeta_text} for the open loops")
+
+
 @dataclass
 class Load:
-    """One vegeta attack: closed loop when rate == 0 (then `connections` workers), else open loop."""
+    """One phase of load: closed loop (wrk) with `connections` when rate == 0, else open loop (vegeta)."""
     name: str
-    targets: list[str]
+    urls: list[str]
     duration_s: float
     rate: int = 0
     connections: int = 0
-    keep_bodies: bool = False
 
     def describe(self) -> str:
         if self.rate:
@@ -177,23 +208,206 @@ class Load:
         return f"closed loop, {self.connections} connections"
 
 
-def attack(vegeta: Path, load: Load, work_dir: Path) -> Path:
-    """Run one attack; return the path of vegeta's binary results file."""
+# --------------------------------------------------------------------------------------------------
+# where the CPU goes (2 cores shared by Cassandra, gunicorn and the load generator)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of one live process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def child_pids(parent: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def listening_pid(port: int) -> int | None:
+    """The local process listening on a TCP port (from /proc/net/tcp{,6} and the processes' fds)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                return int(fd_dir.parent.name)
+        except OSError:
+            continue
+    return None
+
+
+def machine_busy_seconds() -> float:
+    """Non-idle CPU seconds of the whole machine, all cores (first line of /proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+@dataclass
+class CpuSample:
+    wall: float
+    machine: float
+    gunicorn: float
+    cassandra: float
+    loadgen: float
+
+
+@dataclass
+class CpuUse:
+    """Average cores used during a phase, by group."""
+    gunicorn: float
+    cassandra: float | None
+    loadgen: float
+    other: float
+
+    def describe(self) -> str:
+        cassandra = "-" if self.cassandra is None else f"{self.cassandra:.2f}"
+        return f"{self.gunicorn:.2f} / {cassandra} / {self.loadgen:.2f} / {self.other:.2f}"
+
+
+class CpuMeter:
+    """CPU seconds of gunicorn (master + workers), the local Cassandra, the load generator (this
+    script's waited-for children, i.e. vegeta) and everything else on the machine."""
+
+    def __init__(self, gunicorn_master: int, cassandra: int | None) -> None:
+        self.master = gunicorn_master
+        self.cassandra = cassandra
+
+    def sample(self) -> CpuSample:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return CpuSample(
+            wall=time.monotonic(), machine=machine_busy_seconds(),
+            gunicorn=sum(process_cpu_seconds(p) for p in [self.master, *child_pids(self.master)]),
+            cassandra=process_cpu_seconds(self.cassandra) if self.cassandra else 0.0,
+            loadgen=children.ru_utime + children.ru_stime)
+
+    def use(self, before: CpuSample, after: CpuSample) -> CpuUse:
+        wall = max(after.wall - before.wall, 1e-9)
+        gunicorn = (after.gunicorn - before.gunicorn) / wall
+        cassandra = (after.cassandra - before.cassandra) / wall
+        loadgen = (after.loadgen - before.loadgen) / wall
+        machine = (after.machine - before.machine) / wall
+        return CpuUse(gunicorn=gunicorn, cassandra=cassandra if self.cassandra else None, loadgen=loadgen,
+                      other=max(0.0, machine - gunicorn - cassandra - loadgen))
+
+
+# --------------------------------------------------------------------------------------------------
+# running a phase and what came back
+
+
+@dataclass
+class PhaseResult:
+    endpoint: str
+    load: str
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    failed: int  # responses other than 200, and requests that got no response at all
+    errors: Counter = field(default_factory=Counter)
+    cpu: CpuUse | None = None
+
+
+@dataclass
+class ImpressionLedger:
+    """Impression ids of the 200 responses to /v1/serve, and what else came back."""
+    ids: set[str] = field(default_factory=set)
+    ok_responses: int = 0
+    ok_without_id: int = 0
+    failed: int = 0
+    first_ts: float = float("inf")
+    last_ts: float = float("-inf")
+
+    def note_time(self, *when: float) -> None:
+        self.first_ts, self.last_ts = min(self.first_ts, *when), max(self.last_ts, *when)
+
+    def add_ok(self, impression_id: object) -> None:
+        self.ok_responses += 1
+        try:
+            self.ids.add(str(uuid.UUID(str(impression_id))))
+        except ValueError:
+            self.ok_without_id += 1
+
+    def add_response(self, status: int, body: bytes, when: float) -> None:
+        self.note_time(when)
+        if status != 200:
+            self.failed += 1
+            return
+        try:
+            impression_id = json.loads(body).get("impression_id")
+        except (ValueError, AttributeError):
+            impression_id = None
+        self.add_ok(impression_id)
+
+
+def run_wrk(wrk: Path, load: Load, endpoint: str, work_dir: Path,
+            ledger: ImpressionLedger | None) -> PhaseResult:
+    """Closed loop with wrk; impression ids come from the Lua hook's per-thread files."""
+    parts = [urllib.parse.urlsplit(url) for url in load.urls]
+    origin = f"{parts[0].scheme}://{parts[0].netloc}"
+    paths = [urllib.parse.urlunsplit(("", "", p.path, p.query, "")) for p in parts]
+    ids_dir = work_dir / load.name
+    ids_dir.mkdir()
+    threads = max(1, min(os.cpu_count() or 1, load.connections))
+    started = time.time()
+    output = run([str(wrk), f"-t{threads}", f"-c{load.connections}", f"-d{max(1, round(load.duration_s))}s",
+                  "--timeout", "10s", "-s", str(WRK_SCRIPT), origin, "--", str(ids_dir),
+                  "1" if ledger is not None else "0", *paths], capture=True).stdout
+    ended = time.time()
+    summary_lines = [line for line in output.splitlines() if line.startswith("BENCH_JSON ")]
+    if not summary_lines:
+        raise RuntimeError(f"wrk printed no summary:\n{output}")
+    summary = json.loads(summary_lines[-1].removeprefix("BENCH_JSON "))
+    errors = Counter({f"socket {kind}": n for kind, n in summary["errors"].items() if n})
+    failed = summary["not_ok"] + sum(errors.values())
+    if ledger is not None:
+        ledger.note_time(started, ended)
+        recorded = [line for f in sorted(ids_dir.glob("ids-*.txt")) for line in f.read_text().split()]
+        for impression_id in recorded:
+            ledger.add_ok(impression_id)  # "MISSING" (a 200 without an id) counts as such
+        for _ in range(summary["ok"] - len(recorded)):
+            ledger.add_ok(None)  # a 200 whose id did not reach the file
+        ledger.failed += failed
+    return PhaseResult(endpoint=endpoint, load=load.describe(), requests=summary["requests"],
+                       rps=summary["requests"] / (summary["duration_us"] / 1e6),
+                       p50_ms=summary["p50_us"] / 1000, p99_ms=summary["p99_us"] / 1000,
+                       failed=failed, errors=errors)
+
+
+def run_vegeta(vegeta: Path, load: Load, endpoint: str, work_dir: Path,
+               ledger: ImpressionLedger | None) -> PhaseResult:
+    """Open loop at a constant rate with vegeta; bodies recorded when impression ids are wanted."""
     targets_file = work_dir / f"{load.name}.targets"
-    targets_file.write_text("".join(f"GET {url}\n" for url in load.targets))
+    targets_file.write_text("".join(f"GET {url}\n" for url in load.urls))  # vegeta cycles through them
     results_file = work_dir / f"{load.name}.bin"
-    cmd = [str(vegeta), "attack", f"-targets={targets_file}", f"-output={results_file}",
-           f"-duration={load.duration_s}s", "-timeout=10s", "-redirects=-1",
-           f"-max-body={-1 if load.keep_bodies else 0}"]
-    if load.rate:
-        cmd += [f"-rate={load.rate}/1s"]  # workers grow as needed: a true open loop
-    else:
-        cmd += ["-rate=0", f"-workers={load.connections}", f"-max-workers={load.connections}"]
-    run(cmd)
-    return results_file
+    run([str(vegeta), "attack", f"-targets={targets_file}", f"-output={results_file}",
+         f"-duration={load.duration_s:g}s", f"-rate={load.rate}/1s", "-timeout=10s", "-redirects=-1",
+         f"-max-body={-1 if ledger is not None else 0}"])
+    return summarize_vegeta(vegeta, load, endpoint, results_file, ledger)
 
 
-def decode(vegeta: Path, results_file: Path) -> Iterator[dict]:
+def decode_vegeta(vegeta: Path, results_file: Path) -> Iterator[dict]:
     """Yield vegeta's per-request results (code, timestamp, latency in ns, error, base64 body)."""
     with subprocess.Popen([str(vegeta), "encode", "--to", "json", str(results_file)],
                           stdout=subprocess.PIPE, text=True) as proc:
@@ -205,59 +419,20 @@ def decode(vegeta: Path, results_file: Path) -> Iterator[dict]:
         raise RuntimeError(f"vegeta encode failed on {results_file}")
 
 
-# --------------------------------------------------------------------------------------------------
-# results
-
-
-@dataclass
-class PhaseResult:
-    endpoint: str
-    load: str
-    requests: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    non_200: int
-    errors: Counter = field(default_factory=Counter)
-
-
-@dataclass
-class ImpressionLedger:
-    """Impression ids of the 200 responses to /v1/serve, and what else came back."""
-    ids: set[str] = field(default_factory=set)
-    ok_responses: int = 0
-    ok_without_id: int = 0
-    non_200: int = 0
-    first_ts: float = float("inf")
-    last_ts: float = float("-inf")
-
-    def add_response(self, status: int, body: bytes, when: float) -> None:
-        self.first_ts, self.last_ts = min(self.first_ts, when), max(self.last_ts, when)
-        if status != 200:
-            self.non_200 += 1
-            return
-        self.ok_responses += 1
-        try:
-            impression_id = json.loads(body)["impression_id"]
-            self.ids.add(str(uuid.UUID(str(impression_id))))
-        except (ValueError, KeyError, TypeError):
-            self.ok_without_id += 1
-
-
-def summarize(vegeta: Path, load: Load, endpoint: str, results_file: Path,
-              ledger: ImpressionLedger | None) -> PhaseResult:
+def summarize_vegeta(vegeta: Path, load: Load, endpoint: str, results_file: Path,
+                     ledger: ImpressionLedger | None) -> PhaseResult:
     latencies: list[float] = []
-    codes: Counter = Counter()
+    failed = 0
     errors: Counter = Counter()
     start, end = float("inf"), float("-inf")
-    for result in decode(vegeta, results_file):
+    for result in decode_vegeta(vegeta, results_file):
         began = dt.datetime.fromisoformat(result["timestamp"]).timestamp()
         latency_s = result["latency"] / 1e9
         start, end = min(start, began), max(end, began + latency_s)
         latencies.append(latency_s * 1000)
-        codes[result["code"]] += 1
+        failed += result["code"] != 200
         if result["error"]:
-            errors[result["error"].rpartition('": ')[2][:160]] += 1  # drop vegeta's 'Get "<url>": ' 
+            errors[result["error"].rpartition('": ')[2][:160]] += 1  # without vegeta's 'Get "<url>": '
         if ledger is not None:
             ledger.add_response(result["code"], base64.b64decode(result["body"] or ""), began)
     latencies.sort()
@@ -265,12 +440,14 @@ def summarize(vegeta: Path, load: Load, endpoint: str, results_file: Path,
     return PhaseResult(endpoint=endpoint, load=load.describe(), requests=len(latencies),
                        rps=len(latencies) / span if span > 0 else 0.0,
                        p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
-                       non_200=sum(n for code, n in codes.items() if code != 200), errors=errors)
+                       failed=failed, errors=errors)
 
 
 def print_phase(result: PhaseResult) -> None:
     log(f"  {result.endpoint} [{result.load}]: {result.requests} requests, {result.rps:.0f} req/s, "
-        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, non-200 {result.non_200}")
+        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, non-200/failed {result.failed}")
+    if result.cpu:
+        log(f"    CPU cores used: gunicorn / Cassandra / load generator / other = {result.cpu.describe()}")
     for error, count in result.errors.most_common(3):
         log(f"    error x{count}: {error}")
 
@@ -288,6 +465,10 @@ def app_environment(args: argparse.Namespace) -> dict[str, str]:
         "ADMIN_API_TOKEN": secrets.token_urlsafe(24),
         "SECRET_KEY": secrets.token_urlsafe(24),
         "PORT": str(args.port),
+        # All load comes from one client address: keep the per-client limiter in the path (its cost is
+        # part of a serve) but far above what the load generator sends.
+        "RATELIMIT_SERVE": "100000000/minute",
+        "RATELIMIT_CLICK": "100000000/minute",
     })
     if args.workers:
         env["WEB_CONCURRENCY"] = str(args.workers)
@@ -297,7 +478,7 @@ def app_environment(args: argparse.Namespace) -> dict[str, str]:
 def gunicorn_settings(env: dict[str, str]) -> dict[str, str]:
     """Effective gunicorn settings (workers, worker_class, threads, ...) of gunicorn.conf.py."""
     result = subprocess.run([str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--print-config",
-                             "wsgi:app"], cwd=REPO, env=env, capture_output=True, text=True)
+                             "wsgi:app"], cwd=REPO, env=env, capture_output=True, text=True, check=False)
     settings: dict[str, str] = {}
     for line in result.stdout.splitlines():
         key, sep, value = line.partition("=")
@@ -306,19 +487,9 @@ def gunicorn_settings(env: dict[str, str]) -> dict[str, str]:
     return settings
 
 
-def gunicorn_command() -> list[str]:
-    """gunicorn with the project's config; without a control socket when gunicorn has one (>= 25.1),
-    so that the bench instance neither takes over nor removes a developer's $HOME/.gunicorn/gunicorn.ctl."""
-    cmd = [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py"]
-    help_text = subprocess.run(cmd[:1] + ["--help"], capture_output=True, text=True).stdout
-    if "--no-control-socket" in help_text:
-        cmd.append("--no-control-socket")
-    return cmd + ["wsgi:app"]
-
-
 def start_gunicorn(env: dict[str, str], log_path: Path) -> subprocess.Popen:
     log_file = log_path.open("w")
-    proc = subprocess.Popen(gunicorn_command(),
+    proc = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
                             cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                             start_new_session=True)  # Ctrl-C of the bench does not reach it: finally does
     log_file.close()
@@ -338,20 +509,8 @@ def stop_gunicorn(proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
         proc.wait()
 
 
-def worker_count(master_pid: int) -> int:
-    """Number of live child processes of the gunicorn master."""
-    count = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master_pid:
-            count += 1
-    return count
-
-
-def wait_for(what: str, check, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float,
+             proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -388,7 +547,7 @@ def serve_urls(base: str) -> list[str]:
 class ImpressionCheck:
     ok_responses: int
     ok_without_id: int
-    non_200: int
+    failed: int
     found: int
     missing: int
     days: list[dt.date]
@@ -397,7 +556,7 @@ class ImpressionCheck:
 
 def timeuuid_day(value: str) -> dt.date:
     seconds = (uuid.UUID(value).time - 0x01B21DD213814000) / 1e7
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).date()
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).date()
 
 
 def check_impressions(ledger: ImpressionLedger, args: argparse.Namespace) -> ImpressionCheck:
@@ -406,9 +565,9 @@ def check_impressions(ledger: ImpressionLedger, args: argparse.Namespace) -> Imp
     from cassandra.query import SimpleStatement
 
     days = {timeuuid_day(i) for i in ledger.ids}
-    if ledger.ids or ledger.non_200:
-        first = dt.datetime.fromtimestamp(ledger.first_ts, dt.timezone.utc).date()
-        last = dt.datetime.fromtimestamp(ledger.last_ts, dt.timezone.utc).date()
+    if ledger.ids or ledger.failed:
+        first = dt.datetime.fromtimestamp(ledger.first_ts, dt.UTC).date()
+        last = dt.datetime.fromtimestamp(ledger.last_ts, dt.UTC).date()
         days |= {first + dt.timedelta(days=n) for n in range((last - first).days + 1)}
     stored: set[str] = set()
     cluster = Cluster(args.cassandra_hosts.split(","), port=args.cassandra_port)
@@ -422,7 +581,7 @@ def check_impressions(ledger: ImpressionLedger, args: argparse.Namespace) -> Imp
         cluster.shutdown()
     missing = ledger.ids - stored
     return ImpressionCheck(ok_responses=ledger.ok_responses, ok_without_id=ledger.ok_without_id,
-                           non_200=ledger.non_200, found=len(ledger.ids & stored), missing=len(missing),
+                           failed=ledger.failed, found=len(ledger.ids & stored), missing=len(missing),
                            days=sorted(days), missing_sample=sorted(missing)[:5])
 
 
@@ -432,7 +591,7 @@ def cassandra_version(args: argparse.Namespace) -> str:
     try:
         row = cluster.connect().execute("SELECT release_version FROM system.local").one()
         return str(row.release_version)
-    except Exception:  # only for the report
+    except Exception:  # noqa: BLE001 - only for the report
         return "unknown"
     finally:
         cluster.shutdown()
@@ -470,38 +629,53 @@ def package_version(name: str) -> str:
         return "?"
 
 
+def busy_machine_warning(phases: list[PhaseResult], threshold: float = 0.25) -> list[str]:
+    """A warning line when other processes took a noticeable share of the 2 cores."""
+    other = max((p.cpu.other for p in phases if p.cpu), default=0.0)
+    if other < threshold:
+        return []
+    return ["", (f"**Warning:** other processes on the machine used up to {other:.2f} cores during a "
+                 "phase (the last CPU number): these figures understate what the server can do; rerun "
+                 "on a quiet machine.")]
+
+
 def render_markdown(phases: list[PhaseResult], check: ImpressionCheck, context: dict[str, str],
                     args: argparse.Namespace) -> str:
     verdict = "OK" if check.missing == 0 and check.ok_without_id == 0 and check.ok_responses else "FAILED"
     lines = [
         f"### Serving benchmark ({context['date']})",
         "",
-        f"- Machine: {context['nproc']} CPUs ({context['cpu']}), {context['memory']}; Cassandra "
-        f"{context['cassandra']}, gunicorn and the load generator all on this one machine (loopback), "
-        "nothing pinned.",
-        f"- Server: gunicorn {context['gunicorn_version']}, {context['workers']} workers "
-        f"(worker_class {context['worker_class']}, threads {context['threads']}), Python "
-        f"{platform.python_version()}, keyspace `{args.keyspace}`, 1 tenant / 1 slot / "
-        f"{len(BANNERS)} banners, `location` cycling over {len(CITIES)} cities.",
-        f"- Load: {context['tool']}. Peak = closed loop, {args.connections} connections, "
-        f"{args.warmup:g} s warm-up then {args.duration:g} s; then open loop at half the serve peak "
-        f"({context['rate']} req/s) for {args.duration:g} s. Latency = time from sending the request "
-        "to the end of the response, exact percentiles over every request of the phase.",
+        (f"- Machine: {context['nproc']} CPUs ({context['cpu']}), {context['memory']}; Cassandra "
+         f"{context['cassandra']}, gunicorn and the load generator all on this one machine (loopback), "
+         f"nothing pinned; load average before the run {context['loadavg']}."),
+        (f"- Server: gunicorn {context['gunicorn_version']}, {context['workers']} workers "
+         f"(worker_class {context['worker_class']}, threads {context['threads']}), Python "
+         f"{platform.python_version()}, keyspace `{args.keyspace}`, 1 tenant / 1 slot / "
+         f"{len(BANNERS)} banners, `location` cycling over {len(CITIES)} cities."),
+        (f"- Load: {context['tools']}. Peak = closed loop, {args.connections} connections, "
+         f"{args.warmup:g} s warm-up then {args.duration:g} s; then open loop at half the serve peak "
+         f"({context['rate']} req/s) for {args.duration:g} s. Latency = time from sending the request "
+         "to the end of the response, exact percentiles over every request of the phase. CPU = average "
+         "cores busy during the phase: gunicorn (master + workers) / Cassandra / load generator / "
+         "anything else. Failed = responses other than 200 and requests without a response."),
+        "- Command: `make bench-serve` (`.venv/bin/python benchmarks/bench_serve.py`).",
         "",
-        "| Endpoint | Load | Requests | req/s | p50 (ms) | p99 (ms) | non-200 |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| Endpoint | Load | Requests | req/s | p50 (ms) | p99 (ms) | Failed | CPU (cores) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for p in phases:
+        cpu = p.cpu.describe() if p.cpu else "-"
         lines.append(f"| `{p.endpoint}` | {p.load} | {p.requests} | {p.rps:.0f} | {p.p50_ms:.1f} | "
-                     f"{p.p99_ms:.1f} | {p.non_200} |")
+                     f"{p.p99_ms:.1f} | {p.failed} | {cpu} |")
     lines += [
+        *busy_machine_warning(phases),
         "",
-        f"Impression log check ({verdict}; after the load stopped, +{args.settle:g} s, gunicorn stopped "
-        f"with SIGTERM; table `{args.keyspace}.impressions`, "
-        f"day(s) {', '.join(d.isoformat() for d in check.days) or '-'}): "
-        f"200 responses to /v1/serve (warm-up included): {check.ok_responses}; impression ids found: "
-        f"{check.found}; missing: {check.missing}; 200 without an impression_id: {check.ok_without_id}; "
-        f"non-200 responses: {check.non_200}.",
+        (f"Impression log check ({verdict}; after the load stopped, +{args.settle:g} s, gunicorn stopped "
+         f"with SIGTERM; table `{args.keyspace}.impressions`, "
+         f"day(s) {', '.join(d.isoformat() for d in check.days) or '-'}): "
+         f"200 responses to /v1/serve (warm-up included): {check.ok_responses}; impression ids found: "
+         f"{check.found}; missing: {check.missing}; 200 without an impression_id: {check.ok_without_id}; "
+         f"responses other than 200 or failed: {check.failed}."),
     ]
     return "\n".join(lines) + "\n"
 
@@ -528,40 +702,49 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def measure(vegeta: Path, load: Load, endpoint: str, work_dir: Path,
-            ledger: ImpressionLedger | None, server: subprocess.Popen) -> PhaseResult:
+def measure(tools: Tools, load: Load, endpoint: str, work_dir: Path, ledger: ImpressionLedger | None,
+            server: subprocess.Popen, cassandra: int | None) -> PhaseResult:
     log(f"{load.name}: {endpoint}, {load.describe()}, {load.duration_s:g} s ...")
-    result = summarize(vegeta, load, endpoint, attack(vegeta, load, work_dir), ledger)
-    print_phase(result)
+    meter = CpuMeter(server.pid, cassandra)
+    before = meter.sample()
+    if load.rate:
+        result = run_vegeta(tools.vegeta, load, endpoint, work_dir, ledger)
+    else:
+        result = run_wrk(tools.wrk, load, endpoint, work_dir, ledger)
+    result.cpu = meter.use(before, meter.sample())  # vegeta's decoding happens after the attack: in
+    print_phase(result)                              # this figure, but only a fraction of a second
     if server.poll() is not None:
         raise RuntimeError(f"gunicorn (pid {server.pid}) exited with {server.returncode} during "
                            f"{load.name}: stopped by something else? The figures are void.")
     return result
 
 
-def run_phases(vegeta: Path, base: str, args: argparse.Namespace, work_dir: Path,
+def run_phases(tools: Tools, base: str, args: argparse.Namespace, work_dir: Path,
                ledger: ImpressionLedger, server: subprocess.Popen) -> tuple[list[PhaseResult], int]:
     """Peak (closed loop) for ping and serve, then both at half the serve peak (open loop)."""
     endpoints = {
         "ping": ("GET /v1/ping", [f"{base}/v1/ping"], None),
         "serve": (f"GET /v1/serve/{TENANT}/{SLOT}?location=<city>", serve_urls(base), ledger),
     }
+    cassandra = None  # the local Cassandra JVM, for the CPU figures (None when it is elsewhere)
+    if args.cassandra_hosts.split(",")[0].strip() in ("127.0.0.1", "localhost", "::1"):
+        cassandra = listening_pid(args.cassandra_port)
     peaks: dict[str, PhaseResult] = {}
     for key, (endpoint, urls, phase_ledger) in endpoints.items():
-        keep = phase_ledger is not None
-        warmup = Load(f"{key}-warmup", urls, args.warmup, connections=args.connections, keep_bodies=keep)
-        measure(vegeta, warmup, endpoint, work_dir, phase_ledger, server)
-        peak = Load(f"{key}-peak", urls, args.duration, connections=args.connections, keep_bodies=keep)
-        peaks[key] = measure(vegeta, peak, endpoint, work_dir, phase_ledger, server)
+        warmup = Load(f"{key}-warmup", urls, args.warmup, connections=args.connections)
+        measure(tools, warmup, endpoint, work_dir, phase_ledger, server, cassandra)
+        peak = Load(f"{key}-peak", urls, args.duration, connections=args.connections)
+        peaks[key] = measure(tools, peak, endpoint, work_dir, phase_ledger, server, cassandra)
         time.sleep(args.pause)
-    if peaks["serve"].non_200 > peaks["serve"].requests // 100:
-        raise RuntimeError(f"{peaks['serve'].non_200} of {peaks['serve'].requests} serve requests at "
-                           "peak were not 200: no meaningful peak to halve")
-    rate = max(1, round(peaks["serve"].rps / 2))
+    serve_peak = peaks["serve"]
+    if serve_peak.failed > serve_peak.requests // 100:
+        raise RuntimeError(f"{serve_peak.failed} of {serve_peak.requests} serve requests at peak were not "
+                           "200: no meaningful peak to halve")
+    rate = max(1, round(serve_peak.rps / 2))
     fixed: list[PhaseResult] = []
     for key, (endpoint, urls, phase_ledger) in endpoints.items():
-        load = Load(f"{key}-rate", urls, args.duration, rate=rate, keep_bodies=phase_ledger is not None)
-        fixed.append(measure(vegeta, load, endpoint, work_dir, phase_ledger, server))
+        load = Load(f"{key}-rate", urls, args.duration, rate=rate)
+        fixed.append(measure(tools, load, endpoint, work_dir, phase_ledger, server, cassandra))
         time.sleep(args.pause)
     return [peaks["ping"], peaks["serve"], *fixed], rate
 
@@ -580,24 +763,17 @@ def wait_until_serving(base: str, ledger: ImpressionLedger, timeout_s: float,
     wait_for("GET /v1/serve to answer 200", serving, timeout_s, proc)
 
 
-def main() -> int:
-    args = parse_args()
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    for needed in ("wsgi.py", "gunicorn.conf.py"):
-        if not (REPO / needed).exists():
-            raise SystemExit(f"{REPO / needed} does not exist: nothing to benchmark yet")
-    if port_in_use(args.port):
-        raise SystemExit(f"port {args.port} is already in use; pick another with --port")
+@dataclass
+class RunOutcome:
+    phases: list[PhaseResult]
+    rate: int
+    workers: int
+    ledger: ImpressionLedger
 
-    vegeta, tool = ensure_vegeta()
-    log(f"load generator: {tool}")
-    env = app_environment(args)
+
+def serve_under_load(args: argparse.Namespace, tools: Tools, env: dict[str, str]) -> RunOutcome:
+    """Start gunicorn, seed, run every phase, let the writes land, and always stop gunicorn."""
     base = f"http://127.0.0.1:{args.port}"
-
-    log(f"creating the schema in keyspace {args.keyspace} (flask --app wsgi init-db) ...")
-    run([str(VENV_BIN / "flask"), "--app", "wsgi", "init-db"], env=env)
-    settings = gunicorn_settings(env)
-
     ledger = ImpressionLedger()
     gunicorn_log = OUT_DIR / "gunicorn-serve.log"
     log(f"starting gunicorn on {base} (log: {gunicorn_log.relative_to(REPO)}) ...")
@@ -607,14 +783,13 @@ def main() -> int:
         log("seeding tenant, slot and banners through the management API ...")
         seed(base, env["ADMIN_API_TOKEN"])
         wait_until_serving(base, ledger, 30, proc)
-        workers = worker_count(proc.pid)
-        log(f"serving: gunicorn master pid {proc.pid}, {workers} workers "
-            f"({settings.get('worker_class', '?')}, threads {settings.get('threads', '?')})")
+        workers = len(child_pids(proc.pid))
+        log(f"serving: gunicorn master pid {proc.pid}, {workers} workers")
         with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
-            phases, rate = run_phases(vegeta, base, args, Path(tmp), ledger, proc)
+            phases, rate = run_phases(tools, base, args, Path(tmp), ledger, proc)
         log(f"load stopped; waiting {args.settle:g} s for asynchronous writes ...")
         time.sleep(args.settle)
-    except BaseException:
+    except Exception:
         tail = gunicorn_log.read_text(errors="replace").splitlines()[-30:] if gunicorn_log.exists() else []
         if tail:
             print("--- last lines of the gunicorn log ---\n" + "\n".join(tail), file=sys.stderr)
@@ -623,22 +798,45 @@ def main() -> int:
         log("stopping gunicorn (SIGTERM) ...")
         stop_gunicorn(proc)
     log(f"gunicorn exited with {proc.returncode}")
+    return RunOutcome(phases=phases, rate=rate, workers=workers, ledger=ledger)
 
-    log(f"checking {len(ledger.ids)} impression ids in {args.keyspace}.impressions ...")
-    check = check_impressions(ledger, args)
+
+def main() -> int:
+    args = parse_args()
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C does, so that gunicorn is always stopped.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    for needed in ("wsgi.py", "gunicorn.conf.py"):
+        if not (REPO / needed).exists():
+            raise SystemExit(f"{REPO / needed} does not exist: nothing to benchmark yet")
+    if port_in_use(args.port):
+        raise SystemExit(f"port {args.port} is already in use; pick another with --port")
+    loadavg = " / ".join(Path("/proc/loadavg").read_text().split()[:3]) + " (1 / 5 / 15 min)"
+
+    tools = ensure_tools()
+    log(f"load generators: {tools.description}")
+    env = app_environment(args)
+    log(f"creating the schema in keyspace {args.keyspace} (flask --app wsgi init-db) ...")
+    run([str(VENV_BIN / "flask"), "--app", "wsgi", "init-db"], env=env)
+    settings = gunicorn_settings(env)
+
+    outcome = serve_under_load(args, tools, env)
+
+    log(f"checking {len(outcome.ledger.ids)} impression ids in {args.keyspace}.impressions ...")
+    check = check_impressions(outcome.ledger, args)
     log(f"200 responses {check.ok_responses}, ids found {check.found}, missing {check.missing}, "
-        f"200 without id {check.ok_without_id}, non-200 {check.non_200}")
+        f"200 without id {check.ok_without_id}, non-200/failed {check.failed}")
     if check.missing_sample:
         log(f"  e.g. missing: {', '.join(check.missing_sample)}")
 
     context = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), "loadavg": loadavg,
         "nproc": str(os.cpu_count()), "cpu": cpu_model(), "memory": f"{memory_gib():.0f} GiB RAM",
         "cassandra": cassandra_version(args), "gunicorn_version": package_version("gunicorn"),
-        "workers": str(workers), "worker_class": settings.get("worker_class", "?"),
-        "threads": settings.get("threads", "?"), "tool": tool, "rate": str(rate),
+        "workers": str(outcome.workers), "worker_class": settings.get("worker_class", "?"),
+        "threads": settings.get("threads", "?"), "tools": tools.description, "rate": str(outcome.rate),
     }
-    markdown = render_markdown(phases, check, context, args)
+    markdown = render_markdown(outcome.phases, check, context, args)
     (OUT_DIR / "serve.md").write_text(markdown)
     print("\n" + markdown, flush=True)
     log(f"written to {(OUT_DIR / 'serve.md').relative_to(REPO)}")

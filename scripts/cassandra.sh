@@ -7,6 +7,8 @@
 #   scripts/cassandra.sh status   exit 0 when CQL answers on the port
 #
 # Everything lives under CASSANDRA_HOME (default: <repo>/.cassandra, git-ignored): lib/, conf/, data/, logs/.
+# CASSANDRA_PORT, CASSANDRA_STORAGE_PORT, CASSANDRA_JMX_PORT and CASSANDRA_LIB let a second node run beside
+# the first (the outage test does).
 # A second start reuses the download and the data. Heap: CASSANDRA_HEAP (default 1G).
 set -euo pipefail
 
@@ -16,7 +18,7 @@ home=${CASSANDRA_HOME:-$root/.cassandra}
 heap=${CASSANDRA_HEAP:-1G}
 port=${CASSANDRA_PORT:-9042}
 host=127.0.0.1
-lib=$home/lib
+lib=${CASSANDRA_LIB:-$home/lib}     # a second node (tests) may share the first one's download
 conf=$home/conf
 pidfile=$home/cassandra.pid
 log=$home/logs/stdout.log

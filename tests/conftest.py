@@ -46,6 +46,8 @@ def make_config(keyspace: str, **overrides) -> dict:
         "SECRET_KEY": "test-secret",
         "BACKGROUND_THREADS": False,       # tests drive flush/refresh with sync()
         "RANDOM_SEED": 20261123,
+        "RATELIMIT_SERVE": "1000000/minute",   # limits on but out of the way; tests/test_rate_limits.py
+        "RATELIMIT_CLICK": "1000000/minute",   # sets small ones
         "TESTING": True,
     }
     config.update(overrides)
@@ -53,11 +55,12 @@ def make_config(keyspace: str, **overrides) -> dict:
 
 
 @pytest.fixture
-def app_factory(keyspace):
+def app_factory(keyspace, tmp_path):
     """Build apps on the test keyspace with config overrides; shut them down afterwards."""
     apps = []
 
     def build(**overrides):
+        overrides.setdefault("SPOOL_DIR", str(tmp_path / f"spool-{len(apps)}"))
         app = create_app(make_config(keyspace, **overrides))
         apps.append(app)
         return app
@@ -91,15 +94,21 @@ def sync(app) -> None:
         runtime.get(app).sync()
 
 
+# Simulated visitors click at once and all from 127.0.0.1, as no real crowd would, so tests that learn
+# from such clicks lift the click filter's delay and rate rules (the filter is tested in
+# test_click_filter.py).
+INSTANT_CLICKS = {"min_delay_seconds": 0, "max_clicks_per_customer": 0, "max_clicks_per_ip": 0}
+
+
 def gen_slot(client, banners: dict[str, bool] | list[str], tenant: str | None = None,
-             slot: str = "hero") -> tuple[str, str]:
+             slot: str = "hero", click_filter: dict | None = INSTANT_CLICKS) -> tuple[str, str]:
     """Create a tenant with a unique ID, a slot and banners (id → active) through the management API."""
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     tenant = tenant or f"t{uuid.uuid4().hex[:10]}"
     if isinstance(banners, list):
         banners = {b: True for b in banners}
-    assert client.put(f"/v1/admin/tenants/{tenant}", json={"name": tenant}, headers=headers).status_code in (
-        200, 201)
+    body = {"name": tenant} if click_filter is None else {"name": tenant, "click_filter": click_filter}
+    assert client.put(f"/v1/admin/tenants/{tenant}", json=body, headers=headers).status_code in (200, 201)
     assert client.put(f"/v1/admin/tenants/{tenant}/slots/{slot}", json={"name": "Hero"},
                       headers=headers).status_code in (200, 201)
     for banner, active in banners.items():

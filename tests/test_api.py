@@ -44,12 +44,14 @@ def test_put_creates_then_replaces(client, admin_headers):
     tenant = tid()
     first = client.put(f"/v1/admin/tenants/{tenant}", json={"name": "Shop"}, headers=admin_headers)
     assert first.status_code == 201
-    assert first.get_json() == {"id": tenant, "name": "Shop", "timezone": "Asia/Kolkata"}
+    assert first.get_json() | {"click_filter": None} == {"id": tenant, "name": "Shop", "timezone": "Asia/Kolkata",
+                                                         "click_filter": None}
+    assert first.get_json()["click_filter"]["enabled"] is True          # defaults
     again = client.put(f"/v1/admin/tenants/{tenant}", json={"name": "Shop 2", "timezone": "Europe/Berlin"},
                        headers=admin_headers)
     assert again.status_code == 200
-    assert client.get(f"/v1/admin/tenants/{tenant}", headers=admin_headers).get_json() == {
-        "id": tenant, "name": "Shop 2", "timezone": "Europe/Berlin"}
+    document = client.get(f"/v1/admin/tenants/{tenant}", headers=admin_headers).get_json()
+    assert (document["id"], document["name"], document["timezone"]) == (tenant, "Shop 2", "Europe/Berlin")
 
     assert client.put(f"/v1/admin/tenants/{tenant}/slots/hero", json={"name": "Hero"},
                       headers=admin_headers).status_code == 201

@@ -89,3 +89,15 @@ def test_thompson_sampling_concentrates_on_the_best_arm():
 def test_sampler_rejects_empty_arms():
     with pytest.raises(ValueError):
         ThompsonSampler(0).select(np.zeros(0), np.zeros(0))
+
+
+def test_thompson_winners_match_single_draws_in_distribution():
+    from webapp.bandits import thompson_winners
+    alpha, beta = np.array([2.0, 1.0, 1.0]), np.array([1.0, 1.0, 3.0])
+    block = thompson_winners(alpha, beta, np.random.default_rng(1), 60_000)
+    sampler = ThompsonSampler(2)
+    single = np.array([sampler.select(alpha, beta) for _ in range(20_000)])
+    np.testing.assert_allclose(np.bincount(block, minlength=3) / block.size,
+                               np.bincount(single, minlength=3) / single.size, atol=0.015)
+    with pytest.raises(ValueError):
+        thompson_winners([], [], np.random.default_rng(0), 10)

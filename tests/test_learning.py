@@ -84,7 +84,7 @@ def test_stats_report_counts_posterior_and_probability_of_best(app, client, admi
         assert b["ctr"] == (b["clicks"] / b["impressions"] if b["impressions"] else 0.0)
     assert by_id["b"]["clicks"] == 0 and by_id["a"]["clicks"] > 50
     assert by_id["a"]["p_best"] > 0.99
-    assert abs(sum(b["p_best"] for b in by_id.values()) - 1) < 1e-6
+    assert abs(sum(b["p_best"] for b in by_id.values()) - 1) < 1e-3     # each rounded to 4 places
 
 
 def _put_prior(app, tenant, slot, location, banner, alpha, beta):

@@ -37,12 +37,12 @@ def server(keyspace):
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         try:
-            requests.get(f"{base}/v1/ping", timeout=1)
+            requests.get(f"{base}/v1/ping", timeout=5)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
                 pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")
@@ -103,6 +103,10 @@ def test_a_click_through_one_worker_reaches_every_worker(server, keyspace):
     assert set(seen_after) == workers, f"workers that saw the click: {seen_after}, alphas seen: {dict(alphas)}"
     assert max(seen_after.values()) < 5.0
     assert all(a <= 2.0 for values in alphas.values() for a in values)   # counted once, not once per worker
+
+    metrics = requests.get(f"{base}/metrics", timeout=5).text     # summed over every worker
+    assert f'banner_bandit_serves_total{{status="200"}} {float(ok_serves)}' in metrics
+    assert 'banner_bandit_clicks_total{outcome="recorded"} 1.0' in metrics
 
     process.send_signal(signal.SIGTERM)    # workers flush what they aggregated on the way out
     process.wait(timeout=30)

@@ -20,14 +20,23 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
 
-    from webapp import cassandra, cli, errors
+    from webapp import cassandra, cli, errors, limits, security
 
     errors.init_app(app)
     cassandra.init_app(app)
     cli.init_app(app)
+    security.init_app(app)
+    limits.init_app(app)
 
-    from webapp import api, serving
+    from webapp import api, metrics, openapi, serving
 
     app.register_blueprint(serving.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(openapi.bp)
+
+    from webapp import admin, media
+
+    app.register_blueprint(media.bp)
+    admin.init_app(app)
     return app

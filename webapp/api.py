@@ -30,7 +30,7 @@ def require_token() -> None:
 
 
 def _body(allowed: set[str]) -> dict:
-    return validation.json_object(request.get_json(silent=True), allowed)
+    return validation.json_body(request, allowed)
 
 
 def _put_result(result: tuple[bool, dict]):
@@ -40,39 +40,147 @@ def _put_result(result: tuple[bool, dict]):
 
 @bp.put("/tenants/<tenant>")
 def put_tenant(tenant: str):
-    body = _body({"name", "timezone"})
+    """Create or replace a tenant.
+    ---
+    put:
+      summary: Create (201) or replace (200) a tenant
+      tags: [management]
+      parameters:
+        - tenant
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: TenantBody
+      responses:
+        200: {description: replaced, content: {application/json: {schema: Tenant}}}
+        201: {description: created, content: {application/json: {schema: Tenant}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+        413: PayloadTooLarge
+    """
+    body = _body({"name", "timezone", "click_filter"})
     return _put_result(services.put_tenant(_db(), tenant, body.get("name"), body.get("timezone"),
-                                           current_app.config["DEFAULT_TIMEZONE"]))
+                                           current_app.config["DEFAULT_TIMEZONE"], body.get("click_filter")))
 
 
 @bp.get("/tenants/<tenant>")
 def get_tenant(tenant: str):
+    """A tenant.
+    ---
+    get:
+      summary: Read a tenant
+      tags: [management]
+      parameters:
+        - tenant
+      responses:
+        200: {description: the tenant, content: {application/json: {schema: Tenant}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+    """
     found = services.require_tenant(_db(), tenant)
-    return jsonify(id=tenant, name=found["name"], timezone=found["timezone"])
+    return jsonify(services.tenant_document(tenant, found["name"], found["timezone"], found["click_filter"]))
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>")
 def put_slot(tenant: str, slot: str):
-    body = _body({"name"})
-    return _put_result(services.put_slot(_db(), tenant, slot, body.get("name")))
+    """Create or replace a slot of a tenant.
+    ---
+    put:
+      summary: Create (201) or replace (200) a banner slot
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: SlotBody
+      responses:
+        200: {description: replaced, content: {application/json: {schema: Slot}}}
+        201: {description: created, content: {application/json: {schema: Slot}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+        413: PayloadTooLarge
+    """
+    body = _body({"name", "size", "locations"})
+    return _put_result(services.put_slot(_db(), tenant, slot, body.get("name"), size=body.get("size"),
+                                         locations=body.get("locations"),
+                                         max_location_length=current_app.config["MAX_PARAM_LENGTH"]))
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>/banners/<banner>")
 def put_banner(tenant: str, slot: str, banner: str):
+    """Create or replace a banner of a slot.
+    ---
+    put:
+      summary: Create (201) or replace (200) a banner; a slot holds at most MAX_BANNERS_PER_SLOT
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+        - banner
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: BannerBody
+      responses:
+        200: {description: replaced, content: {application/json: {schema: Banner}}}
+        201: {description: created, content: {application/json: {schema: Banner}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+        409: Conflict
+        413: PayloadTooLarge
+    """
     body = _body({"image_url", "target_url", "alt", "active"})
     return _put_result(services.put_banner(
         _db(), tenant, slot, banner, image_url=body.get("image_url"), target_url=body.get("target_url"),
-        alt=body.get("alt"), active=body.get("active")))
+        alt=body.get("alt"), active=body.get("active"),
+        max_banners=current_app.config["MAX_BANNERS_PER_SLOT"]))
 
 
 @bp.get("/tenants/<tenant>/slots/<slot>/banners")
 def list_banners(tenant: str, slot: str):
+    """The banners of a slot.
+    ---
+    get:
+      summary: List a slot's banners
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+      responses:
+        200: {description: the banners, content: {application/json: {schema: BannerList}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+    """
     return jsonify(banners=services.list_banners(_db(), tenant, slot))
 
 
 @bp.get("/tenants/<tenant>/slots/<slot>/stats")
 def slot_stats(tenant: str, slot: str):
-    """Per banner: counts, CTR, the posterior Beta(alpha, beta) for the location, P(best)."""
+    """Per banner: counts, CTR, the posterior Beta(alpha, beta) for the location, P(best).
+    ---
+    get:
+      summary: Statistics of a slot for a location (slot-wide without one)
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+        - location
+      responses:
+        200: {description: per banner counts and posteriors, content: {application/json: {schema: SlotStats}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+    """
     location = validation.normalize_location(request.args.get("location"),
                                               current_app.config["MAX_PARAM_LENGTH"])
     rng = np.random.default_rng(current_app.config["RANDOM_SEED"])

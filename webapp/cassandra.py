@@ -11,7 +11,8 @@ from typing import Any
 
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, RoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import (ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, RoundRobinPolicy,
+                                TokenAwarePolicy)
 from cassandra.query import PreparedStatement, dict_factory
 from flask import Flask
 
@@ -81,6 +82,9 @@ class Database:
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             auth_provider=auth,
             protocol_version=5,
+            # Come back quickly after an outage (the default backs off to 10 minutes).
+            reconnection_policy=ConstantReconnectionPolicy(delay=1.0, max_attempts=None),
+            connect_timeout=3,
             schema_event_refresh_window=0.2,
             topology_event_refresh_window=0.2,
             max_schema_agreement_wait=10,

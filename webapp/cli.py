@@ -1,11 +1,14 @@
-"""Flask CLI commands: schema, demo data."""
+"""Flask CLI commands: schema, demo data, dashboard users."""
 
 from __future__ import annotations
 
 import click
 from flask import Flask, current_app
 
-from webapp import services
+import sys
+
+from webapp import accounts, services
+from webapp.errors import DomainError
 
 DEMO_BANNERS = [
     ("summer-sale", "Summer Sale: 40% off"),
@@ -42,3 +45,28 @@ def init_app(app: Flask) -> None:
                                 target_url=f"{base}/?clicked={banner_id}")
         click.echo(f"demo tenant seeded: demo/home-hero with {len(DEMO_BANNERS)} banners")
         db.shutdown()
+
+    @app.cli.command("create-admin")
+    @click.argument("username")
+    @click.option("--tenant", default="", help="Make a tenant admin of this tenant (default: a platform admin).")
+    @click.option("--password-stdin", is_flag=True,
+                  help="Read the password from standard input instead of prompting.")
+    @click.option("--update", is_flag=True, help="Reset the password and role if the user exists.")
+    def create_admin(username: str, tenant: str, password_stdin: bool, update: bool) -> None:
+        """Create a dashboard user: a platform admin, or with --tenant a tenant admin."""
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        db = current_app.extensions["cassandra"]
+        role = accounts.ROLE_TENANT if tenant else accounts.ROLE_PLATFORM
+        try:
+            written, user = accounts.create_user(db, username, password, role, tenant, replace=update)
+        except DomainError as exc:
+            raise click.ClickException(exc.message) from None
+        finally:
+            db.shutdown()
+        if not written:
+            raise click.ClickException(f"user {user.username} already exists (use --update to reset it)")
+        what = f"tenant admin of {user.tenant_id}" if user.tenant_id else "platform admin"
+        click.echo(f"dashboard user {user.username} saved: {what}")

@@ -26,14 +26,37 @@ DEFAULTS: dict[str, Any] = {
     # Learning
     "CACHE_REFRESH_SECONDS": 1.0,             # how often each process re-reads posteriors
     "COUNTER_FLUSH_SECONDS": 0.5,             # how often each process writes its aggregated counters
-    "PROPENSITY_DRAWS": 4000,                 # Monte Carlo draws for P(banner wins) per cache refresh
+    "PROPENSITY_DRAWS": 4096,                 # largest block of precomputed Thompson draws (see posteriors.py)
     "RANDOM_SEED": None,                      # seed for the per-process sampler (None = fresh entropy)
+    # Durable event spool (per process) for events Cassandra has not taken yet
+    "SPOOL_DIR": "",                          # default: <instance folder>/spool
+    "SPOOL_MAX_BYTES": 256 * 1024 * 1024,     # per process; when full, serve/click answer 503
+    "SPOOL_FSYNC_SECONDS": 0.2,               # group commit interval
+    "SPOOL_SEGMENT_SECONDS": 5.0,             # segment rotation; a segment is deleted once all is written
+    "REPLAY_SECONDS": 2.0,                    # how often to look for segments of dead processes
+    "STALE_AFTER_SECONDS": 5.0,               # posteriors older than this are flagged in X-Banner-Bandit-Stale
     # Input limits
     "MAX_PARAM_LENGTH": 128,                  # location, customer_id, referrer_id
-    "MAX_CONTENT_LENGTH": 64 * 1024,          # request body bytes
+    "MAX_CONTENT_LENGTH": 64 * 1024,          # request body bytes (Flask answers 413 beyond it)
+    "MAX_BANNERS_PER_SLOT": 50,               # creating one more banner in a full slot is refused (409)
+    # Rate limits per client IP (Flask-Limiter); limit strings such as "600/minute" or "10/second;500/hour"
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_STORAGE_URI": "memory://",     # per process; e.g. redis://host:6379 to share between workers
+    "RATELIMIT_SERVE": "6000/minute",         # /v1/serve and /v1/embed together
+    "RATELIMIT_CLICK": "600/minute",          # GET /v1/click/<token> and POST /v1/click together
+    "RATELIMIT_HEADERS_ENABLED": False,       # X-RateLimit-* on every response (a 429 always has Retry-After)
+    "RATELIMIT_SWALLOW_ERRORS": True,         # an unreachable limit storage lets requests through (logged)
+    "TRUSTED_PROXIES": 0,                     # reverse proxies in front whose X-Forwarded-For/-Proto to trust
     # Background threads (tests switch them off and drive refresh/flush by hand)
     "BACKGROUND_THREADS": True,
     "DEFAULT_TIMEZONE": "Asia/Kolkata",
+    # Dashboard (/admin)
+    "SESSION_COOKIE_SAMESITE": "Lax",         # session cookie: HttpOnly always, SameSite this
+    "SESSION_COOKIE_SECURE": False,           # set true when the dashboard is served over HTTPS
+    "PERMANENT_SESSION_LIFETIME": 12 * 3600,  # seconds a dashboard login lasts
+    "LOGIN_RATE_LIMIT": "10/minute",          # failed logins per client address and per username
+    "MAX_IMAGE_BYTES": 512 * 1024,            # largest banner image upload
+    "PUBLIC_BASE_URL": "",                    # base of uploaded image URLs and embed snippets; '' = request host
     # Spark jobs (spark_jobs/). Under spark-submit, its --master/--jars/--packages win over these.
     "SPARK_MASTER": "local[2]",
     "SPARK_DRIVER_MEMORY": "1g",
@@ -45,10 +68,12 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _INT_KEYS = {"CASSANDRA_PORT", "CLICK_WINDOW_SECONDS", "PROPENSITY_DRAWS", "MAX_PARAM_LENGTH",
-             "MAX_CONTENT_LENGTH", "SPARK_SHUFFLE_PARTITIONS", "CITY_PRIOR_WINDOW_DAYS"}
-_FLOAT_KEYS = {"CACHE_REFRESH_SECONDS", "COUNTER_FLUSH_SECONDS", "CITY_PRIOR_MAX_STRENGTH",
-               "CITY_PRIOR_MIN_STRENGTH"}
-_BOOL_KEYS = {"BACKGROUND_THREADS"}
+             "MAX_CONTENT_LENGTH", "MAX_BANNERS_PER_SLOT", "TRUSTED_PROXIES", "SPOOL_MAX_BYTES",
+             "PERMANENT_SESSION_LIFETIME", "MAX_IMAGE_BYTES", "SPARK_SHUFFLE_PARTITIONS", "CITY_PRIOR_WINDOW_DAYS"}
+_FLOAT_KEYS = {"CACHE_REFRESH_SECONDS", "COUNTER_FLUSH_SECONDS", "SPOOL_FSYNC_SECONDS", "SPOOL_SEGMENT_SECONDS",
+               "REPLAY_SECONDS", "STALE_AFTER_SECONDS", "CITY_PRIOR_MAX_STRENGTH", "CITY_PRIOR_MIN_STRENGTH"}
+_BOOL_KEYS = {"BACKGROUND_THREADS", "RATELIMIT_ENABLED", "RATELIMIT_HEADERS_ENABLED",
+              "RATELIMIT_SWALLOW_ERRORS", "SESSION_COOKIE_SECURE"}
 
 
 def _coerce(key: str, raw: str) -> Any:

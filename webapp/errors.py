@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 
 class DomainError(Exception):
@@ -30,7 +30,17 @@ class NotFound(DomainError):
     status = 404
 
 
-def _wants_json() -> bool:
+class Conflict(DomainError):
+    """The request is valid but the current state refuses it (e.g. a slot already has its most banners)."""
+
+    status = 409
+
+
+class ServiceUnavailable(DomainError):
+    status = 503
+
+
+def wants_json() -> bool:
     return request.path.startswith("/v1/") or request.is_json
 
 
@@ -45,8 +55,20 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        if not _wants_json():
+        if not wants_json():
             return exc
         response = jsonify(error=exc.description or exc.name)
         response.status_code = exc.code or 500
+        for name, value in exc.get_headers():  # e.g. Allow on 405, which RFC 9110 requires
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def body_too_large(exc: RequestEntityTooLarge):
+        if not wants_json():
+            return exc
+        response = jsonify(error=f"request body is too large (at most {current_app.config['MAX_CONTENT_LENGTH']} "
+                                 "bytes)")
+        response.status_code = 413
         return response

@@ -1,10 +1,19 @@
-"""The event writer: impressions go out asynchronously, clicks are deduplicated, counters are aggregated.
+"""The event writer: every event is spooled, written to Cassandra, counted once.
 
-Impression rows have a unique key (a timeuuid minted at serve time), so writing one twice is harmless and
-a failed write is retried. Counter increments are not idempotent: they are summed per process and written
-as COUNTER batches every COUNTER_FLUSH_SECONDS; a batch that certainly did not apply is put back, one whose
-outcome is unknown (a timeout) is not, so nothing is counted twice (the log stays the truth, and the priors
-job can rebuild counts from it).
+Impressions: appended to the local spool (webapp/spool.py) before the serve is answered, then written
+asynchronously; a failed write is retried until Cassandra takes it. An impression is counted when its
+row write succeeds — once, whatever the retries, since the row key is the impression's timeuuid.
+
+Clicks: a lightweight transaction on the click log (the key is the impression) answers recorded or
+duplicate. When Cassandra cannot be reached the click is spooled (fsynced) and retried, and counted when
+its LWT applies.
+
+Counters are summed per process and written as COUNTER batches every COUNTER_FLUSH_SECONDS. A batch
+that certainly did not apply is put back; one whose outcome is unknown (a timeout) is not retried, so
+nothing is counted twice. Spooled segments left by a dead process are replayed with ``IF NOT EXISTS``
+and counted only when applied. The log stays the truth: counters may undercount by what a killed
+process had not yet flushed, never overcount. The same deltas also go, per quarter hour of the impression,
+to traffic_counts: the time series the dashboard charts.
 """
 
 from __future__ import annotations
@@ -15,17 +24,30 @@ import threading
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from cassandra import OperationTimedOut, WriteTimeout
-from cassandra.cluster import ResponseFuture
+from cassandra.cluster import NoHostAvailable
+from cassandra.concurrent import execute_concurrent_with_args
+from cassandra import Unavailable
+from cassandra.util import datetime_from_uuid1
 
 from webapp import store
 from webapp.cassandra import Database
+from webapp.spool import Segment, Spool
 
 log = logging.getLogger(__name__)
 
 SLOT_WIDE = ""          # the banner_counts / priors location of slot-wide rows
-MAX_RETRY_QUEUE = 100_000
+RETRY_BATCH = 5000      # failed writes resubmitted per flush
+UNREACHABLE = (NoHostAvailable, Unavailable, OperationTimedOut, WriteTimeout)
+BUCKET_MINUTES = 15     # traffic_counts time buckets (every time zone offset is a multiple of 15 minutes)
+
+
+def traffic_bucket(at: dt.datetime) -> dt.datetime:
+    """The UTC start of the quarter hour that ``at`` falls in (the traffic_counts bucket)."""
+    at = at.astimezone(dt.timezone.utc)
+    return at.replace(minute=at.minute - at.minute % BUCKET_MINUTES, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,17 @@ class Impression:
                 self.location, self.customer_id, self.referrer_id, self.posterior_scope, self.alpha,
                 self.beta, self.prior_source, self.propensity)
 
+    def to_record(self) -> dict[str, Any]:
+        return {**vars(self), "kind": "impression", "impression_id": self.impression_id.hex,
+                "served_at": self.served_at.isoformat()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Impression:
+        fields = {k: v for k, v in record.items() if k != "kind"}
+        fields["impression_id"] = uuid.UUID(hex=fields["impression_id"])
+        fields["served_at"] = dt.datetime.fromisoformat(fields["served_at"])
+        return cls(**fields)
+
 
 @dataclass(frozen=True)
 class Click:
@@ -65,85 +98,153 @@ class Click:
     location: str
     customer_id: str
     referrer_id: str
+    valid: bool = True
+    invalid_reason: str | None = None    # webapp.clickfilter.REASONS
+    user_agent: str = ""
+    ip: str = ""
+
+    @property
+    def served_at(self) -> dt.datetime:
+        """When the clicked impression was served (the time inside its timeuuid), UTC."""
+        if self.impression_id.version != 1:
+            return self.clicked_at
+        return datetime_from_uuid1(self.impression_id).replace(tzinfo=dt.timezone.utc)
 
     def row(self) -> tuple:
         return (self.tenant_id, self.slot_id, self.day, self.impression_id, self.clicked_at, self.banner_id,
-                self.location, self.customer_id, self.referrer_id)
+                self.location, self.customer_id, self.referrer_id, self.valid, self.invalid_reason,
+                self.user_agent, self.ip)
+
+    def to_record(self) -> dict[str, Any]:
+        return {**vars(self), "kind": "click", "impression_id": self.impression_id.hex,
+                "day": self.day.isoformat(), "clicked_at": self.clicked_at.isoformat()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Click:
+        fields = {k: v for k, v in record.items() if k != "kind"}
+        fields["impression_id"] = uuid.UUID(hex=fields["impression_id"])
+        fields["day"] = dt.date.fromisoformat(fields["day"])
+        fields["clicked_at"] = dt.datetime.fromisoformat(fields["clicked_at"])
+        return cls(**fields)
 
 
 class EventWriter:
     """Per-process writer of the event log and the aggregated counters. Thread-safe."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, spool: Spool) -> None:
         self.db = db
+        self.spool = spool
         self._lock = threading.Lock()
-        self._deltas: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-        self._retry: list[Impression] = []
-        self._pending: set[ResponseFuture] = set()
-        self.stats = {"impressions_written": 0, "impression_write_errors": 0, "counter_batches": 0,
-                      "counter_batch_errors": 0, "impressions_dropped": 0}
+        self._deltas: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+        self._reasons: dict[tuple[str, str, str], int] = defaultdict(int)
+        # (tenant, slot, location, bucket, banner) → [impressions, clicks], for traffic_counts
+        self._traffic: dict[tuple[str, str, str, dt.datetime, str], list[int]] = defaultdict(lambda: [0, 0])
+        self._retry_impressions: list[tuple[Impression, Segment]] = []
+        self._retry_clicks: list[tuple[Click, Segment]] = []
+        self._spooled_clicks: set[uuid.UUID] = set()     # clicks accepted while Cassandra was away
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
+        self.stats = defaultdict(int)
 
     # -- impressions --------------------------------------------------------------------------------------
 
     def record_impression(self, impression: Impression) -> None:
-        """Write the impression row asynchronously and add it to this process's counter deltas."""
-        self._count(impression.tenant_id, impression.slot_id, impression.location, impression.banner_id, 1, 0)
-        self._write_impression(impression)
+        """Make the impression durable in the spool, then write it asynchronously. Raises SpoolFull."""
+        segment = self.spool.append(impression.to_record())
+        self._write_impression(impression, segment)
 
-    def _write_impression(self, impression: Impression) -> None:
-        future = self.db.session().execute_async(self.db.prepare(store.INSERT_IMPRESSION), impression.row())
+    def _write_impression(self, impression: Impression, segment: Segment) -> None:
         with self._lock:
-            self._pending.add(future)
-        future.add_callbacks(self._written, self._write_failed,
-                             callback_args=(future,), errback_args=(future, impression))
+            self._in_flight += 1
+        try:
+            future = self.db.session().execute_async(self.db.prepare(store.INSERT_IMPRESSION),
+                                                     impression.row())
+        except Exception as exc:  # noqa: BLE001 - e.g. no session can be made while Cassandra is down
+            self._impression_failed(exc, impression, segment)
+            return
+        future.add_callbacks(self._impression_written, self._impression_failed,
+                             callback_args=(impression, segment), errback_args=(impression, segment))
 
-    def _written(self, _result, future: ResponseFuture) -> None:
+    def _impression_written(self, _result, impression: Impression, segment: Segment) -> None:
+        self._count(impression.tenant_id, impression.slot_id, impression.location, impression.banner_id,
+                    impression.served_at, impressions=1)
+        self.spool.done(segment)
         with self._lock:
-            self._pending.discard(future)
             self.stats["impressions_written"] += 1
+            self._in_flight -= 1
+            self._idle.notify_all()
 
-    def _write_failed(self, exc: Exception, future: ResponseFuture, impression: Impression) -> None:
-        log.warning("impression %s not written (%s); will retry", impression.impression_id, exc)
+    def _impression_failed(self, exc: Exception, impression: Impression, segment: Segment) -> None:
         with self._lock:
-            self._pending.discard(future)
+            if self.stats["impression_write_errors"] % 1000 == 0:
+                log.warning("impression write failed (%s); spooled, will retry", exc)
             self.stats["impression_write_errors"] += 1
-            if len(self._retry) < MAX_RETRY_QUEUE:
-                self._retry.append(impression)
-            else:
-                self.stats["impressions_dropped"] += 1
-                log.error("impression retry queue full: impression %s dropped", impression.impression_id)
+            self._retry_impressions.append((impression, segment))
+            self._in_flight -= 1
+            self._idle.notify_all()
 
     # -- clicks -------------------------------------------------------------------------------------------
 
     def record_click(self, click: Click) -> bool:
-        """Insert the click if its impression has none yet (LWT). True when this call recorded it."""
+        """Record the click once per impression. True when this call recorded (or durably queued) it."""
+        with self._lock:
+            if click.impression_id in self._spooled_clicks:
+                return False
+        try:
+            applied = self._insert_click(click)
+        except UNREACHABLE as exc:
+            log.warning("click %s spooled: Cassandra unreachable (%s)", click.impression_id, exc)
+            segment = self.spool.append(click.to_record())
+            self.spool.sync()            # clicks are rare and each one matters: fsync now
+            with self._lock:
+                self._spooled_clicks.add(click.impression_id)
+                self._retry_clicks.append((click, segment))
+                self.stats["clicks_spooled"] += 1
+            return True
+        return applied
+
+    def _insert_click(self, click: Click) -> bool:
         rows = self.db.execute(store.INSERT_CLICK, click.row())
         applied = bool(rows[0]["[applied]"])
-        if applied:
-            self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, 0, 1)
+        if applied and click.valid:
+            self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, click.served_at,
+                        clicks=1)
+        elif applied:       # stored, flagged, not learned from
+            self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, click.served_at,
+                        filtered=1)
+            with self._lock:
+                self._reasons[(click.tenant_id, click.slot_id, click.invalid_reason or "invalid")] += 1
         return applied
 
     # -- counters -----------------------------------------------------------------------------------------
 
-    def _count(self, tenant_id: str, slot_id: str, location: str, banner_id: str,
-               impressions: int, clicks: int) -> None:
+    def _count(self, tenant_id: str, slot_id: str, location: str, banner_id: str, served_at: dt.datetime,
+               impressions: int = 0, clicks: int = 0, filtered: int = 0) -> None:
+        bucket = traffic_bucket(served_at)
         with self._lock:
             for where in {location, SLOT_WIDE}:
                 delta = self._deltas[(tenant_id, slot_id, where, banner_id)]
                 delta[0] += impressions
                 delta[1] += clicks
+                delta[2] += filtered
+                if impressions or clicks:
+                    traffic = self._traffic[(tenant_id, slot_id, where, bucket, banner_id)]
+                    traffic[0] += impressions
+                    traffic[1] += clicks
 
     def flush(self) -> None:
-        """Write aggregated counter deltas and retry failed impression writes."""
+        """Retry failed writes, then write the aggregated counter deltas."""
+        self._retry()
         with self._lock:
-            deltas, self._deltas = self._deltas, defaultdict(lambda: [0, 0])
-            retry, self._retry = self._retry, []
-        for impression in retry:
-            self._write_impression(impression)
-        if not deltas:
+            deltas, self._deltas = self._deltas, defaultdict(lambda: [0, 0, 0])
+            reasons, self._reasons = self._reasons, defaultdict(int)
+            traffic, self._traffic = self._traffic, defaultdict(lambda: [0, 0])
+        if traffic:
+            self._write_traffic(traffic)
+        if not deltas and not reasons:
             return
         session = self.db.session()
-        for partition, batch in store.counter_batches(self.db, deltas).items():
+        for partition, batch in store.counter_batches(self.db, deltas, reasons).items():
             try:
                 session.execute(batch)
                 self.stats["counter_batches"] += 1
@@ -154,25 +255,102 @@ class EventWriter:
             except Exception as exc:  # noqa: BLE001 - unavailable, no host: certainly not applied
                 self.stats["counter_batch_errors"] += 1
                 log.warning("counter batch failed, will retry: %s", exc)
-                self._restore({k: v for k, v in deltas.items() if k[:2] == partition})
+                self._restore({k: v for k, v in deltas.items() if k[:2] == partition},
+                              {k: v for k, v in reasons.items() if k[:2] == partition})
 
-    def _restore(self, deltas: dict[tuple[str, str, str, str], list[int]]) -> None:
+    def _write_traffic(self, traffic: dict[tuple[str, str, str, dt.datetime, str], list[int]]) -> None:
+        """One COUNTER batch per (tenant, slot, UTC day) partition of traffic_counts; the same rules as the
+        banner_counts batches: put back what certainly failed, drop what timed out."""
+        session = self.db.session()
+        for partition, batch in store.traffic_batches(self.db, traffic).items():
+            try:
+                session.execute(batch)
+                self.stats["traffic_batches"] += 1
+            except (WriteTimeout, OperationTimedOut) as exc:
+                self.stats["counter_batch_errors"] += 1
+                log.error("traffic counter batch timed out, not retried: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - unavailable, no host: certainly not applied
+                self.stats["counter_batch_errors"] += 1
+                log.warning("traffic counter batch failed, will retry: %s", exc)
+                with self._lock:
+                    for key, (impressions, clicks) in traffic.items():
+                        if (key[0], key[1], key[3].date()) == partition:
+                            delta = self._traffic[key]
+                            delta[0] += impressions
+                            delta[1] += clicks
+
+    def _retry(self) -> None:
         with self._lock:
-            for key, (impressions, clicks) in deltas.items():
+            impressions = self._retry_impressions[:RETRY_BATCH]
+            del self._retry_impressions[:RETRY_BATCH]
+            clicks, self._retry_clicks = self._retry_clicks, []
+        for impression, segment in impressions:
+            self._write_impression(impression, segment)
+        for index, (click, segment) in enumerate(clicks):
+            try:
+                self._insert_click(click)
+            except UNREACHABLE:
+                with self._lock:
+                    self._retry_clicks.extend(clicks[index:])
+                break
+            self.spool.done(segment)
+            with self._lock:
+                self._spooled_clicks.discard(click.impression_id)
+
+    def _restore(self, deltas: dict[tuple[str, str, str, str], list[int]],
+                 reasons: dict[tuple[str, str, str], int]) -> None:
+        with self._lock:
+            for key, values in deltas.items():
                 delta = self._deltas[key]
-                delta[0] += impressions
-                delta[1] += clicks
+                for i, value in enumerate(values):
+                    delta[i] += value
+            for key, clicks in reasons.items():
+                self._reasons[key] += clicks
+
+    @property
+    def backlog(self) -> int:
+        """Events accepted but not yet in Cassandra (this process)."""
+        with self._lock:
+            return len(self._retry_impressions) + len(self._retry_clicks) + self._in_flight
 
     def drain(self, timeout: float = 10.0) -> None:
-        """Flush, then wait for in-flight impression writes (process exit)."""
-        self.flush()
+        """Retry, wait for in-flight writes, flush counters (process exit, tests)."""
+        self._retry()
         with self._lock:
-            pending = list(self._pending)
-        for future in pending:
-            try:
-                future.result()
-            except Exception:  # noqa: BLE001 - already logged by the errback
-                pass
-        if self._retry:
-            self.flush()
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
+        self.flush()
 
+    # -- replay ---------------------------------------------------------------------------------------------
+
+    def replay_orphans(self) -> int:
+        """Replay spool segments of dead processes; returns the number of events applied now."""
+        applied_total = 0
+        for path, records, fd in self.spool.orphans():
+            try:
+                applied_total += self._replay(records)
+            except Exception as exc:  # noqa: BLE001 - Cassandra still away: leave it for later
+                log.warning("replay of %s postponed: %s", path.name, exc)
+                self.spool.abandon_replay(fd)
+                break
+            self.spool.finish_replay(path, fd)
+            log.info("replayed %s: %d records, %d applied", path.name, len(records), applied_total)
+        return applied_total
+
+    def _replay(self, records: list[dict[str, Any]]) -> int:
+        impressions = [Impression.from_record(r) for r in records if r.get("kind") == "impression"]
+        clicks = [Click.from_record(r) for r in records if r.get("kind") == "click"]
+        session = self.db.session()
+        applied = 0
+        statement = self.db.prepare(store.INSERT_IMPRESSION + " IF NOT EXISTS")
+        results = execute_concurrent_with_args(session, statement, [i.row() for i in impressions],
+                                               concurrency=32, raise_on_first_error=True)
+        for impression, (success, result) in zip(impressions, results):
+            if success and result.one()["[applied]"]:
+                applied += 1
+                self._count(impression.tenant_id, impression.slot_id, impression.location,
+                            impression.banner_id, impression.served_at, impressions=1)
+        for click in clicks:
+            applied += self._insert_click(click)
+        with self._lock:
+            self.stats["replayed_applied"] += applied
+        return applied

@@ -12,8 +12,10 @@ slot-wide prior.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +24,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from webapp import store
-from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, win_probabilities
+from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, thompson_winners
 from webapp.cassandra import Database
+from webapp.clickfilter import ClickFilterSettings
 from webapp.events import SLOT_WIDE
 
 log = logging.getLogger(__name__)
+
+FIRST_BLOCK = 512       # Thompson draws precomputed for a (slot, location) at its first serve of a snapshot
 
 
 @dataclass(frozen=True)
@@ -40,19 +45,32 @@ class Banner:
 
 @dataclass
 class Posterior:
-    """Posterior of the active banners of one (tenant, slot, location); arrays have shape (K,)."""
+    """Posterior of the active banners of one (tenant, slot, location); arrays have shape (K,).
+
+    Decisions come from a block of precomputed independent Thompson draws (``thompson_winners``): each
+    serve takes the next one, so every serve is still a fresh draw from the current posterior, and the
+    block's win frequencies are the propensities (P(banner wins the draw), Monte Carlo).
+    """
 
     scope: str                          # 'location' or 'slot'
     alpha: NDArray[np.float64]
     beta: NDArray[np.float64]
     prior_sources: tuple[str, ...]
+    _winners: NDArray[np.intp] | None = None
+    _cursor: int = 0
     _propensities: NDArray[np.float64] | None = None
 
-    def propensities(self, rng: np.random.Generator, draws: int) -> NDArray[np.float64]:
-        """P(each banner wins the draw), estimated once per snapshot."""
-        if self._propensities is None:
-            self._propensities = win_probabilities(self.alpha, self.beta, rng, draws)
-        return self._propensities
+    def choose(self, rng: np.random.Generator, draws: int) -> tuple[int, float]:
+        """(index of the banner to serve, its propensity). Not thread-safe: the caller holds a lock."""
+        if self._winners is None or self._cursor >= len(self._winners):
+            # Blocks grow while a location is busy: a rarely served city costs FIRST_BLOCK draws per snapshot.
+            size = min(draws, FIRST_BLOCK if self._winners is None else 2 * len(self._winners))
+            self._winners = thompson_winners(self.alpha, self.beta, rng, size)
+            self._cursor = 0
+            self._propensities = np.bincount(self._winners, minlength=len(self.alpha)) / size
+        index = int(self._winners[self._cursor])
+        self._cursor += 1
+        return index, float(self._propensities[index])
 
 
 @dataclass
@@ -103,9 +121,10 @@ class PosteriorCache:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._slots: dict[tuple[str, str], SlotState] | None = None
+        self._click_filters: dict[str, ClickFilterSettings] = {}
         self._refresh_lock = threading.Lock()
         self.refreshes = 0
-        self.refresh_errors = 0
+        self.refreshed_at: float | None = None     # time.monotonic() of the last successful refresh
 
     @property
     def loaded(self) -> bool:
@@ -117,13 +136,33 @@ class PosteriorCache:
         assert self._slots is not None
         return self._slots.get((tenant_id, slot_id))
 
+    def click_filter(self, tenant_id: str) -> ClickFilterSettings:
+        return self._click_filters.get(tenant_id) or ClickFilterSettings()
+
     def refresh(self) -> None:
         with self._refresh_lock:
-            slots, banners = store.all_config(self.db)
+            tenants, slots, banners = store.all_config(self.db)
             counts = store.all_counts(self.db)
             priors = store.all_priors(self.db)
+            self._click_filters = click_filters(tenants)
             self._slots = build_snapshot(slots, banners, counts, priors)
             self.refreshes += 1
+            self.refreshed_at = time.monotonic()
+
+    def age(self) -> float:
+        """Seconds since the snapshot was last refreshed."""
+        return time.monotonic() - self.refreshed_at if self.refreshed_at is not None else float("inf")
+
+
+def click_filters(tenants: list[dict[str, Any]]) -> dict[str, ClickFilterSettings]:
+    result = {}
+    for row in tenants:
+        if row["click_filter"]:
+            try:
+                result[row["tenant_id"]] = ClickFilterSettings.from_dict(json.loads(row["click_filter"]))
+            except ValueError:
+                log.warning("tenant %s: invalid click_filter ignored", row["tenant_id"])
+    return result
 
 
 def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], counts: list[dict[str, Any]],

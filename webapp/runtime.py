@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 from flask import Flask, current_app
 
-from webapp.bandits import ThompsonSampler
+from webapp import metrics
 from webapp.cassandra import Database
 from webapp.events import EventWriter
 from webapp.posteriors import PosteriorCache
+from webapp.spool import Spool
 from webapp.tokens import ClickTokens
 
 log = logging.getLogger(__name__)
@@ -31,52 +32,56 @@ class Runtime:
         self.pid = os.getpid()
         seed = config["RANDOM_SEED"]
         self.rng = np.random.default_rng(seed)
-        self.sampler = ThompsonSampler(self.rng)
         self.cache = PosteriorCache(db)
-        self.events = EventWriter(db)
+        self.spool = Spool(config["SPOOL_DIR"], config["SPOOL_MAX_BYTES"], config["SPOOL_SEGMENT_SECONDS"])
+        self.events = EventWriter(db, self.spool)
         self.tokens = ClickTokens(config["CLICK_TOKEN_SECRET"], config["CLICK_WINDOW_SECONDS"])
         self._sample_lock = threading.Lock()   # numpy Generators are not thread-safe
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def select(self, alpha, beta) -> int:
+    def choose(self, posterior) -> tuple[int, float]:
+        """Thompson decision for this serve and the chosen banner's propensity."""
         with self._sample_lock:
-            return self.sampler.select(alpha, beta)
-
-    def propensities(self, posterior):
-        with self._sample_lock:
-            return posterior.propensities(self.rng, self.config["PROPENSITY_DRAWS"])
+            return posterior.choose(self.rng, self.config["PROPENSITY_DRAWS"])
 
     def start(self) -> None:
-        """Load the cache once (warm-up), then refresh and flush in a daemon thread."""
-        self.cache.refresh()
+        """Load the cache once (warm-up), then refresh, flush, fsync and replay in a daemon thread."""
+        self._guard(self.cache.refresh)     # Cassandra may be down: serving starts once a refresh works
         if self.config["BACKGROUND_THREADS"]:
             self._thread = threading.Thread(target=self._loop, name="banner-bandit-refresh", daemon=True)
             self._thread.start()
         atexit.register(self.shutdown)
 
     def _loop(self) -> None:
-        refresh_every = float(self.config["CACHE_REFRESH_SECONDS"])
-        flush_every = float(self.config["COUNTER_FLUSH_SECONDS"])
-        next_refresh = time.monotonic() + refresh_every
-        next_flush = time.monotonic() + flush_every
-        while not self._stop.wait(max(0.01, min(next_refresh, next_flush) - time.monotonic())):
-            now = time.monotonic()
-            if now >= next_flush:
-                next_flush = now + flush_every
-                self._guard(self.events.flush)
-            if now >= next_refresh:
-                next_refresh = now + refresh_every
-                self._guard(self.cache.refresh)
+        tasks = [  # (every seconds, step), each run on its own schedule in this one thread
+            (float(self.config["SPOOL_FSYNC_SECONDS"]), self.spool.sync),
+            (float(self.config["COUNTER_FLUSH_SECONDS"]), self.events.flush),
+            (float(self.config["CACHE_REFRESH_SECONDS"]), self.cache.refresh),
+            (float(self.config["REPLAY_SECONDS"]), self._replay),
+            (1.0, lambda: metrics.observe_runtime(self)),
+        ]
+        due = [0.0] * len(tasks)
+        while not self._stop.wait(max(0.005, min(due) - time.monotonic())):
+            for index, (every, step) in enumerate(tasks):
+                now = time.monotonic()
+                if now >= due[index]:
+                    due[index] = now + every
+                    self._guard(step)
+
+    def _replay(self) -> None:
+        applied = self.events.replay_orphans()
+        if applied:
+            metrics.REPLAYED.inc(applied)
 
     def _guard(self, step) -> None:
         try:
             step()
         except Exception:  # noqa: BLE001 - the loop must survive a Cassandra hiccup
-            log.exception("background step %s failed", step.__qualname__)
+            log.exception("background step %s failed", getattr(step, "__qualname__", step))
 
     def sync(self) -> None:
-        """Flush counters and refresh the cache now (tests and CLI)."""
+        """Write pending events and counters, then refresh the cache now (tests and CLI)."""
         self.events.drain()
         self.cache.refresh()
 
@@ -89,7 +94,8 @@ class Runtime:
         try:
             self.events.drain()
         except Exception:  # noqa: BLE001
-            log.exception("could not flush events at shutdown")
+            log.exception("could not flush events at shutdown; they stay in the spool for replay")
+        self.spool.close()
 
 
 _lock = threading.Lock()
@@ -103,7 +109,9 @@ def get(app: Flask | None = None) -> Runtime:
         with _lock:
             runtime = app.extensions.get("runtime")
             if runtime is None or runtime.pid != os.getpid():
-                runtime = Runtime(app.extensions["cassandra"], app.config)
+                config = dict(app.config)
+                config["SPOOL_DIR"] = config["SPOOL_DIR"] or os.path.join(app.instance_path, "spool")
+                runtime = Runtime(app.extensions["cassandra"], config)
                 runtime.start()
                 app.extensions["runtime"] = runtime
     return runtime

@@ -6,18 +6,30 @@ raises a DomainError on bad input or a missing parent, before anything is writte
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from webapp import store, validation
+from webapp.config import DEFAULTS
 from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, win_probabilities
 from webapp.cassandra import Database
-from webapp.errors import NotFound
+from webapp.clickfilter import ClickFilterSettings
+from webapp.errors import Conflict, InvalidInput, NotFound
 from webapp.events import SLOT_WIDE
 
 P_BEST_DRAWS = 20_000
+WINNER_P_BEST = 0.95          # a banner this likely to be best is marked the winner
+CREDIBLE_MASS = 0.95          # equal-tailed credible interval of the posterior CTR
+DEFAULT_SLOT_SIZE = (728, 250)
+MAX_SLOT_SIDE = 4000
+MAX_LOCATIONS = 200
+SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[x×]\s*(\d{1,5})\s*$")
 
 
 def require_tenant(db: Database, tenant_id: str) -> dict[str, Any]:
@@ -37,27 +49,93 @@ def require_slot(db: Database, tenant_id: str, slot_id: str) -> dict[str, Any]:
     return found
 
 
-def put_tenant(db: Database, tenant_id: str, name: Any, timezone: Any, default_timezone: str
-               ) -> tuple[bool, dict[str, Any]]:
-    """Create or replace a tenant; returns (created, document)."""
+def put_tenant(db: Database, tenant_id: str, name: Any, timezone: Any, default_timezone: str,
+               click_filter: Any = None) -> tuple[bool, dict[str, Any]]:
+    """Create or replace a tenant; returns (created, document). click_filter: thresholds, None = defaults."""
     validation.identifier(tenant_id, "tenant")
     name = validation.short_text(name, "name", required=True)
     timezone = validation.timezone(timezone, default_timezone)
-    created = store.put_tenant(db, tenant_id, name, timezone)
-    return created, {"id": tenant_id, "name": name, "timezone": timezone}
+    try:
+        settings = ClickFilterSettings.from_dict(click_filter)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"click_filter: {exc}") from None
+    stored = json.dumps(settings.to_dict()) if click_filter is not None else None
+    created = store.put_tenant(db, tenant_id, name, timezone, stored)
+    return created, tenant_document(tenant_id, name, timezone, stored)
 
 
-def put_slot(db: Database, tenant_id: str, slot_id: str, name: Any) -> tuple[bool, dict[str, Any]]:
+def tenant_document(tenant_id: str, name: str, timezone: str, click_filter: str | None) -> dict[str, Any]:
+    settings = ClickFilterSettings.from_dict(json.loads(click_filter)) if click_filter else ClickFilterSettings()
+    return {"id": tenant_id, "name": name, "timezone": timezone, "click_filter": settings.to_dict()}
+
+
+def list_tenants(db: Database) -> list[dict[str, Any]]:
+    return [{"id": r["tenant_id"], "name": r["name"], "timezone": r["timezone"]} for r in store.list_tenants(db)]
+
+
+def slot_size(value: Any) -> tuple[int, int]:
+    """'728x250' → (728, 250): width × height in pixels, each 1..MAX_SLOT_SIDE."""
+    match = SIZE_RE.match(value) if isinstance(value, str) else None
+    if not match:
+        raise InvalidInput("size must be WIDTHxHEIGHT in pixels, such as 728x250")
+    width, height = int(match[1]), int(match[2])
+    if not (0 < width <= MAX_SLOT_SIDE and 0 < height <= MAX_SLOT_SIDE):
+        raise InvalidInput(f"size must be between 1x1 and {MAX_SLOT_SIDE}x{MAX_SLOT_SIDE} pixels")
+    return width, height
+
+
+def slot_locations(value: Any, max_length: int) -> frozenset[str]:
+    """Known locations as a list of names or one comma/newline-separated string; normalized like serving
+    normalizes a request's location."""
+    if isinstance(value, str):
+        value = re.split(r"[,\r\n]", value)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput("locations must be a list of location names")
+    locations = frozenset(n for n in (validation.normalize_location(v, max_length) for v in value) if n)
+    if len(locations) > MAX_LOCATIONS:
+        raise InvalidInput(f"at most {MAX_LOCATIONS} known locations per slot")
+    return locations
+
+
+def _slot_document(row: dict[str, Any]) -> dict[str, Any]:
+    width, height = (row.get("width"), row.get("height"))
+    if not width or not height:
+        width, height = DEFAULT_SLOT_SIZE
+    return {"tenant": row["tenant_id"], "id": row["slot_id"], "name": row["name"],
+            "size": f"{width}x{height}", "width": width, "height": height,
+            "locations": sorted(row.get("locations") or ())}
+
+
+def put_slot(db: Database, tenant_id: str, slot_id: str, name: Any, *, size: Any = None,
+             locations: Any = None, max_location_length: int = 128) -> tuple[bool, dict[str, Any]]:
+    """Create or replace a slot. ``size`` ('728x250') and ``locations`` are kept as stored when None."""
     validation.identifier(tenant_id, "tenant")
     validation.identifier(slot_id, "slot")
     name = validation.short_text(name, "name", required=True)
+    width, height = slot_size(size) if size is not None else (None, None)
+    known = slot_locations(locations, max_location_length) if locations is not None else None
     require_tenant(db, tenant_id)
-    created = store.put_slot(db, tenant_id, slot_id, name)
-    return created, {"tenant": tenant_id, "id": slot_id, "name": name}
+    created = store.put_slot(db, tenant_id, slot_id, name, store.SlotLayout(width, height, known))
+    return created, get_slot(db, tenant_id, slot_id)
+
+
+def get_slot(db: Database, tenant_id: str, slot_id: str) -> dict[str, Any]:
+    return _slot_document(require_slot(db, tenant_id, slot_id))
+
+
+def list_slots(db: Database, tenant_id: str) -> list[dict[str, Any]]:
+    require_tenant(db, tenant_id)
+    return [_slot_document(r) for r in store.list_slots(db, tenant_id)]
 
 
 def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, *, image_url: Any,
-               target_url: Any, alt: Any, active: Any) -> tuple[bool, dict[str, Any]]:
+               target_url: Any, alt: Any, active: Any,
+               max_banners: int = DEFAULTS["MAX_BANNERS_PER_SLOT"]) -> tuple[bool, dict[str, Any]]:
+    """Create or replace a banner; a slot holds at most ``max_banners`` (paused ones count too).
+
+    Pass the app's MAX_BANNERS_PER_SLOT. The count is read before the write, so two creations racing for
+    the last place can both succeed: the bound is soft by the number of concurrent creations.
+    """
     for value, what in ((tenant_id, "tenant"), (slot_id, "slot"), (banner_id, "banner")):
         validation.identifier(value, what)
     fields = store.BannerFields(
@@ -67,14 +145,41 @@ def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, *, im
         active=validation.boolean(active, "active", default=True),
     )
     require_slot(db, tenant_id, slot_id)
+    existing = {row["banner_id"] for row in store.list_banners(db, tenant_id, slot_id)}
+    if banner_id not in existing and len(existing) >= max_banners:
+        raise Conflict(f"slot {tenant_id}/{slot_id} already has {len(existing)} banners, the most allowed "
+                       f"(MAX_BANNERS_PER_SLOT={max_banners}); replace an existing banner instead")
     created = store.put_banner(db, tenant_id, slot_id, banner_id, fields)
     return created, {"tenant": tenant_id, "slot": slot_id, "id": banner_id, **asdict(fields)}
 
 
+def _banner_document(r: dict[str, Any]) -> dict[str, Any]:
+    return {"id": r["banner_id"], "image_url": r["image_url"], "target_url": r["target_url"],
+            "alt": r["alt"], "active": bool(r["active"])}
+
+
 def list_banners(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, Any]]:
     require_slot(db, tenant_id, slot_id)
-    return [{"id": r["banner_id"], "image_url": r["image_url"], "target_url": r["target_url"],
-             "alt": r["alt"], "active": bool(r["active"])} for r in store.list_banners(db, tenant_id, slot_id)]
+    return [_banner_document(r) for r in store.list_banners(db, tenant_id, slot_id)]
+
+
+def get_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str) -> dict[str, Any]:
+    require_slot(db, tenant_id, slot_id)
+    validation.identifier(banner_id, "banner")
+    found = store.get_banner(db, tenant_id, slot_id, banner_id)
+    if found is None:
+        raise NotFound(f"unknown banner {tenant_id}/{slot_id}/{banner_id}")
+    return _banner_document(found)
+
+
+def set_banner_active(db: Database, tenant_id: str, slot_id: str, banner_id: str, active: bool
+                      ) -> dict[str, Any]:
+    """Pause (False) or resume (True) a banner; serving stops or starts choosing it within one cache
+    refresh (CACHE_REFRESH_SECONDS)."""
+    banner = get_banner(db, tenant_id, slot_id, banner_id)
+    _, document = put_banner(db, tenant_id, slot_id, banner_id, image_url=banner["image_url"],
+                             target_url=banner["target_url"], alt=banner["alt"], active=active)
+    return document
 
 
 @dataclass(frozen=True)
@@ -82,7 +187,8 @@ class BannerReport:
     id: str
     active: bool
     impressions: int
-    clicks: int
+    clicks: int               # valid clicks, the ones learned from
+    filtered_clicks: int      # stored but flagged (bots, too fast, too many)
     ctr: float
     alpha: float              # posterior Beta(alpha, beta) for the report's location
     beta: float
@@ -100,8 +206,9 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
     """
     require_slot(db, tenant_id, slot_id)
     banners = store.list_banners(db, tenant_id, slot_id)
-    counts = {r["banner_id"]: (int(r["impressions"] or 0), int(r["clicks"] or 0))
-              for r in store.slot_counts(db, tenant_id, slot_id, location)}
+    rows = store.slot_counts(db, tenant_id, slot_id, location)
+    counts = {r["banner_id"]: (int(r["impressions"] or 0), int(r["clicks"] or 0)) for r in rows}
+    filtered = {r["banner_id"]: int(r["filtered_clicks"] or 0) for r in rows}
     priors: dict[str, dict[str, BetaPrior]] = {}
     for r in store.slot_priors(db, tenant_id, slot_id):
         priors.setdefault(r["location"], {})[r["banner_id"]] = BetaPrior(
@@ -121,10 +228,129 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
         impressions, clicks = (int(x) for x in observed[i])
         reports.append(asdict(BannerReport(
             id=banner["banner_id"], active=bool(banner["active"]), impressions=impressions, clicks=clicks,
+            filtered_clicks=filtered.get(banner["banner_id"], 0),
             ctr=clicks / impressions if impressions else 0.0, alpha=float(alpha[i]), beta=float(beta[i]),
             posterior_mean=float(alpha[i] / (alpha[i] + beta[i])),
             prior={"alpha": chosen[i].alpha, "beta": chosen[i].beta, "source": chosen[i].source},
             p_best=round(float(p_best[i]), 4),
         )))
     return {"tenant": tenant_id, "slot": slot_id, "location": location, "banners": reports,
-            "locations": store.known_locations(db, tenant_id, slot_id)}
+            "locations": store.known_locations(db, tenant_id, slot_id),
+            "filtered_clicks_by_reason": store.filtered_reasons(db, tenant_id, slot_id)}
+
+
+# -- reports for the dashboard ------------------------------------------------------------------------------
+
+def credible_interval(alpha: np.ndarray, beta: np.ndarray, mass: float = CREDIBLE_MASS
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-tailed interval of Beta(alpha, beta): the (1−mass)/2 and (1+mass)/2 quantiles; shapes (K,)."""
+    from scipy import stats   # here, not at the top: serving workers need not pay its second of import
+
+    tail = (1.0 - mass) / 2.0
+    return stats.beta.ppf(tail, alpha, beta), stats.beta.ppf(1.0 - tail, alpha, beta)
+
+
+def slot_results(db: Database, tenant_id: str, slot_id: str, location: str, rng: np.random.Generator
+                 ) -> dict[str, Any]:
+    """:func:`slot_report` plus what the results page shows: the 95% credible interval of each banner's
+    CTR, the winner (P(best) ≥ WINNER_P_BEST), the slot's configured and observed locations."""
+    report = slot_report(db, tenant_id, slot_id, location, rng)
+    slot = get_slot(db, tenant_id, slot_id)
+    banners = {b["id"]: b for b in list_banners(db, tenant_id, slot_id)}
+    rows = report["banners"]
+    if rows:
+        low, high = credible_interval(np.array([r["alpha"] for r in rows]), np.array([r["beta"] for r in rows]))
+    for i, row in enumerate(rows):
+        row["ci_low"], row["ci_high"] = float(low[i]), float(high[i])
+        row["winner"] = row["active"] and row["p_best"] >= WINNER_P_BEST
+        row["alt"] = banners[row["id"]]["alt"]
+        row["image_url"] = banners[row["id"]]["image_url"]
+    report["winner"] = next((r["id"] for r in rows if r["winner"]), None)
+    report["locations"] = sorted(set(report["locations"]) | set(slot["locations"]))
+    report["slot"] = slot
+    return report
+
+
+def posterior_densities(rows: list[dict[str, Any]], points: int = 201) -> dict[str, Any]:
+    """Beta pdf of each banner's posterior CTR on one grid 0..x_max, where x_max covers 99.9% of every
+    posterior: {"x": [points], "banners": {id: [points]}}."""
+    from scipy import stats
+
+    if not rows:
+        return {"x": [], "banners": {}}
+    alpha = np.array([r["alpha"] for r in rows])
+    beta = np.array([r["beta"] for r in rows])
+    x_max = float(min(1.0, max(stats.beta.ppf(0.9995, alpha, beta).max() * 1.05, 1e-3)))
+    x = np.linspace(0.0, x_max, points)
+    return {"x": [round(float(v), 6) for v in x],
+            "banners": {r["id"]: [round(float(v), 4) for v in stats.beta.pdf(x, r["alpha"], r["beta"])]
+                        for r in rows}}
+
+
+def traffic_series(db: Database, tenant_id: str, slot_id: str, location: str, hours: int,
+                   now: dt.datetime | None = None) -> dict[str, Any]:
+    """Hourly impressions, clicks, CTR and share of traffic per banner over the last ``hours`` whole hours
+    of the tenant's time zone (the current hour included), from traffic_counts.
+
+    Reads only the UTC-day partitions that overlap the range. CTR of an hour = clicks of the impressions
+    served that hour / impressions (None with no impressions); share = banner's impressions / all.
+    """
+    tenant = require_tenant(db, tenant_id)
+    require_slot(db, tenant_id, slot_id)
+    zone = ZoneInfo(tenant["timezone"] or "UTC")
+    now = (now or store.utcnow()).astimezone(zone)
+    hour = dt.timedelta(hours=1)
+    end = (now.replace(minute=0, second=0, microsecond=0) + hour).astimezone(dt.timezone.utc)
+    start = end - hours * hour
+    rows = store.traffic(db, tenant_id, slot_id, location, start, end)
+    banner_ids = sorted({b["id"] for b in list_banners(db, tenant_id, slot_id)} | {r["banner_id"] for r in rows})
+    index = {b: i for i, b in enumerate(banner_ids)}
+    impressions = np.zeros((len(banner_ids), hours), dtype=np.int64)
+    clicks = np.zeros_like(impressions)
+    for row in rows:
+        bucket = row["bucket"].replace(tzinfo=dt.timezone.utc)
+        h = int((bucket - start) // hour)
+        impressions[index[row["banner_id"]], h] += int(row["impressions"] or 0)
+        clicks[index[row["banner_id"]], h] += int(row["clicks"] or 0)
+    total = impressions.sum(axis=0)
+    last_day = slice(max(0, hours - 24), hours)
+    last_day_total = int(total[last_day].sum())
+    series = {}
+    for b, i in index.items():
+        series[b] = {
+            "impressions": impressions[i].tolist(),
+            "clicks": clicks[i].tolist(),
+            "ctr": [round(c / n, 5) if n else None for c, n in zip(clicks[i].tolist(), impressions[i].tolist())],
+            "share": [round(n / t, 4) if t else None for n, t in zip(impressions[i].tolist(), total.tolist())],
+            "share_last_24h": (int(impressions[i, last_day].sum()) / last_day_total) if last_day_total else None,
+        }
+    labels = [(start + k * hour).astimezone(zone).strftime("%d %b %H:%M") for k in range(hours)]
+    return {"timezone": str(zone), "start": start.isoformat(), "end": end.isoformat(), "hours": hours,
+            "labels": labels, "banners": series}
+
+
+CSV_COLUMNS = ["scope", "location", "banner", "active", "impressions", "clicks", "filtered_clicks", "ctr",
+               "prior_alpha", "prior_beta", "prior_source", "posterior_alpha", "posterior_beta", "posterior_mean",
+               "ci95_low", "ci95_high", "p_best"]
+
+
+def results_table(db: Database, tenant_id: str, slot_id: str, rng: np.random.Generator) -> list[list[Any]]:
+    """One row per (location, banner) with counts, the slot-wide rows (scope 'slot', location '') first, with
+    the posterior and P(best) for that location as :func:`slot_report` computes them; columns CSV_COLUMNS."""
+    require_slot(db, tenant_id, slot_id)
+    locations = sorted({r["location"] for r in store.slot_counts_by_location(db, tenant_id, slot_id)}
+                       | {SLOT_WIDE})
+    table = []
+    for location in locations:
+        report = slot_report(db, tenant_id, slot_id, location, rng)
+        rows = report["banners"]
+        if not rows:
+            continue
+        low, high = credible_interval(np.array([r["alpha"] for r in rows]), np.array([r["beta"] for r in rows]))
+        for i, r in enumerate(rows):
+            prior = r["prior"]
+            table.append(["location" if location else "slot", location, r["id"], r["active"], r["impressions"],
+                          r["clicks"], r["filtered_clicks"], round(r["ctr"], 6), prior["alpha"], prior["beta"],
+                          prior["source"], r["alpha"], r["beta"], round(r["posterior_mean"], 6),
+                          round(float(low[i]), 6), round(float(high[i]), 6), r["p_best"]])
+    return table

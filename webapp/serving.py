@@ -9,9 +9,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
-from webapp import runtime, validation
-from webapp.errors import InvalidInput, NotFound
-from webapp.events import Click, Impression
+from webapp import clickfilter, metrics, runtime, store, validation
+from webapp.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
+from webapp.events import UNREACHABLE, Click, Impression
+from webapp.limits import click_limit, serve_limit
+from webapp.security import embeddable
+from webapp.spool import SpoolFull
 from webapp.tokens import ClickClaim
 
 bp = Blueprint("serving", __name__)
@@ -39,15 +42,19 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
     referrer_id = validation.text_param(args.get("referrer_id"), "referrer_id", limit)
 
     rt = runtime.get()
+    if not rt.cache.loaded:         # a process that started while Cassandra was away
+        try:
+            rt.cache.refresh()
+        except Exception:  # noqa: BLE001
+            raise ServiceUnavailable("banner configuration not loaded yet (database unreachable)") from None
     state = rt.cache.slot(tenant, slot)
     if state is None:
         raise NotFound(f"unknown tenant/slot {tenant}/{slot}")
     if not state.active:
         raise NotFound(f"slot {tenant}/{slot} has no active banner")
     posterior = state.posterior(location)
-    index = rt.select(posterior.alpha, posterior.beta)
+    index, propensity = rt.choose(posterior)
     banner = state.active[index]
-    propensity = float(rt.propensities(posterior)[index])
 
     impression = Impression(
         tenant_id=tenant, slot_id=slot, impression_id=uuid.uuid1(),
@@ -57,7 +64,10 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
         beta=float(posterior.beta[index]), prior_source=posterior.prior_sources[index],
         propensity=propensity,
     )
-    rt.events.record_impression(impression)
+    try:
+        rt.events.record_impression(impression)
+    except SpoolFull:
+        raise ServiceUnavailable("cannot record impressions right now (event spool full); try later") from None
     token = rt.tokens.sign(ClickClaim(impression.impression_id, tenant, slot, banner.banner_id, location,
                                       impression.day))
     document = {
@@ -73,21 +83,91 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
 
 
 @bp.get("/v1/serve/<tenant>/<slot>")
+@serve_limit
 def serve(tenant: str, slot: str):
-    document, _ = _choose(tenant, slot)
+    """Pick a banner for this visitor and log the impression.
+    ---
+    get:
+      summary: Serve a banner (Thompson sampling over the slot's posteriors)
+      tags: [serving]
+      parameters:
+        - tenant
+        - slot
+        - location
+        - customer_id
+        - referrer_id
+      responses:
+        200:
+          description: The chosen banner, its click URL and the posterior it was drawn from.
+          content:
+            application/json:
+              schema: ServeDocument
+        400: BadRequest
+        404: NotFound
+        429: TooManyRequests
+        503: ServiceUnavailable
+    """
+    try:
+        document, _ = _choose(tenant, slot)
+    except DomainError as exc:
+        metrics.SERVES.labels(status=str(exc.status)).inc()
+        raise
+    metrics.SERVES.labels(status="200").inc()
     response = jsonify(document)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Banner-Bandit-Worker"] = str(os.getpid())
+    _flag_stale(response)
     return response
 
 
+def _flag_stale(response: Response) -> None:
+    """Say so when the posteriors are older than they should be (Cassandra unreachable)."""
+    age = runtime.get().cache.age()
+    if age > current_app.config["STALE_AFTER_SECONDS"]:
+        response.headers["X-Banner-Bandit-Stale"] = f"{age:.1f}"
+        metrics.STALE_SERVES.inc()
+
+
 @bp.get("/v1/embed/<tenant>/<slot>")
+@embeddable
+@serve_limit
 def embed(tenant: str, slot: str):
-    """An HTML page with one banner, for an <iframe>."""
+    """An HTML page with one banner, for an <iframe>.
+    ---
+    get:
+      summary: Serve a banner as an HTML page for an iframe (any site may frame it)
+      tags: [serving]
+      parameters:
+        - tenant
+        - slot
+        - location
+        - customer_id
+        - referrer_id
+      responses:
+        200:
+          description: A page with the chosen banner linking to its click URL.
+          content:
+            text/html:
+              schema: {type: string}
+        400: BadRequest
+        404: NotFound
+        429: TooManyRequests
+        503: ServiceUnavailable
+    """
     document, _ = _choose(tenant, slot)
     html = render_template("serving/embed.html", banner=document["banner"], click_url=document["click_url"],
                            impression_id=document["impression_id"], tenant=tenant, slot=slot)
     return Response(html, headers={"Cache-Control": "no-store"}, mimetype="text/html")
+
+
+def _click_rate(rt, tenant_id: str, kind: str, key: str, bucket: int) -> int | None:
+    """Clicks of this customer/IP in the window, this one included; None when it cannot be known."""
+    if not key:
+        return None
+    try:
+        return store.count_click_rate(rt.db, tenant_id, kind, key, bucket)
+    except UNREACHABLE:
+        return None         # Cassandra away: the timing and user-agent rules still apply
 
 
 def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tuple[bool, ClickClaim]:
@@ -98,37 +178,116 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tupl
         raise InvalidInput("customer_id must be a string")
     if referrer_id is not None and not isinstance(referrer_id, str):
         raise InvalidInput("referrer_id must be a string")
+    customer_id = validation.text_param(customer_id, "customer_id", limit)
+    referrer_id = validation.text_param(referrer_id, "referrer_id", limit)
+    now = dt.datetime.now(dt.timezone.utc)
+    user_agent = (request.headers.get("User-Agent") or "")[:512]
+    ip = request.remote_addr or ""
+    settings = rt.cache.click_filter(claim.tenant_id)
+    bucket = clickfilter.window_bucket(now.timestamp(), settings)
+    reason = None
+    if settings.enabled:
+        reason = clickfilter.classify(
+            settings, delay_seconds=now.timestamp() - claim.served_epoch, user_agent=user_agent,
+            customer_clicks=_click_rate(rt, claim.tenant_id, "customer", customer_id, bucket)
+            if settings.max_clicks_per_customer else None,
+            ip_clicks=_click_rate(rt, claim.tenant_id, "ip", ip, bucket) if settings.max_clicks_per_ip else None)
     click = Click(
         tenant_id=claim.tenant_id, slot_id=claim.slot_id, day=claim.day, impression_id=claim.impression_id,
-        clicked_at=dt.datetime.now(dt.timezone.utc), banner_id=claim.banner_id, location=claim.location,
-        customer_id=validation.text_param(customer_id, "customer_id", limit),
-        referrer_id=validation.text_param(referrer_id, "referrer_id", limit),
+        clicked_at=now, banner_id=claim.banner_id, location=claim.location,
+        customer_id=customer_id, referrer_id=referrer_id,
+        valid=reason is None, invalid_reason=reason, user_agent=user_agent, ip=ip,
     )
-    return rt.events.record_click(click), claim
+    try:
+        recorded = rt.events.record_click(click)
+    except SpoolFull:
+        raise ServiceUnavailable("cannot record clicks right now (event spool full); try later") from None
+    outcome = ("recorded" if reason is None else f"filtered_{reason}") if recorded else "duplicate"
+    metrics.CLICKS.labels(outcome=outcome).inc()
+    return recorded, claim
 
 
 @bp.get("/v1/click/<token>")
+@click_limit
 def click_redirect(token: str):
-    """Record the click (once) and send the visitor to the banner's target."""
+    """Record the click (once) and send the visitor to the banner's target.
+    ---
+    get:
+      summary: Record a click and redirect to the banner's target URL
+      tags: [clicks]
+      parameters:
+        - token
+        - customer_id
+        - referrer_id
+      responses:
+        302:
+          description: The click is recorded (once per impression); Location is the banner's target URL.
+          headers:
+            Location:
+              description: the banner's stored http(s) target URL
+              schema: {type: string, format: uri}
+        400: BadRequest
+        404: NotFound
+        429: TooManyRequests
+        503: ServiceUnavailable
+    """
     _, claim = _record_click(token, request.args.get("customer_id"), request.args.get("referrer_id"))
     state = runtime.get().cache.slot(claim.tenant_id, claim.slot_id)
     banner = state.banners.get(claim.banner_id) if state else None
     if banner is None or not banner.target_url:
         raise NotFound("the banner of this click no longer exists")
-    return redirect(banner.target_url, code=302)
+    # Redirect only to what the management API stored for this banner, and only if it is http(s): the
+    # URL never comes from the request.
+    try:
+        target = validation.http_url(banner.target_url, "target_url")
+    except InvalidInput:
+        raise NotFound("the banner of this click has no valid http(s) target URL") from None
+    return redirect(target, code=302)
 
 
 @bp.post("/v1/click")
+@click_limit
 def click_post():
-    body = request.get_json(silent=True)
-    body = validation.json_object(body, {"token", "customer_id", "referrer_id"})
+    """Record a click from the publisher's server or script.
+    ---
+    post:
+      summary: Record a click (once per impression)
+      tags: [clicks]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: ClickBody
+      responses:
+        200:
+          description: recorded the first time, duplicate after.
+          content:
+            application/json:
+              schema: ClickResult
+        400: BadRequest
+        413: PayloadTooLarge
+        429: TooManyRequests
+        503: ServiceUnavailable
+    """
+    body = validation.json_body(request, {"token", "customer_id", "referrer_id"})
     recorded, _ = _record_click(body.get("token"), body.get("customer_id"), body.get("referrer_id"))
     return jsonify(status="recorded" if recorded else "duplicate")
 
 
 @bp.get("/v1/ping")
 def ping():
-    """A trivial endpoint (no database), the baseline of the serving benchmark."""
+    """A trivial endpoint (no database), the baseline of the serving benchmark.
+    ---
+    get:
+      summary: Liveness (touches no database)
+      tags: [serving]
+      responses:
+        200:
+          description: the process answers
+          content:
+            application/json:
+              schema: Ping
+    """
     return jsonify(ok=True)
 
 

@@ -18,17 +18,18 @@ def utcnow() -> dt.datetime:
 
 # -- configuration ------------------------------------------------------------------------------------------
 
-def put_tenant(db: Database, tenant_id: str, name: str, timezone: str) -> bool:
-    """Create or replace a tenant. Returns True when it was created."""
+def put_tenant(db: Database, tenant_id: str, name: str, timezone: str, click_filter: str | None = None
+               ) -> bool:
+    """Create or replace a tenant (click_filter: settings JSON, None = defaults). True when created."""
     now = utcnow()
     created = db.execute(
-        "INSERT INTO {ks}.tenants (tenant_id, name, timezone, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?) IF NOT EXISTS",
-        (tenant_id, name, timezone, now, now),
+        "INSERT INTO {ks}.tenants (tenant_id, name, timezone, click_filter, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+        (tenant_id, name, timezone, click_filter, now, now),
     )[0]["[applied]"]
     if not created:
-        db.execute("UPDATE {ks}.tenants SET name = ?, timezone = ?, updated_at = ? WHERE tenant_id = ?",
-                   (name, timezone, now, tenant_id))
+        db.execute("UPDATE {ks}.tenants SET name = ?, timezone = ?, click_filter = ?, updated_at = ? "
+                   "WHERE tenant_id = ?", (name, timezone, click_filter, now, tenant_id))
     return created
 
 
@@ -37,7 +38,22 @@ def get_tenant(db: Database, tenant_id: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def put_slot(db: Database, tenant_id: str, slot_id: str, name: str) -> bool:
+def list_tenants(db: Database) -> list[dict[str, Any]]:
+    """Every tenant (a small configuration table: a full scan is fine)."""
+    rows = db.execute("SELECT tenant_id, name, timezone FROM {ks}.tenants")
+    return sorted(rows, key=lambda r: r["tenant_id"])
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """What the dashboard keeps about a slot beyond its name; None = leave as stored."""
+    width: int | None = None
+    height: int | None = None
+    locations: frozenset[str] | None = None
+
+
+def put_slot(db: Database, tenant_id: str, slot_id: str, name: str,
+             layout: SlotLayout = SlotLayout()) -> bool:
     now = utcnow()
     created = db.execute(
         "INSERT INTO {ks}.slots (tenant_id, slot_id, name, created_at, updated_at) "
@@ -47,7 +63,17 @@ def put_slot(db: Database, tenant_id: str, slot_id: str, name: str) -> bool:
     if not created:
         db.execute("UPDATE {ks}.slots SET name = ?, updated_at = ? WHERE tenant_id = ? AND slot_id = ?",
                    (name, now, tenant_id, slot_id))
+    if layout.width is not None and layout.height is not None:
+        db.execute("UPDATE {ks}.slots SET width = ?, height = ? WHERE tenant_id = ? AND slot_id = ?",
+                   (layout.width, layout.height, tenant_id, slot_id))
+    if layout.locations is not None:
+        db.execute("UPDATE {ks}.slots SET locations = ? WHERE tenant_id = ? AND slot_id = ?",
+                   (set(layout.locations), tenant_id, slot_id))
     return created
+
+
+def list_slots(db: Database, tenant_id: str) -> list[dict[str, Any]]:
+    return db.execute("SELECT * FROM {ks}.slots WHERE tenant_id = ?", (tenant_id,))
 
 
 def get_slot(db: Database, tenant_id: str, slot_id: str) -> dict[str, Any] | None:
@@ -81,16 +107,23 @@ def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, field
     return created
 
 
+def get_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str) -> dict[str, Any] | None:
+    rows = db.execute("SELECT * FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ? AND banner_id = ?",
+                      (tenant_id, slot_id, banner_id))
+    return rows[0] if rows else None
+
+
 def list_banners(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, Any]]:
     return db.execute("SELECT * FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
 
 
-def all_config(db: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every slot and every banner (the serving cache's view of the configuration)."""
+def all_config(db: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every tenant's click filter, every slot and every banner (the serving cache's view)."""
+    tenants = db.execute("SELECT tenant_id, click_filter FROM {ks}.tenants")
     slots = db.execute("SELECT tenant_id, slot_id FROM {ks}.slots")
     banners = db.execute(
         "SELECT tenant_id, slot_id, banner_id, image_url, target_url, alt, active FROM {ks}.banners")
-    return slots, banners
+    return tenants, slots, banners
 
 
 # -- learned statistics ---------------------------------------------------------------------------------
@@ -106,7 +139,7 @@ def all_priors(db: Database) -> list[dict[str, Any]]:
 
 def slot_counts(db: Database, tenant_id: str, slot_id: str, location: str) -> list[dict[str, Any]]:
     return db.execute(
-        "SELECT banner_id, impressions, clicks FROM {ks}.banner_counts "
+        "SELECT banner_id, impressions, clicks, filtered_clicks FROM {ks}.banner_counts "
         "WHERE tenant_id = ? AND slot_id = ? AND location = ?", (tenant_id, slot_id, location))
 
 
@@ -115,25 +148,137 @@ def slot_priors(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, An
                       "WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
 
 
+def slot_counts_by_location(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, Any]]:
+    """Every (location, banner) counter row of a slot: one partition."""
+    return db.execute(
+        "SELECT location, banner_id, impressions, clicks FROM {ks}.banner_counts "
+        "WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
+
+
 def known_locations(db: Database, tenant_id: str, slot_id: str) -> list[str]:
     rows = db.execute("SELECT location FROM {ks}.banner_counts WHERE tenant_id = ? AND slot_id = ?",
                       (tenant_id, slot_id))
     return sorted({r["location"] for r in rows} - {""})
 
 
-COUNTER_UPDATE = ("UPDATE {ks}.banner_counts SET impressions = impressions + ?, clicks = clicks + ? "
+COUNTER_UPDATE = ("UPDATE {ks}.banner_counts SET impressions = impressions + ?, clicks = clicks + ?, "
+                  "filtered_clicks = filtered_clicks + ? "
                   "WHERE tenant_id = ? AND slot_id = ? AND location = ? AND banner_id = ?")
+REASON_UPDATE = ("UPDATE {ks}.filtered_click_reasons SET clicks = clicks + ? "
+                 "WHERE tenant_id = ? AND slot_id = ? AND reason = ?")
 
 
-def counter_batches(db: Database, deltas: dict[tuple[str, str, str, str], list[int]]
-                    ) -> dict[tuple[str, str], BatchStatement]:
-    """COUNTER batches of the aggregated deltas, one per (tenant, slot) partition."""
+def counter_batches(db: Database, deltas: dict[tuple[str, str, str, str], list[int]],
+                    reasons: dict[tuple[str, str, str], int]) -> dict[tuple[str, str], BatchStatement]:
+    """COUNTER batches of the aggregated deltas, one per (tenant, slot).
+
+    deltas: (tenant, slot, location, banner) → [impressions, clicks, filtered clicks];
+    reasons: (tenant, slot, reason) → filtered clicks.
+    """
     statement = db.prepare(COUNTER_UPDATE)
+    reason_statement = db.prepare(REASON_UPDATE)
     batches: dict[tuple[str, str], BatchStatement] = {}
-    for (tenant_id, slot_id, location, banner_id), (impressions, clicks) in deltas.items():
+    for (tenant_id, slot_id, reason), clicks in reasons.items():
         batch = batches.setdefault((tenant_id, slot_id), BatchStatement(batch_type=BatchType.COUNTER))
-        batch.add(statement, (impressions, clicks, tenant_id, slot_id, location, banner_id))
+        batch.add(reason_statement, (clicks, tenant_id, slot_id, reason))
+    for (tenant_id, slot_id, location, banner_id), (impressions, clicks, filtered) in deltas.items():
+        batch = batches.setdefault((tenant_id, slot_id), BatchStatement(batch_type=BatchType.COUNTER))
+        batch.add(statement, (impressions, clicks, filtered, tenant_id, slot_id, location, banner_id))
     return batches
+
+
+def filtered_reasons(db: Database, tenant_id: str, slot_id: str) -> dict[str, int]:
+    return {r["reason"]: int(r["clicks"] or 0) for r in db.execute(
+        "SELECT reason, clicks FROM {ks}.filtered_click_reasons WHERE tenant_id = ? AND slot_id = ?",
+        (tenant_id, slot_id))}
+
+
+def count_click_rate(db: Database, tenant_id: str, kind: str, key: str, bucket: int) -> int:
+    """Add this click to the (customer or IP, window) counter and return the window's total."""
+    db.execute("UPDATE {ks}.click_rates SET clicks = clicks + 1 "
+               "WHERE tenant_id = ? AND kind = ? AND key = ? AND bucket = ?", (tenant_id, kind, key, bucket))
+    rows = db.execute("SELECT clicks FROM {ks}.click_rates WHERE tenant_id = ? AND kind = ? AND key = ? "
+                      "AND bucket = ?", (tenant_id, kind, key, bucket))
+    return int(rows[0]["clicks"]) if rows else 1
+
+
+TRAFFIC_UPDATE = ("UPDATE {ks}.traffic_counts SET impressions = impressions + ?, clicks = clicks + ? "
+                  "WHERE tenant_id = ? AND slot_id = ? AND day = ? AND location = ? AND bucket = ? "
+                  "AND banner_id = ?")
+
+
+def traffic_batches(db: Database, deltas: dict[tuple[str, str, str, dt.datetime, str], list[int]]
+                    ) -> dict[tuple[str, str, dt.date], BatchStatement]:
+    """COUNTER batches of quarter-hour deltas keyed (tenant, slot, location, bucket, banner), one per
+    (tenant, slot, UTC day) partition."""
+    statement = db.prepare(TRAFFIC_UPDATE)
+    batches: dict[tuple[str, str, dt.date], BatchStatement] = {}
+    for (tenant_id, slot_id, location, bucket, banner_id), (impressions, clicks) in deltas.items():
+        day = bucket.date()
+        batch = batches.setdefault((tenant_id, slot_id, day), BatchStatement(batch_type=BatchType.COUNTER))
+        batch.add(statement, (impressions, clicks, tenant_id, slot_id, day, location, bucket, banner_id))
+    return batches
+
+
+def traffic(db: Database, tenant_id: str, slot_id: str, location: str, start: dt.datetime,
+            end: dt.datetime) -> list[dict[str, Any]]:
+    """Quarter-hour rows with start <= bucket < end (UTC): reads only the UTC-day partitions in range,
+    concurrently."""
+    statement = db.prepare(
+        "SELECT bucket, banner_id, impressions, clicks FROM {ks}.traffic_counts WHERE tenant_id = ? "
+        "AND slot_id = ? AND day = ? AND location = ? AND bucket >= ? AND bucket < ?")
+    session = db.session()
+    first, last = start.astimezone(dt.timezone.utc).date(), end.astimezone(dt.timezone.utc).date()
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    futures = [session.execute_async(statement, (tenant_id, slot_id, day, location, start, end))
+               for day in days]
+    return [row for future in futures for row in future.result()]
+
+
+# -- dashboard users and images -----------------------------------------------------------------------------
+
+def put_user(db: Database, username: str, password_hash: str, role: str, tenant_id: str, *,
+             replace: bool) -> bool:
+    """Create a user; with ``replace``, overwrite one of the same name. Returns False when the user
+    exists and ``replace`` is false (nothing written)."""
+    now = utcnow()
+    created = db.execute(
+        "INSERT INTO {ks}.users (username, password_hash, role, tenant_id, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+        (username, password_hash, role, tenant_id, now, now),
+    )[0]["[applied]"]
+    if not created and replace:
+        db.execute("UPDATE {ks}.users SET password_hash = ?, role = ?, tenant_id = ?, updated_at = ? "
+                   "WHERE username = ?", (password_hash, role, tenant_id, now, username))
+        return True
+    return created
+
+
+def set_password_hash(db: Database, username: str, password_hash: str) -> None:
+    db.execute("UPDATE {ks}.users SET password_hash = ?, updated_at = ? WHERE username = ?",
+               (password_hash, utcnow(), username))
+
+
+def get_user(db: Database, username: str) -> dict[str, Any] | None:
+    rows = db.execute("SELECT username, password_hash, role, tenant_id FROM {ks}.users WHERE username = ?",
+                      (username,))
+    return rows[0] if rows else None
+
+
+def list_users(db: Database) -> list[dict[str, Any]]:
+    rows = db.execute("SELECT username, role, tenant_id, created_at FROM {ks}.users")
+    return sorted(rows, key=lambda r: r["username"])
+
+
+def put_image(db: Database, tenant_id: str, image_id: str, content_type: str, data: bytes) -> None:
+    db.execute("INSERT INTO {ks}.images (tenant_id, image_id, content_type, data, size, created_at) "
+               "VALUES (?, ?, ?, ?, ?, ?)", (tenant_id, image_id, content_type, data, len(data), utcnow()))
+
+
+def get_image(db: Database, tenant_id: str, image_id: str) -> dict[str, Any] | None:
+    rows = db.execute("SELECT content_type, data FROM {ks}.images WHERE tenant_id = ? AND image_id = ?",
+                      (tenant_id, image_id))
+    return rows[0] if rows else None
 
 
 # -- event log ----------------------------------------------------------------------------------------------
@@ -146,7 +291,8 @@ INSERT_IMPRESSION = (
 
 INSERT_CLICK = (
     "INSERT INTO {ks}.clicks (tenant_id, slot_id, day, impression_id, clicked_at, banner_id, location, "
-    "customer_id, referrer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+    "customer_id, referrer_id, valid, invalid_reason, user_agent, ip) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
 )
 
 

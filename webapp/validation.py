@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 from webapp.errors import InvalidInput
 
@@ -17,7 +18,7 @@ MAX_TEXT_LENGTH = 300
 
 def identifier(value: str, what: str) -> str:
     """Tenant, slot and banner IDs: 1–64 of letters, digits, '_', '-', '.', starting alphanumeric."""
-    if not ID_RE.match(value):
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):   # fullmatch: '$' alone lets "id\n" in
         raise InvalidInput(
             f"{what} must be 1-64 characters of letters, digits, '_', '-' or '.', starting with a letter "
             f"or digit"
@@ -53,8 +54,12 @@ def http_url(value: Any, what: str) -> str:
         raise InvalidInput(f"{what} is too long (at most {MAX_URL_LENGTH} characters)")
     if _has_control_characters(value) or any(ch.isspace() for ch in value):
         raise InvalidInput(f"{what} must not contain whitespace or control characters")
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
+    try:
+        parts = urlsplit(value)
+        parts.port                         # noqa: B018 - parsing the port raises on a bad one
+    except ValueError:                     # e.g. "http://[::1" or "http://host:99999"
+        raise InvalidInput(f"{what} is not a valid URL") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise InvalidInput(f"{what} must be an absolute http(s) URL")
     return value
 
@@ -71,15 +76,20 @@ def short_text(value: Any, what: str, *, required: bool, max_length: int = MAX_T
     return value.strip()
 
 
+@functools.cache
+def _known_timezones() -> frozenset[str]:
+    # "localtime" is a file of the host's zoneinfo directory: the host's own zone, not a name to store.
+    return frozenset(available_timezones() - {"localtime"})
+
+
 def timezone(value: Any, default: str) -> str:
     if value is None:
         return default
     if not isinstance(value, str) or len(value) > 64:
         raise InvalidInput("timezone must be an IANA time zone name such as 'Asia/Kolkata'")
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"timezone {value!r} is not a known IANA time zone") from None
+    # Looked up in the list rather than loaded: ZoneInfo("Asia") raises IsADirectoryError.
+    if value not in _known_timezones():
+        raise InvalidInput(f"timezone {value!r} is not a known IANA time zone")
     return value
 
 
@@ -98,3 +108,12 @@ def json_object(body: Any, allowed: set[str]) -> dict[str, Any]:
     if unknown:
         raise InvalidInput(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
     return body
+
+
+def json_body(request: Any, allowed: set[str]) -> dict[str, Any]:
+    """The request's JSON object body with only ``allowed`` fields (a Flask/Werkzeug request)."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:                 # "[[[[…" nested thousands deep fits in a small body
+        raise InvalidInput("request body is nested too deeply") from None
+    return json_object(body, allowed)

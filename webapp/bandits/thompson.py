@@ -46,11 +46,12 @@ def beta_posterior(
     prior_alpha, prior_beta : array_like, shape (K,)
         Prior parameters, each > 0.
     impressions, clicks : array_like, shape (K,)
-        Observed counts, 0 ≤ clicks ≤ impressions.
+        Observed counts, 0 ≤ clicks ≤ impressions. (Everything is element-wise: any shapes that broadcast
+        together work, e.g. (L, K) for L locations. Counts may be fractional, e.g. discounted counts.)
 
     Returns
     -------
-    alpha, beta : ndarray, shape (K,)
+    alpha, beta : ndarray, shape (K,) (the broadcast shape)
         ``alpha = α0 + clicks`` and ``beta = β0 + impressions − clicks``.
     """
     a0 = np.asarray(prior_alpha, dtype=np.float64)
@@ -65,6 +66,27 @@ def beta_posterior(
     # same snapshot; clamp rather than fail (the gap closes at the next flush).
     n = np.maximum(n, c)
     return a0 + c, b0 + (n - c)
+
+
+def thompson_winners(
+    alpha: ArrayLike, beta: ArrayLike, rng: np.random.Generator, draws: int
+) -> NDArray[np.intp]:
+    """Winners of ``draws`` independent joint Thompson draws: row i is argmax_b θ_ib, θ_ib ~ Beta(α_b, β_b).
+
+    Each entry is one Thompson sampling decision, exactly as :meth:`ThompsonSampler.select` would make it;
+    drawing a block at once costs far less per decision than one call per request.
+
+    Returns
+    -------
+    ndarray of int, shape (draws,)
+    """
+    a = np.asarray(alpha, dtype=np.float64)
+    b = np.asarray(beta, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.shape[0] == 0:
+        raise ValueError("alpha and beta must be non-empty 1-D arrays of the same length")
+    if draws < 1:
+        raise ValueError("draws must be ≥ 1")
+    return np.argmax(rng.beta(a, b, size=(draws, a.shape[0])), axis=1)   # shape (draws,)
 
 
 def win_probabilities(

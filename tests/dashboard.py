@@ -1,0 +1,83 @@
+"""Helpers for the dashboard tests: users, logging in through the real form, CSRF tokens, simulated traffic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+
+import numpy as np
+from cassandra.util import uuid_from_time
+
+from webapp import accounts, runtime
+from webapp.events import Click, Impression
+
+PASSWORD = "correct horse battery staple"
+_CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def gen_user(app, role: str = accounts.ROLE_PLATFORM, tenant: str = "", username: str | None = None) -> str:
+    """A dashboard user with a unique name and PASSWORD; returns the username."""
+    username = username or f"u{uuid.uuid4().hex[:10]}"
+    written, _ = accounts.create_user(app.extensions["cassandra"], username, PASSWORD, role, tenant)
+    assert written
+    return username
+
+
+def csrf_token(html: str) -> str:
+    match = _CSRF_RE.search(html)
+    assert match, "no CSRF token in the page"
+    return match[1]
+
+
+def login(client, username: str, password: str = PASSWORD, next_url: str | None = None, **kwargs):
+    """Post the login form (with its CSRF token) and return the response, not followed."""
+    path = "/admin/login" + (f"?next={next_url}" if next_url is not None else "")
+    token = csrf_token(client.get(path).get_data(as_text=True))
+    return client.post(path, data={"csrf_token": token, "username": username, "password": password}, **kwargs)
+
+
+def page_token(client, path: str = "/admin/") -> str:
+    """A CSRF token of the logged-in session (from the logout form of a dashboard page)."""
+    response = client.get(path, follow_redirects=True)
+    assert response.status_code == 200, response.status_code
+    return csrf_token(response.get_data(as_text=True))
+
+
+def simulate_history(app, tenant: str, slot: str, true_ctr: dict[str, float], hours: int, serves_per_hour: int,
+                     seed: int, now: dt.datetime | None = None, location: str = "") -> dict[str, list[int]]:
+    """Serve ``serves_per_hour`` visitors an hour for the last ``hours`` hours through the app's own
+    posterior cache, Thompson sampler and event writer, back-dated, with clicks drawn from ``true_ctr``.
+
+    Returns banner → [impressions, clicks] as written.
+    """
+    rng = np.random.default_rng(seed)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    written: dict[str, list[int]] = {b: [0, 0] for b in true_ctr}
+    with app.app_context():
+        rt = runtime.get(app)
+        rt.sync()
+        for h in range(hours, 0, -1):
+            hour_start = now - dt.timedelta(hours=h)
+            state = rt.cache.slot(tenant, slot)
+            posterior = state.posterior(location)
+            for _ in range(serves_per_hour):
+                served_at = hour_start + dt.timedelta(seconds=float(rng.uniform(0, 3600)))
+                index, propensity = rt.choose(posterior)
+                banner = state.active[index].banner_id
+                impression_id = uuid_from_time(served_at)
+                rt.events.record_impression(Impression(
+                    tenant_id=tenant, slot_id=slot, impression_id=impression_id, served_at=served_at,
+                    banner_id=banner, location=location, customer_id="", referrer_id="simulated",
+                    posterior_scope=posterior.scope, alpha=float(posterior.alpha[index]),
+                    beta=float(posterior.beta[index]), prior_source=posterior.prior_sources[index],
+                    propensity=propensity))
+                written[banner][0] += 1
+                if rng.random() < true_ctr[banner]:
+                    rt.events.record_click(Click(
+                        tenant_id=tenant, slot_id=slot, day=served_at.date(), impression_id=impression_id,
+                        clicked_at=served_at + dt.timedelta(seconds=5), banner_id=banner, location=location,
+                        customer_id="", referrer_id="simulated"))
+                    written[banner][1] += 1
+            rt.sync()           # the next hour is served from what this hour taught
+    return written

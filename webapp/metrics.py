@@ -1,0 +1,49 @@
+"""Prometheus metrics (prometheus_client), exposed at /metrics.
+
+Under gunicorn every worker writes its samples to PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py)
+and /metrics aggregates all workers; without it (tests, flask run) the process's own registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,
+                               generate_latest, multiprocess)
+
+SERVES = Counter("banner_bandit_serves_total", "Serve requests answered, by status", ["status"])
+CLICKS = Counter("banner_bandit_clicks_total", "Clicks, by outcome (recorded, duplicate, spooled, "
+                 "filtered_<reason>)", ["outcome"])
+STALE_SERVES = Counter("banner_bandit_stale_serves_total",
+                       "Serves answered from posteriors older than STALE_AFTER_SECONDS")
+POSTERIOR_AGE = Gauge("banner_bandit_posterior_age_seconds", "Age of the oldest worker's posterior snapshot",
+                      multiprocess_mode="max")
+SPOOL_BYTES = Gauge("banner_bandit_spool_bytes", "Bytes in the event spool not yet in Cassandra",
+                    multiprocess_mode="livesum")
+BACKLOG = Gauge("banner_bandit_event_backlog", "Events accepted but not yet written to Cassandra",
+                multiprocess_mode="livesum")
+SPOOL_FULL = Gauge("banner_bandit_spool_full", "1 while a worker's spool is full and refuses events (alarm)",
+                   multiprocess_mode="max")
+REPLAYED = Counter("banner_bandit_replayed_events_total", "Spooled events of dead processes applied on replay")
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def observe_runtime(runtime) -> None:
+    """Set the gauges from this worker's runtime (called by its background loop)."""
+    age = runtime.cache.age()
+    POSTERIOR_AGE.set(age if age != float("inf") else -1)
+    SPOOL_BYTES.set(runtime.spool.size)
+    BACKLOG.set(runtime.events.backlog)
+    SPOOL_FULL.set(1 if runtime.spool.full_since is not None else 0)
