@@ -4,7 +4,7 @@
 
 Extract   impressions and clicks of the window (UTC days, ``until`` exclusive) through the Spark Cassandra
           connector: the (tenant, slot, day) partitions of the configured slots (``--scan``: whole tables);
-          a click counts when its impression is in the window.
+          a click counts when its impression is in the window and the click filter did not flag it.
 Transform pure DataFrame → DataFrame functions (tested on small inputs):
           ``city_counts``      per (tenant, slot, location, banner): impressions, clicks, and the part of them
                                that is imported history (``posterior_scope = 'import'``), which the serving
@@ -125,7 +125,7 @@ def extract(spark: SparkSession, keyspace: str, window: Window, tenants: list[st
         keys = window_partitions(spark, keyspace, window, tenants)
     impressions = read_table(spark, keyspace, "impressions", [
         "tenant_id", "slot_id", "day", "impression_id", "location", "banner_id", "posterior_scope"])
-    clicks = read_table(spark, keyspace, "clicks", ["tenant_id", "slot_id", "day", "impression_id"])
+    clicks = read_table(spark, keyspace, "clicks", ["tenant_id", "slot_id", "day", "impression_id", "valid"])
     if scan:
         return _in_window(impressions, window, tenants), _in_window(clicks, window, tenants)
     return keys.join(impressions, EVENT_PARTITION_KEY), keys.join(clicks, EVENT_PARTITION_KEY)
@@ -137,10 +137,12 @@ def city_counts(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
     """Counts per (tenant, slot, location, banner); location '' is traffic without a location.
 
     Columns: tenant_id, slot_id, location, banner_id, impressions, clicks, history_impressions,
-    history_clicks (longs). A click counts once, for its impression (clicks are keyed by the impression).
+    history_clicks (longs). A click counts once, for its impression (clicks are keyed by the impression),
+    unless the click filter flagged it (``valid = false``; null, in rows from before the filter, is valid).
     """
-    clicked = clicks.select("tenant_id", "slot_id", "day", "impression_id").dropDuplicates().withColumn(
-        "clicked", F.lit(1))
+    clicked = (clicks.where(F.coalesce(F.col("valid"), F.lit(True)))
+               .select("tenant_id", "slot_id", "day", "impression_id").dropDuplicates()
+               .withColumn("clicked", F.lit(1)))
     events = (impressions.join(clicked, ["tenant_id", "slot_id", "day", "impression_id"], "left")
               .select("tenant_id", "slot_id", F.coalesce("location", F.lit(SLOT_WIDE)).alias("location"),
                       "banner_id",

@@ -15,7 +15,8 @@ The CSV (UTF-8, comma-separated, one record per line, a header line first):
 
 Each good row becomes one ``impressions`` row (``posterior_scope`` and ``prior_source`` = 'import'; alpha,
 beta and propensity stay empty: the original system's policy is unknown) and, when clicked, one ``clicks``
-row (``clicked_at`` = time, as the log has no click time). Rejected rows are reported with their line
+row (``clicked_at`` = time, as the log has no click time; ``valid``: a clicked row is taken as a click the
+old system counted, so export only those). Rejected rows are reported with their line
 number and reason, and the good ones are imported (``--dry-run`` only validates). The exit status is 0 when
 every row was imported, 1 when some were rejected, 2 when the file cannot be used at all.
 
@@ -182,7 +183,7 @@ def event_rows(parsed: DataFrame) -> tuple[DataFrame, DataFrame]:
         F.lit(IMPORT_SCOPE).alias("prior_source"))
     clicks = good.where("clicked").select(
         "tenant_id", "slot_id", "day", "impression_id", F.col("time").alias("clicked_at"), "banner_id",
-        "location", "customer_id", "referrer_id")
+        "location", "customer_id", "referrer_id", F.lit(True).alias("valid"))
     return impressions, clicks
 
 

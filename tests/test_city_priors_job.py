@@ -55,7 +55,8 @@ def db(config):
 
 
 def write_log(db: Database, tenant: str, slot: str) -> None:
-    """Insert LOG as impression and click rows (imported ones marked like import_history marks them)."""
+    """Insert LOG as impression and click rows (imported ones marked like import_history marks them), and
+    a few clicks the click filter flagged, which must not count."""
     impressions, clicks = [], []
     for location, day, imported, banners in LOG:
         served_at = dt.datetime.combine(day, dt.time(12), dt.timezone.utc)
@@ -65,7 +66,9 @@ def write_log(db: Database, tenant: str, slot: str) -> None:
                 impression_id = uuid.uuid1()
                 impressions.append((tenant, slot, day, impression_id, served_at, banner, location, scope, scope))
                 if i < c:
-                    clicks.append((tenant, slot, day, impression_id, served_at, banner, location))
+                    clicks.append((tenant, slot, day, impression_id, served_at, banner, location, True))
+                elif location == "delhi" and i < c + 10:     # flagged by the click filter: never counted
+                    clicks.append((tenant, slot, day, impression_id, served_at, banner, location, False))
     db.execute("INSERT INTO {ks}.slots (tenant_id, slot_id, name) VALUES (?, ?, ?)", (tenant, slot, slot))
     session = db.session()
     # Only the columns the log has (binding None would write tombstones).
@@ -73,7 +76,7 @@ def write_log(db: Database, tenant: str, slot: str) -> None:
         "INSERT INTO {ks}.impressions (tenant_id, slot_id, day, impression_id, served_at, banner_id, location, "
         "posterior_scope, prior_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
     insert_click = db.prepare("INSERT INTO {ks}.clicks (tenant_id, slot_id, day, impression_id, clicked_at, "
-                              "banner_id, location) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                              "banner_id, location, valid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
     for statement, rows in ((insert_impression, impressions), (insert_click, clicks)):
         for ok, result in execute_concurrent_with_args(session, statement, rows, concurrency=64):
             assert ok, result
@@ -190,7 +193,7 @@ def test_history_import_rejects_bad_rows_with_line_numbers_and_imports_good_ones
         ("a", "pune", "c1"), ("a", "pune", "c2"), ("b", "", "c3"), ("b", "pune", "c7")]
     assert {(r["posterior_scope"], r["prior_source"], r["propensity"]) for r in impressions} == {
         ("import", "import", None)}
-    assert sorted(r["customer_id"] for r in clicks) == ["c1", "c7"]
+    assert sorted((r["customer_id"], r["valid"]) for r in clicks) == [("c1", True), ("c7", True)]
     assert {r["impression_id"] for r in clicks} <= {r["impression_id"] for r in impressions}
     # The counters are not touched: imported history reaches serving through the priors.
     assert db.execute("SELECT * FROM {ks}.banner_counts WHERE tenant_id = ? AND slot_id = 'hero'", (tenant,)) == []

@@ -44,9 +44,10 @@ def test_city_counts_join_clicks_to_their_impressions_and_split_history(spark):
         ("t", "s", day, ids[5], "pune", "b", "location"),
     ], ["tenant_id", "slot_id", "day", "impression_id", "location", "banner_id", "posterior_scope"])
     clicks = spark.createDataFrame([
-        ("t", "s", day, ids[0]), ("t", "s", day, ids[2]), ("t", "s", day, ids[3]),
-        ("t", "s", day, str(uuid.uuid1())),                  # its impression is not in the window: ignored
-    ], ["tenant_id", "slot_id", "day", "impression_id"])
+        ("t", "s", day, ids[0], True), ("t", "s", day, ids[2], None), ("t", "s", day, ids[3], True),
+        ("t", "s", day, ids[5], False),                      # flagged by the click filter: not learned from
+        ("t", "s", day, str(uuid.uuid1()), True),            # its impression is not in the window: ignored
+    ], "tenant_id string, slot_id string, day date, impression_id string, valid boolean")
     rows = {(r.location, r.banner_id): tuple(r)[4:] for r in job.city_counts(impressions, clicks).collect()}
     assert rows == {
         ("pune", "a"): (3, 2, 2, 1),        # impressions, clicks, imported impressions, imported clicks
