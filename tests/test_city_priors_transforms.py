@@ -185,3 +185,18 @@ def test_a_file_without_the_header_is_unusable():
     with pytest.raises(import_history.UnusableFile, match="line 1: expected the header"):
         import_history.check_header("2026-10-01T10:00:00Z,t1,hero,a,Pune,c1,,1")
     import_history.check_header("\ufeffTime, Tenant,slot,banner,location,customer_id,referrer_id,clicked")
+
+
+def test_windows_are_whole_utc_days_with_an_exclusive_end():
+    window = job.Window.last_days(7, today=dt.date(2026, 11, 23))
+    assert (window.since, window.until, str(window)) == (dt.date(2026, 11, 17), dt.date(2026, 11, 24),
+                                                         "2026-11-17..2026-11-23")
+    with pytest.raises(ValueError, match="empty window"):
+        job.Window(dt.date(2026, 11, 2), dt.date(2026, 11, 2))
+    with pytest.raises(ValueError, match="at least one day"):
+        job.Window.last_days(0)
+
+
+def test_the_job_refuses_a_bad_window_before_starting_spark(capsys):
+    assert job.main(["--since", "2026-10-05", "--until", "2026-10-01"]) == 2
+    assert "empty window" in capsys.readouterr().err
