@@ -3,14 +3,16 @@
 
 Run from the repository root as ``.venv/bin/python benchmarks/bench_priors.py`` (``make bench-priors``).
 
-1. Job time. Generates events with Spark (column expressions, written with the Cassandra connector) into a
-   keyspace of its own (default ``bb_bench_priors``, schema applied first): 1M events, then 9M more for
-   10M in all. After each size it runs ``python -m spark_jobs.city_priors`` as a fresh process, exactly as
-   ``make priors`` does (JVM start included), over a window that holds every event, and reads the phase
-   times from its progress lines. The shape of the data: 5 tenants × 4 slots × 6 banners, 100 cities with
+1. Job time. Generates events with Spark (column expressions, written with the Cassandra connector) into
+   two keyspaces of its own (schema applied first): ``bb_bench_priors_1m`` with 1M events and
+   ``bb_bench_priors`` with 10M (the same first million). Then it runs ``python -m spark_jobs.city_priors``
+   as a fresh process, exactly as ``make priors`` does (JVM start included), over a window that holds every
+   event, on both keyspaces in turn, reading the window's partitions (the default) and with ``--scan``,
+   ``--rounds`` times each (interleaved, so both sizes see similar load; the best run is compared), and reads
+   the phase times from its progress lines. The shape of the data: 5 tenants × 4 slots × 6 banners, 100 cities with
    Zipf-like traffic and 10 % without a location, 30 days, half of it marked as imported history; CTRs
    between 1 % and 9 % that differ by city.
-   With ``--reuse`` nothing is generated: the job is timed on what the keyspace holds.
+   With ``--reuse`` nothing is generated: the job is timed on what the keyspaces hold.
 2. Regret (numpy only, webapp.bandits). For each seed: a population of 5 banners whose CTRs differ by city
    (θ ~ Beta(μκ, (1 − μ)κ)); a history of 40 cities × 5,000 uniformly rotated impressions; the slot-wide
    prior fitted from it with webapp.bandits.fit_population (the same formulas as the Spark job; a test
@@ -126,53 +128,70 @@ def run_job(keyspace: str, days: int, scan: bool) -> dict[str, float]:
             "impressions": int(events.group(1).replace(",", "")) if events else 0}
 
 
-def job_benchmark(keyspace: str, reuse: bool) -> list[str]:
-    from spark_jobs.session import build_session
-    from webapp import config as config_module
+def prepare_keyspace(config: dict, keyspace: str, fresh: bool) -> None:
     from webapp.cassandra import Database
 
-    config = config_module.load({"CASSANDRA_KEYSPACE": keyspace, "SPARK_DRIVER_MEMORY": "2g"})
-    db = Database(config)
-    if not reuse:
-        say(f"fresh keyspace {keyspace}")
-        db.drop_keyspace()
-    db.apply_schema()
-    for tenant in range(TENANTS):                  # configured slots: the job reads their partitions
-        for slot in range(SLOTS):
-            db.execute("INSERT INTO {ks}.slots (tenant_id, slot_id, name) VALUES (?, ?, ?)",
-                       (f"bench{tenant}", f"slot{slot}", f"slot{slot}"))
-    db.shutdown()
+    db = Database(config | {"CASSANDRA_KEYSPACE": keyspace})
+    try:
+        if fresh:
+            say(f"fresh keyspace {keyspace}")
+            db.drop_keyspace()
+        db.apply_schema()
+        for tenant in range(TENANTS):              # configured slots: the job reads their partitions
+            for slot in range(SLOTS):
+                db.execute("INSERT INTO {ks}.slots (tenant_id, slot_id, name) VALUES (?, ?, ?)",
+                           (f"bench{tenant}", f"slot{slot}", f"slot{slot}"))
+    finally:
+        db.shutdown()
+
+
+def job_benchmark(keyspace: str, reuse: bool, rounds: int) -> list[str]:
+    """Two keyspaces, 1M and 10M events (the first 1M identical); job runs interleaved, ``rounds`` each."""
+    from spark_jobs.session import build_session
+    from webapp import config as config_module
+
+    config = config_module.load({"SPARK_DRIVER_MEMORY": "2g"})
+    sizes = {f"{keyspace}_1m": 1_000_000, keyspace: 10_000_000}
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    rows = []
-    sizes = [(0, 0)] if reuse else [(0, 1_000_000), (1_000_000, 10_000_000)]
-    for start, end in sizes:
-        if end:
-            spark = build_session(config, "banner-bandit bench generator")
-            try:
-                n, clicks, seconds = generate(spark, keyspace, start, end, now)
-            finally:
-                spark.stop()
-            generation = f"{seconds:.0f} s for {n:,} ({n / seconds:,.0f}/s)"
-        else:
-            generation = "reused"
-        results = {mode: run_job(keyspace, DAYS + 2, scan=mode == "scan") for mode in ("keys", "scan")}
-        rows.append((results["keys"]["impressions"], generation, results))
-    lines = ["| events in the log | generate + write (Spark, connector) | read | `make priors` wall time | "
-             "of which extract + aggregate | priors written |", "|---:|---|---|---:|---:|---:|"]
-    for end, generation, results in rows:
-        for mode, result in results.items():
-            read = "window partitions (default)" if mode == "keys" else "`--scan`"
-            lines.append(f"| {end:,} | {generation} | {read} | {result['wall']:.0f} s | {result['counted']:.0f} s | "
-                         f"{result['priors']:,} |")
-    if len(rows) == 2:
-        lines.append("")
+    generation = {}
+    for name, size in sizes.items():
+        prepare_keyspace(config, name, fresh=not reuse)
+        if reuse:
+            generation[name] = "reused"
+            continue
+        spark = build_session(config | {"CASSANDRA_KEYSPACE": name}, "banner-bandit bench generator")
+        try:
+            n, _, seconds = generate(spark, name, 0, size, now)
+        finally:
+            spark.stop()
+        generation[name] = f"{seconds:.0f} s ({n / seconds:,.0f}/s)"
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for round_ in range(rounds):
         for mode in ("keys", "scan"):
-            small, large = rows[0][2][mode]["wall"], rows[1][2][mode]["wall"]
-            fixed = (10 * small - large) / 9                            # wall = fixed + per_event · n
-            lines.append(f"- {'default' if mode == 'keys' else '--scan'}: 10× the events took "
-                         f"{large / small:.1f}× the time; a line through both points: about {fixed:.0f} s fixed "
-                         f"(JVM, session, fitting and writing the priors) plus {(large - small) / 9:.1f} s per "
-                         f"million events.")
+            for name in sizes:
+                say(f"round {round_ + 1}/{rounds}, {mode}, {name}; load average {os.getloadavg()[0]:.1f}")
+                results.setdefault((name, mode), []).append(run_job(name, DAYS + 2, scan=mode == "scan"))
+    lines = ["| events in the log | generated + written | read | `make priors` wall time (best / worst "
+             f"of {rounds}) | of which extract + aggregate (best) | priors written |",
+             "|---:|---|---|---:|---:|---:|"]
+    best = {}
+    for mode in ("keys", "scan"):
+        for name in sizes:
+            runs = results[(name, mode)]
+            walls = sorted(r["wall"] for r in runs)
+            best[(name, mode)] = walls[0]
+            read = "window partitions (default)" if mode == "keys" else "`--scan`"
+            lines.append(f"| {runs[0]['impressions']:,} | {generation[name]} | {read} | {walls[0]:.0f} s / "
+                         f"{walls[-1]:.0f} s | {min(r['counted'] for r in runs):.0f} s | {runs[0]['priors']:,} |")
+    lines.append("")
+    small, large = list(sizes)
+    for mode in ("keys", "scan"):
+        a, b = best[(small, mode)], best[(large, mode)]
+        fixed = (10 * a - b) / 9                                   # wall = fixed + per_event · n
+        lines.append(f"- {'default' if mode == 'keys' else '`--scan`'}: 10× the events took {b / a:.1f}× the "
+                     f"time (best runs); a line through both points: about {fixed:.0f} s fixed (JVM and "
+                     f"session start, fitting, writing and cleaning the priors) plus {(b - a) / 9:.1f} s per "
+                     f"million events.")
     return lines
 
 
@@ -269,6 +288,7 @@ def main() -> int:
     parser.add_argument("--keyspace", default="bb_bench_priors")
     parser.add_argument("--skip-job", action="store_true", help="only the regret simulation")
     parser.add_argument("--reuse", action="store_true", help="keep the events already in the keyspace")
+    parser.add_argument("--rounds", type=int, default=2, help="job runs per size and read mode (best is kept)")
     parser.add_argument("--seeds", type=int, default=1000)
     parser.add_argument("--horizon", type=int, default=2000)
     args = parser.parse_args()
@@ -277,7 +297,7 @@ def main() -> int:
              f"({os.cpu_count()} cores; load average {load[0]:.1f} at the start), "
              f"`.venv/bin/python benchmarks/bench_priors.py{' --skip-job' if args.skip_job else ''}`.", ""]
     if not args.skip_job:
-        block += ["### Job time", ""] + job_benchmark(args.keyspace, args.reuse) + [""]
+        block += ["### Job time", ""] + job_benchmark(args.keyspace, args.reuse, args.rounds) + [""]
     block += [f"### Regret of a new city over its first {args.horizon:,} impressions ({args.seeds} seeds)",
               ""] + regret_benchmark(args.seeds, args.horizon)
     end_load = os.getloadavg()[0]
