@@ -6,7 +6,7 @@ PYTHON_SYS ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
 PORT       ?= 8000
-WEB_CONCURRENCY ?= 4
+WEB_CONCURRENCY ?= $(shell n=$$(nproc); [ $$n -lt 2 ] && n=2; echo $$n)
 export PORT WEB_CONCURRENCY
 
 # Point CASSANDRA_HOSTS at a cluster to use it instead: then nothing is downloaded or started.

@@ -232,3 +232,43 @@ def test_cors_preflight_for_click(client):
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
+
+
+@pytest.mark.parametrize("base_url", ["http://localhost/", "https://shop.example:8443/banners/"])
+def test_click_url_is_what_url_for_builds(app, base_url):
+    """serving.click_url skips the URL map for speed; it must still give url_for's absolute URL, also
+    under a script root (a reverse proxy mounting the service under a path) and another scheme/port."""
+    from flask import url_for
+
+    from webapp.serving import click_url
+
+    token = "eyJhIjoxfQ.ZyX-_a.b1_c-D"
+    with app.test_request_context("/v1/serve/t/s", base_url=base_url):
+        assert click_url(token) == url_for("serving.click_redirect", token=token, _external=True)
+
+
+def test_impressions_are_written_in_single_partition_batches_and_counted_once(app_factory):
+    """Queued impressions go out as UNLOGGED batches of at most IMPRESSION_BATCH_ROWS rows of one
+    partition; every row lands, and the counters count each impression once."""
+    app = app_factory(IMPRESSION_BATCH_ROWS=4)
+    client = app.test_client()
+    tenant, slot = gen_slot(client, ["a", "b"])
+    other_tenant, other_slot = gen_slot(client, ["c"])
+    sync(app)
+    ids = [client.get(f"/v1/serve/{tenant}/{slot}?location=Pune").get_json()["impression_id"] for _ in range(10)]
+    ids += [client.get(f"/v1/serve/{other_tenant}/{other_slot}").get_json()["impression_id"] for _ in range(3)]
+    with app.app_context():
+        from webapp import runtime
+        events = runtime.get(app).events
+        assert events.backlog == 13                       # queued (and spooled), not yet sent
+        before = events.stats["impression_batches"]
+        sync(app)
+        assert events.backlog == 0
+        # 10 rows of one partition in batches of ≤ 4 (3) + 3 rows of another (1): never mixed
+        assert events.stats["impression_batches"] - before == 4
+    db = app.extensions["cassandra"]
+    for impression_id, (t, s) in zip(ids, [(tenant, slot)] * 10 + [(other_tenant, other_slot)] * 3):
+        assert store.get_impression(db, t, s, today(), uuid.UUID(impression_id)) is not None
+    assert sum(r["impressions"] for r in store.slot_counts(db, tenant, slot, "pune")) == 10
+    assert sum(r["impressions"] for r in store.slot_counts(db, tenant, slot, "")) == 10
+    assert sum(r["impressions"] for r in store.slot_counts(db, other_tenant, other_slot, "")) == 3

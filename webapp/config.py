@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "CLICK_WINDOW_SECONDS": 24 * 3600,        # clicks accepted this long after the impression
     # Learning
     "CACHE_REFRESH_SECONDS": 1.0,             # how often each process re-reads posteriors
+    "IMPRESSION_WRITE_SECONDS": 0.1,          # how often each process sends its queued impressions
+    "IMPRESSION_BATCH_ROWS": 16,              # rows per UNLOGGED batch (one partition; ~4 KB < Cassandra's warning)
     "COUNTER_FLUSH_SECONDS": 0.5,             # how often each process writes its aggregated counters
     "PROPENSITY_DRAWS": 4096,                 # largest block of precomputed Thompson draws (see posteriors.py)
     "RANDOM_SEED": None,                      # seed for the per-process sampler (None = fresh entropy)
@@ -41,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BANNERS_PER_SLOT": 50,               # creating one more banner in a full slot is refused (409)
     # Rate limits per client IP (Flask-Limiter); limit strings such as "600/minute" or "10/second;500/hour"
     "RATELIMIT_ENABLED": True,
-    "RATELIMIT_STORAGE_URI": "memory://",     # per process; e.g. redis://host:6379 to share between workers
+    "RATELIMIT_STORAGE_URI": "worker-memory://",  # per process (webapp.limits); e.g. redis://host:6379 to share between workers
     "RATELIMIT_SERVE": "6000/minute",         # /v1/serve and /v1/embed together
     "RATELIMIT_CLICK": "600/minute",          # GET /v1/click/<token> and POST /v1/click together
     "RATELIMIT_HEADERS_ENABLED": False,       # X-RateLimit-* on every response (a 429 always has Retry-After)
@@ -67,11 +69,11 @@ DEFAULTS: dict[str, Any] = {
     "CITY_PRIOR_WINDOW_DAYS": 90,
 }
 
-_INT_KEYS = {"CASSANDRA_PORT", "CLICK_WINDOW_SECONDS", "PROPENSITY_DRAWS", "MAX_PARAM_LENGTH",
+_INT_KEYS = {"IMPRESSION_BATCH_ROWS", "CASSANDRA_PORT", "CLICK_WINDOW_SECONDS", "PROPENSITY_DRAWS", "MAX_PARAM_LENGTH",
              "MAX_CONTENT_LENGTH", "MAX_BANNERS_PER_SLOT", "TRUSTED_PROXIES", "SPOOL_MAX_BYTES",
              "PERMANENT_SESSION_LIFETIME", "MAX_IMAGE_BYTES", "SPARK_SHUFFLE_PARTITIONS", "CITY_PRIOR_WINDOW_DAYS"}
-_FLOAT_KEYS = {"CACHE_REFRESH_SECONDS", "COUNTER_FLUSH_SECONDS", "SPOOL_FSYNC_SECONDS", "SPOOL_SEGMENT_SECONDS",
-               "REPLAY_SECONDS", "STALE_AFTER_SECONDS", "CITY_PRIOR_MAX_STRENGTH", "CITY_PRIOR_MIN_STRENGTH"}
+_FLOAT_KEYS = {"IMPRESSION_WRITE_SECONDS", "CACHE_REFRESH_SECONDS", "COUNTER_FLUSH_SECONDS", "SPOOL_FSYNC_SECONDS",
+               "SPOOL_SEGMENT_SECONDS", "REPLAY_SECONDS", "STALE_AFTER_SECONDS", "CITY_PRIOR_MAX_STRENGTH", "CITY_PRIOR_MIN_STRENGTH"}
 _BOOL_KEYS = {"BACKGROUND_THREADS", "RATELIMIT_ENABLED", "RATELIMIT_HEADERS_ENABLED",
               "RATELIMIT_SWALLOW_ERRORS", "SESSION_COOKIE_SECURE"}
 

@@ -34,7 +34,7 @@ class Runtime:
         self.rng = np.random.default_rng(seed)
         self.cache = PosteriorCache(db)
         self.spool = Spool(config["SPOOL_DIR"], config["SPOOL_MAX_BYTES"], config["SPOOL_SEGMENT_SECONDS"])
-        self.events = EventWriter(db, self.spool)
+        self.events = EventWriter(db, self.spool, config["IMPRESSION_BATCH_ROWS"])
         self.tokens = ClickTokens(config["CLICK_TOKEN_SECRET"], config["CLICK_WINDOW_SECONDS"])
         self._sample_lock = threading.Lock()   # numpy Generators are not thread-safe
         self._stop = threading.Event()
@@ -55,6 +55,7 @@ class Runtime:
 
     def _loop(self) -> None:
         tasks = [  # (every seconds, step), each run on its own schedule in this one thread
+            (float(self.config["IMPRESSION_WRITE_SECONDS"]), self.events.write_queued),
             (float(self.config["SPOOL_FSYNC_SECONDS"]), self.spool.sync),
             (float(self.config["COUNTER_FLUSH_SECONDS"]), self.events.flush),
             (float(self.config["CACHE_REFRESH_SECONDS"]), self.cache.refresh),

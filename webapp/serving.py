@@ -31,6 +31,13 @@ def cors(response: Response) -> Response:
     return response
 
 
+def click_url(token: str) -> str:
+    """The absolute URL of GET /v1/click/<token>: what ``url_for("serving.click_redirect", token=token,
+    _external=True)`` gives, without building it through the URL map on every serve (a third of a
+    millisecond). Tokens are URL-safe (letters, digits, '_', '-', '.'): nothing to quote."""
+    return f"{request.url_root}v1/click/{token}"
+
+
 def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
     """Pick a banner for this request, log the impression; return the serve document and target URL."""
     validation.identifier(tenant, "tenant")
@@ -74,7 +81,7 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
         "impression_id": str(impression.impression_id),
         "location": location,
         "banner": {"id": banner.banner_id, "image_url": banner.image_url, "alt": banner.alt},
-        "click_url": url_for("serving.click_redirect", token=token, _external=True),
+        "click_url": click_url(token),
         "token": token,
         "posterior": {"scope": posterior.scope, "alpha": impression.alpha, "beta": impression.beta,
                       "prior": impression.prior_source, "propensity": round(propensity, 4)},

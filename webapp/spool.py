@@ -108,17 +108,29 @@ class Spool:
             os.close(segment.fd)          # releases the lock after the file is gone
 
     def sync(self) -> None:
-        """fsync the current segment (group commit) and rotate it when it is old enough."""
+        """fsync the current segment (group commit) and rotate it when it is old enough.
+
+        The fsync runs outside the lock, on a duplicate of the descriptor: it can take tens to hundreds of
+        milliseconds, and append() (every serve) must not wait for it. Whatever was appended before the
+        dirty flag is cleared is covered; what comes after sets it again for the next sync.
+        """
         with self._lock:
             segment = self._current
             if segment is None:
                 return
-            if self._dirty:
-                os.fsync(segment.fd)
-                self._dirty = False
-            if time.monotonic() - segment.opened_at >= self.segment_seconds:
+            fd = os.dup(segment.fd) if self._dirty else None
+            self._dirty = False
+            rotate = time.monotonic() - segment.opened_at >= self.segment_seconds
+            if rotate:
                 segment.closed = True
                 self._current = None
+        if fd is not None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if rotate:
+            with self._lock:
                 self._retire_if_done(segment)
 
     def close(self) -> None:
