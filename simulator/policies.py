@@ -325,3 +325,24 @@ POLICIES: dict[str, Callable[..., object]] = {
     "thompson-discounted": DiscountedThompson,
     "mabwiser-thompson": MabwiserThompson,
 }
+
+
+def empirical_bayes_prior(impressions: FloatArray, clicks: FloatArray, max_strength: float = 200.0
+                          ) -> tuple[FloatArray, FloatArray]:
+    """City priors as the priors job computes them (:mod:`webapp.bandits.priors`), from live counts only.
+
+    Per banner, the slot-wide beta-binomial fit over all cities (method of moments, strength capped at
+    ``max_strength``) is every city's prior; the city's own live counts are then added by the posterior,
+    as serving does (no imported history here, so nothing is counted twice).
+    """
+    from webapp.bandits.priors import PriorSettings, fit_population
+
+    settings = PriorSettings(max_strength=max_strength)
+    n_cities, n_banners = impressions.shape
+    alpha0 = np.empty((n_cities, n_banners))
+    beta0 = np.empty((n_cities, n_banners))
+    for banner in range(n_banners):
+        n, c = impressions[:, banner], clicks[:, banner]
+        fit = fit_population(n, c, int(n.sum()), int(c.sum()), settings)
+        alpha0[:, banner], beta0[:, banner] = fit.alpha, fit.beta
+    return alpha0, beta0

@@ -10,7 +10,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from simulator import ENV_ID, BannerSlotEnv, Scenario, impressions_to_share, run
-from simulator.policies import MabwiserThompson, ThompsonPerCity, ThompsonPooled, slot_wide_prior
+from simulator.policies import (MabwiserThompson, ThompsonPerCity, ThompsonPooled, empirical_bayes_prior,
+                                slot_wide_prior)
 from webapp.bandits import beta_posterior
 
 SMALL = Scenario(name="small", n_banners=5, n_cities=4, horizon=20_000, batch_size=100, base_ctr=0.1,
@@ -176,3 +177,22 @@ def test_mabwiser_policy_counts_what_it_was_told():
     assert policy.pending_clicks[0, 2] == 1 and policy.pending_clicks[1, 2] == 1
     picks = policy.select_actions(np.array([0, 1, 1, 0, 0]))
     assert picks.shape == (5,) and set(picks.tolist()) <= {0, 1, 2}
+
+
+def test_empirical_bayes_prior_is_the_priors_jobs_slot_wide_fit_per_banner():
+    """The simulator's EB prior is webapp.bandits.priors' fit (not a copy): same α, β for every city, capped."""
+    from webapp.bandits.priors import PriorSettings, fit_population
+
+    rng = np.random.default_rng(3)
+    impressions = rng.integers(200, 5000, size=(6, 3)).astype(float)
+    clicks = np.floor(impressions * np.array([0.02, 0.05, 0.08]) * rng.uniform(0.6, 1.4, size=(6, 3)))
+    alpha0, beta0 = empirical_bayes_prior(impressions, clicks, max_strength=300.0)
+    for banner in range(3):
+        fit = fit_population(impressions[:, banner], clicks[:, banner], int(impressions[:, banner].sum()),
+                             int(clicks[:, banner].sum()), PriorSettings(max_strength=300.0))
+        assert np.allclose(alpha0[:, banner], fit.alpha) and np.allclose(beta0[:, banner], fit.beta)
+    assert np.all(alpha0 + beta0 <= 300.0 + 1e-9)
+    means = alpha0[0] / (alpha0[0] + beta0[0])
+    assert means[0] < means[1] < means[2]                 # centred on each banner's slot-wide rate
+    policy = ThompsonPooled(n_banners=3, n_cities=6, prior_function=empirical_bayes_prior, rng=1)
+    assert policy.select_actions(np.arange(6)).shape == (6,)    # a new slot (no counts) works too

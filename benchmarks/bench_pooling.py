@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Which city prior helps Thompson sampling most in the stationary scenario (issue 5's 97 % aim)?
+
+Runs, on the same seeds, our Thompson sampling per city with Beta(1, 1), with the simulator's leave-one-out
+slot-wide pooling (``thompson-pooled``), and with the priors job's empirical-Bayes fit
+(``simulator.policies.empirical_bayes_prior``: webapp/bandits/priors.py on the live counts), and prints the
+share of the oracle's expected clicks and the regret, mean over seeds. ``make bench-pooling`` (SEEDS=4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from functools import partial
+import sys
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from simulator import STATIONARY, run  # noqa: E402
+from simulator.policies import empirical_bayes_prior  # noqa: E402
+
+POLICIES = {
+    "thompson": ("thompson", {}),
+    "thompson-pooled (leave-one-out pooling, cap 200)": ("thompson-pooled", {}),
+    "thompson + empirical-Bayes city priors (priors job, cap 200)":
+        ("thompson-pooled", {"prior_function": empirical_bayes_prior}),
+    "thompson + empirical-Bayes city priors, cap 1000":
+        ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=1000.0)}),
+    "thompson + empirical-Bayes city priors, cap 5000":
+        ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=5000.0)}),
+}
+
+
+def job(args: tuple[str, int]) -> tuple[str, int, float, float]:
+    label, seed = args
+    policy, params = POLICIES[label]
+    result = run(STATIONARY, policy, seed, **params)
+    return label, seed, result.expected_clicks / result.oracle_expected_clicks, result.regret
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=4)
+    args = parser.parse_args()
+    print(f"scenario: {STATIONARY}\nseeds: 0…{args.seeds - 1}", flush=True)
+    results: dict[str, list[tuple[float, float]]] = {label: [] for label in POLICIES}
+    with Pool(os.cpu_count() or 1) as pool:
+        for label, seed, share, regret in pool.imap(job, [(l, s) for s in range(args.seeds) for l in POLICIES]):
+            print(f"  seed {seed}: {label}: {100 * share:.1f}% of the oracle, regret {regret:.0f}", flush=True)
+            results[label].append((share, regret))
+    print("\n| Policy | % of oracle's clicks (mean, min–max) | regret (mean) |\n| --- | --- | ---: |")
+    for label, rows in results.items():
+        shares = np.array([r[0] for r in rows]) * 100
+        print(f"| {label} | {shares.mean():.1f} ({shares.min():.1f}–{shares.max():.1f}) | "
+              f"{np.mean([r[1] for r in rows]):.0f} |")
+
+
+if __name__ == "__main__":
+    main()
