@@ -206,9 +206,10 @@ class EventWriter:
 
     def _impressions_failed(self, exc: Exception, chunk: list[tuple[Impression, Segment]]) -> None:
         with self._lock:
-            if self.stats["impression_write_errors"] % 1000 == 0:
+            errors = self.stats["impression_write_errors"]
+            if errors == 0 or errors // 1000 != (errors + len(chunk)) // 1000:   # the first, then per 1000
                 log.warning("impression write failed (%s); spooled, will retry", exc)
-            self.stats["impression_write_errors"] += len(chunk)
+            self.stats["impression_write_errors"] = errors + len(chunk)
             self._retry_impressions.extend(chunk)
             self._in_flight -= len(chunk)
             self._idle.notify_all()
