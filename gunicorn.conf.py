@@ -25,6 +25,19 @@ loglevel = "info"
 control_socket_disable = True
 
 
+# How long a worker thread may hold the GIL before another may take it (Python's default: 5 ms). Each worker's
+# request thread shares the GIL with its background thread (cache refresh, batched writes) and the Cassandra
+# driver's I/O thread; every socket read or write of a request gives the GIL up, and with the default it can
+# wait 5 ms to get it back, several times per request: that was the p99 of /v1/serve (docs/BENCHMARKS.md).
+switch_interval = float(os.environ.get("PYTHON_SWITCH_INTERVAL") or 0.0005)
+
+
+def post_fork(server, worker):
+    import sys
+
+    sys.setswitchinterval(switch_interval)
+
+
 def worker_exit(server, worker):
     """Flush aggregated counters and wait for in-flight impression writes before the worker goes."""
     from webapp import runtime as runtime_module

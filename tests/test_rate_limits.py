@@ -1,4 +1,5 @@
-"""Rate limits per client on the public endpoints (Flask-Limiter), with tiny configured limits."""
+"""Rate limits per client on the public endpoints (webapp.limits.client_limit over the `limits` package) and
+the dashboard login (Flask-Limiter), with tiny configured limits."""
 
 from __future__ import annotations
 
@@ -63,6 +64,22 @@ def test_both_click_endpoints_share_one_budget_and_a_refused_click_is_not_record
     # The same click from another client goes through: it was refused, not lost.
     assert client.post("/v1/click", json={"token": tokens[2]}, environ_base=BOB).get_json() == {
         "status": "recorded"}
+
+
+def test_rate_limit_headers_when_enabled(app_factory):
+    app = limited_app(app_factory, RATELIMIT_HEADERS_ENABLED=True, RATELIMIT_SERVE="2/minute")
+    client = app.test_client()
+    tenant, slot = gen_slot(client, ["a"])
+    sync(app)
+    remaining = []
+    for _ in range(2):
+        response = client.get(f"/v1/serve/{tenant}/{slot}", environ_base=ALICE)
+        assert response.status_code == 200 and response.headers["X-RateLimit-Limit"] == "2"
+        remaining.append(response.headers["X-RateLimit-Remaining"])
+    assert remaining == ["1", "0"]
+    refused = client.get(f"/v1/embed/{tenant}/{slot}", environ_base=ALICE, headers={"Accept": "text/html"})
+    assert refused.status_code == 429 and refused.is_json        # an iframe's script reads why
+    assert "the limit is 2 per 1 minute" in refused.get_json()["error"] and int(refused.headers["Retry-After"]) >= 1
 
 
 def test_rate_limits_can_be_switched_off(app_factory):

@@ -272,3 +272,44 @@ def test_impressions_are_written_in_single_partition_batches_and_counted_once(ap
     assert sum(r["impressions"] for r in store.slot_counts(db, tenant, slot, "pune")) == 10
     assert sum(r["impressions"] for r in store.slot_counts(db, tenant, slot, "")) == 10
     assert sum(r["impressions"] for r in store.slot_counts(db, other_tenant, other_slot, "")) == 3
+
+
+def test_timeuuids_are_version_1_of_now_unique_and_ordered():
+    """Impression ids come from serving.timeuuid (uuid1 with a random per-process node, not libuuid)."""
+    import datetime as dt
+
+    from cassandra.util import datetime_from_uuid1
+
+    from webapp.serving import timeuuid
+
+    before = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    ids = [timeuuid() for _ in range(10_000)]
+    after = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    assert len(set(ids)) == len(ids)
+    assert all(u.version == 1 and u.node & (1 << 40) for u in ids)     # random node: multicast bit set
+    assert len({u.node for u in ids}) == 1                              # one node per process
+    times = [u.time for u in ids]
+    assert times == sorted(times) and len(set(times)) == len(times)     # strictly increasing
+    tolerance = dt.timedelta(milliseconds=1)
+    assert before - tolerance <= datetime_from_uuid1(ids[0]) and datetime_from_uuid1(ids[-1]) <= after + tolerance
+
+
+def test_click_tokens_are_itsdangerous_timestamp_signatures_of_the_secret():
+    """The pre-derived key signs exactly as itsdangerous does from the secret: tokens issued before the
+    change (or by another server of the same secret) stay valid, and one signed with another secret is not."""
+    import datetime as dt
+    import uuid
+
+    from itsdangerous import TimestampSigner
+
+    from webapp.errors import InvalidToken
+    from webapp.tokens import SALT, ClickClaim, ClickTokens
+
+    tokens = ClickTokens("a-secret", window_seconds=60)
+    claim = ClickClaim(uuid.uuid1(), "t", "s", "b", "pune", dt.date.today())
+    token = tokens.sign(claim)
+    value = token.rsplit(".", 2)[0].encode()
+    assert TimestampSigner("a-secret", salt=SALT).unsign(token, max_age=60) == value
+    assert tokens.verify(TimestampSigner("a-secret", salt=SALT).sign(value).decode()) == claim
+    with pytest.raises(InvalidToken):
+        tokens.verify(TimestampSigner("another", salt=SALT).sign(value).decode())

@@ -194,10 +194,11 @@ class EventWriter:
                                      callback_args=(chunk,), errback_args=(chunk,))
 
     def _impressions_written(self, _result, chunk: list[tuple[Impression, Segment]]) -> None:
-        for impression, segment in chunk:
-            self._count(impression.tenant_id, impression.slot_id, impression.location, impression.banner_id,
-                        impression.served_at, impressions=1)
-            self.spool.done(segment)
+        with self._lock:            # once per chunk, not per row: serves wait on these locks too
+            for impression, _ in chunk:
+                self._count_locked(impression.tenant_id, impression.slot_id, impression.location,
+                                   impression.banner_id, impression.served_at, impressions=1)
+        self.spool.done(*(segment for _, segment in chunk))
         with self._lock:
             self.stats["impressions_written"] += len(chunk)
             self.stats["impression_batches"] += 1
@@ -251,17 +252,21 @@ class EventWriter:
 
     def _count(self, tenant_id: str, slot_id: str, location: str, banner_id: str, served_at: dt.datetime,
                impressions: int = 0, clicks: int = 0, filtered: int = 0) -> None:
-        bucket = traffic_bucket(served_at)
         with self._lock:
-            for where in {location, SLOT_WIDE}:
-                delta = self._deltas[(tenant_id, slot_id, where, banner_id)]
-                delta[0] += impressions
-                delta[1] += clicks
-                delta[2] += filtered
-                if impressions or clicks:
-                    traffic = self._traffic[(tenant_id, slot_id, where, bucket, banner_id)]
-                    traffic[0] += impressions
-                    traffic[1] += clicks
+            self._count_locked(tenant_id, slot_id, location, banner_id, served_at, impressions, clicks, filtered)
+
+    def _count_locked(self, tenant_id: str, slot_id: str, location: str, banner_id: str,
+                      served_at: dt.datetime, impressions: int = 0, clicks: int = 0, filtered: int = 0) -> None:
+        bucket = traffic_bucket(served_at)
+        for where in {location, SLOT_WIDE}:
+            delta = self._deltas[(tenant_id, slot_id, where, banner_id)]
+            delta[0] += impressions
+            delta[1] += clicks
+            delta[2] += filtered
+            if impressions or clicks:
+                traffic = self._traffic[(tenant_id, slot_id, where, bucket, banner_id)]
+                traffic[0] += impressions
+                traffic[1] += clicks
 
     def flush(self) -> None:
         """Retry failed writes, then write the aggregated counter deltas."""

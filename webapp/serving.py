@@ -33,9 +33,28 @@ def cors(response: Response) -> Response:
 
 def click_url(token: str) -> str:
     """The absolute URL of GET /v1/click/<token>: what ``url_for("serving.click_redirect", token=token,
-    _external=True)`` gives, without building it through the URL map on every serve (a third of a
-    millisecond). Tokens are URL-safe (letters, digits, '_', '-', '.'): nothing to quote."""
-    return f"{request.url_root}v1/click/{token}"
+    _external=True)`` gives, without building it through the URL map (a third of a millisecond) or
+    ``request.url_root`` (which re-parses the URL). Tokens are URL-safe (letters, digits, '_', '-', '.'):
+    nothing to quote."""
+    return f"{request.scheme}://{request.host}{request.script_root}/v1/click/{token}"
+
+
+_node = (0, 0)      # (pid, node) of this process's timeuuids
+
+
+def timeuuid() -> uuid.UUID:
+    """A version-1 UUID (Cassandra timeuuid) of now, unique across processes and machines.
+
+    ``uuid.uuid1()`` asks libuuid, which locks and rewrites a clock file on every call (16 µs here); given a
+    node it is computed in Python (4 µs) from the clock, a random clock sequence and the node. The node is
+    random per process (multicast bit set, as RFC 4122 § 4.5 asks of a node that is not a MAC address), so
+    two processes never share one; within the process uuid1 keeps timestamps strictly increasing.
+    """
+    global _node
+    pid = os.getpid()
+    if _node[0] != pid:             # first call in this process (gunicorn forks workers)
+        _node = (pid, int.from_bytes(os.urandom(6), "big") | (1 << 40))
+    return uuid.uuid1(node=_node[1])
 
 
 def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
@@ -64,7 +83,7 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
     banner = state.active[index]
 
     impression = Impression(
-        tenant_id=tenant, slot_id=slot, impression_id=uuid.uuid1(),
+        tenant_id=tenant, slot_id=slot, impression_id=timeuuid(),
         served_at=dt.datetime.now(dt.timezone.utc),
         banner_id=banner.banner_id, location=location, customer_id=customer_id, referrer_id=referrer_id,
         posterior_scope=posterior.scope, alpha=float(posterior.alpha[index]),

@@ -33,7 +33,7 @@ class SpoolFull(Exception):
     """The spool reached SPOOL_MAX_BYTES: events cannot be made durable until Cassandra is back."""
 
 
-@dataclass
+@dataclass(eq=False)      # a segment is its identity (hashable, compared by `is`)
 class Segment:
     path: Path
     fd: int
@@ -95,11 +95,13 @@ class Spool:
             self._dirty = True
             return segment
 
-    def done(self, segment: Segment) -> None:
-        """One record of ``segment`` is in Cassandra."""
+    def done(self, *segments: Segment) -> None:
+        """One record of each of ``segments`` (a segment once per record) is in Cassandra."""
         with self._lock:
-            segment.pending -= 1
-            self._retire_if_done(segment)
+            for segment in segments:
+                segment.pending -= 1
+            for segment in set(segments):
+                self._retire_if_done(segment)
 
     def _retire_if_done(self, segment: Segment) -> None:
         if segment.closed and segment.pending <= 0 and segment in self._segments:

@@ -15,6 +15,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from webapp.errors import InvalidToken
 
 MAX_TOKEN_LENGTH = 2048
+SALT = "banner-bandit.click.v1"
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")     # what URLSafeTimedSerializer writes: base64url and '.'
 
 
@@ -42,8 +43,10 @@ class ClickTokens:
         if window_seconds <= 0:
             raise ValueError("CLICK_WINDOW_SECONDS must be > 0")
         # HMAC-SHA1 over base64url(JSON payload) and a timestamp; no compression (it costs more than it
-        # saves on a payload this small).
-        self._signer = TimestampSigner(secret, salt="banner-bandit.click.v1")
+        # saves on a payload this small). itsdangerous derives the HMAC key from secret and salt on every
+        # sign and unsign; derive it once and sign with it as is: the same tokens, a hash less per serve.
+        key = TimestampSigner(secret, salt=SALT).derive_key()
+        self._signer = TimestampSigner(key, salt=SALT, key_derivation="none")
         self.window_seconds = window_seconds
 
     def sign(self, claim: ClickClaim) -> str:
