@@ -67,6 +67,16 @@ def test_a_batch_of_m_decisions_discounts_by_gamma_to_the_m():
     np.testing.assert_allclose(policy.clicks, [[0.125, 0.0], [0.0, 0.0]])
 
 
+def test_the_slot_clock_ages_every_scope_by_the_decisions_of_the_slot():
+    policy = DiscountedThompsonSampling(2, gamma=0.5, n_scopes=2, rng=0, clock="slot")
+    policy.record_impressions([0, 1], [0, 0], [1, 0])
+    policy.record_impressions([0, 0, 0], [1, 1, 1])          # 3 decisions of the slot: both scopes age by γ³
+    np.testing.assert_allclose(policy.impressions, [[0.125, 3.0], [0.125, 0.0]])
+    np.testing.assert_allclose(policy.clicks, [[0.125, 0.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match="clock"):
+        DiscountedThompsonSampling(2, clock="wall")
+
+
 def test_forgotten_evidence_returns_to_the_prior():
     policy = DiscountedThompsonSampling(2, gamma=0.99, prior_alpha=1.0, prior_beta=30.0, rng=0)
     policy.record_impressions(np.zeros(500, dtype=int), np.zeros(500, dtype=int), np.ones(500, dtype=int))

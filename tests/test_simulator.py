@@ -196,3 +196,25 @@ def test_empirical_bayes_prior_is_the_priors_jobs_slot_wide_fit_per_banner():
     assert means[0] < means[1] < means[2]                 # centred on each banner's slot-wide rate
     policy = ThompsonPooled(n_banners=3, n_cities=6, prior_function=empirical_bayes_prior, rng=1)
     assert policy.select_actions(np.arange(6)).shape == (6,)    # a new slot (no counts) works too
+
+
+def test_discounted_pooled_serves_from_priors_fitted_on_the_discounted_counts():
+    """thompson-discounted-pooled: every city ages per decision of the slot, and its posterior is the EB prior
+    fitted on the discounted counts plus those counts (not the plain counts)."""
+    from simulator.policies import POLICIES, DiscountedPooled
+
+    policy = POLICIES["thompson-discounted-pooled"](n_banners=3, n_cities=2, rng=0)
+    assert isinstance(policy, DiscountedPooled) and policy.policy.clock == "slot"
+    cities, banners = np.array([0] * 300 + [1] * 100), np.array([0, 1, 2] * 133 + [0])
+    clicked = np.flatnonzero(banners == 2)[:30]
+    policy.update_params(cities, banners, cities[clicked], banners[clicked])
+    n = policy.policy.impressions.copy()
+    assert n.sum() == 400                                            # a batch's own impressions count fully
+    policy.update_params(np.array([0]), np.array([0]), np.array([], dtype=int), np.array([], dtype=int))
+    assert np.allclose(policy.policy.impressions[1], n[1] * policy.gamma)   # city 1 aged by the slot's decision
+    alpha0, beta0 = empirical_bayes_prior(policy.policy.impressions, policy.policy.clicks, max_strength=1000.0)
+    alpha, beta = beta_posterior(alpha0, beta0, policy.policy.impressions, policy.policy.clicks)
+    draws = policy.select_actions(np.zeros(4000, dtype=int))
+    shares = np.bincount(draws, minlength=3) / draws.size
+    means = alpha[0] / (alpha[0] + beta[0])
+    assert np.argmax(shares) == np.argmax(means) == 2                # the clicked banner leads city 0

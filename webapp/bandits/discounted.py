@@ -17,6 +17,11 @@ does (one block of draws per scope and posterior snapshot, one draw per request)
 Thompson sampling; a banner's data is forgotten with a half-life of ln 2 / −ln γ decisions of its scope
 (γ = 0.999: ≈ 693) and the posterior never holds more than 1 / (1 − γ) impressions' worth of evidence.
 
+Clocks. With ``clock="scope"`` (the paper's) a location forgets per decision of its own, so a quiet city keeps
+old evidence for a long time in wall-clock terms. With ``clock="slot"`` — a per-slot decay factor — every
+location of the slot forgets per decision of the slot (at steady traffic, per unit of time): all of a slot's
+evidence ages alike, which is what pooling cities into a prior needs after the whole slot changed.
+
 Batches. The server refreshes posteriors in the background (about once a second), so all requests of one
 refresh interval are served from the same posterior. :meth:`record_impressions` takes a whole interval at
 once: a scope that served m requests is discounted by γ^m (exactly m steps of the recursion) and the
@@ -49,6 +54,8 @@ class DiscountedThompsonSampling:
         The prior Beta(α0, β0) that forgetting returns to; every value > 0 and finite.
     n_scopes : int
         Number of independent posteriors (e.g. one per location, ≥ 1).
+    clock : {"scope", "slot"}
+        Discount per decision of the scope (default), or every scope per decision of any scope.
     rng : numpy Generator, int seed, or None
         The sampler's random source.
 
@@ -64,6 +71,7 @@ class DiscountedThompsonSampling:
     prior_beta: float | ArrayLike = 1.0
     n_scopes: int = 1
     rng: np.random.Generator | int | None = None
+    clock: str = "scope"
     impressions: NDArray[np.float64] = field(init=False, repr=False)
     clicks: NDArray[np.float64] = field(init=False, repr=False)
 
@@ -76,6 +84,8 @@ class DiscountedThompsonSampling:
             raise ValueError(f"gamma must be a number in (0, 1], got {self.gamma!r}")
         if not (np.isfinite(self.gamma) and 0.0 < self.gamma <= 1.0):
             raise ValueError(f"gamma must be in (0, 1] (1 = no discounting), got {self.gamma!r}")
+        if self.clock not in ("scope", "slot"):
+            raise ValueError(f"clock must be 'scope' or 'slot', got {self.clock!r}")
         shape = (self.n_scopes, self.n_arms)
         priors = []
         for name in ("prior_alpha", "prior_beta"):
@@ -131,7 +141,10 @@ class DiscountedThompsonSampling:
         r = np.zeros(s.shape) if clicks is None else np.asarray(clicks)
         if r.shape != s.shape or np.any((r != 0) & (r != 1)):
             raise ValueError("clicks must be 0/1 values, one per request")
-        decisions = np.bincount(s, minlength=self.n_scopes)                   # m_s, shape (n_scopes,)
+        if self.clock == "slot":
+            decisions = np.full(self.n_scopes, s.size)                        # every scope ages by m
+        else:
+            decisions = np.bincount(s, minlength=self.n_scopes)               # m_s, shape (n_scopes,)
         decay = (self.gamma ** decisions)[:, None]                            # γ^m_s, shape (n_scopes, 1)
         self.impressions *= decay                                             # ñ ← γ^m ñ
         self.clicks *= decay                                                  # c̃ ← γ^m c̃
