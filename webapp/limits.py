@@ -25,7 +25,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from flask import Flask, current_app, jsonify, make_response, request
+from flask import Flask, current_app, jsonify, make_response
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse_many
