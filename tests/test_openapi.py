@@ -157,9 +157,9 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_response(gunicor
     command = [sys.executable, "-m", "schemathesis.cli", "run", f"{base}/openapi.json",
                "--header", f"Authorization: Bearer {ADMIN_TOKEN}",
                "--checks", ",".join(CHECKS), "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
-               # One worker: with two threads, hypothesis's lambda descriptions call ast.parse concurrently, and
-               # CPython 3.11.7's AST validator keeps its recursion depth in shared state (a CPython bug fixed in later releases): a
-               # "SystemError: AST constructor recursion depth mismatch" failed a CI run.
+               # One worker: with two threads, hypothesis's lambda descriptions call ast.parse concurrently,
+               # and CPython 3.11.7's AST validator keeps its recursion depth in shared state (a CPython bug
+               # fixed in later releases): "SystemError: AST constructor recursion depth mismatch" failed CI.
                "--workers", "1", "--max-redirects", "0", "--request-timeout", "30",
                "--generation-database", "none", "--no-color",
                "--report", "json", "--report-json-path", str(report)]
