@@ -25,7 +25,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from flask import Flask, current_app, jsonify, make_response
+from flask import Flask, current_app, jsonify, make_response, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse_many
@@ -68,6 +68,13 @@ def _expire_while_alive(storage_ref: weakref.ref[WorkerMemoryStorage]) -> None:
 
 
 limiter = Limiter(get_remote_address)
+
+
+@limiter.request_filter
+def _outside_the_dashboard() -> bool:
+    """Flask-Limiter guards the dashboard (its login) only. Without this filter its before_request hook
+    resolves the (empty) limits of every request, the public ones included: ~0.1 ms per serve, profiled."""
+    return request.blueprint != "admin"
 
 log = logging.getLogger(__name__)
 

@@ -8,15 +8,29 @@ import uuid
 from dataclasses import dataclass
 
 import base64
+import hmac
 import json
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous.signer import HMACAlgorithm
 
 from webapp.errors import InvalidToken
 
 MAX_TOKEN_LENGTH = 2048
 SALT = "banner-bandit.click.v1"
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")     # what URLSafeTimedSerializer writes: base64url and '.'
+
+
+class OneShotHMAC(HMACAlgorithm):
+    """itsdangerous' HMAC-SHA1 through ``hmac.digest`` (one C call, ~1 µs) instead of an ``hmac.new`` object
+    built in Python per token (~10 µs): the same bytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.digest_name = "sha1"
+
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        return hmac.digest(key, value, self.digest_name)
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,7 @@ class ClickTokens:
         # saves on a payload this small). itsdangerous derives the HMAC key from secret and salt on every
         # sign and unsign; derive it once and sign with it as is: the same tokens, a hash less per serve.
         key = TimestampSigner(secret, salt=SALT).derive_key()
-        self._signer = TimestampSigner(key, salt=SALT, key_derivation="none")
+        self._signer = TimestampSigner(key, salt=SALT, key_derivation="none", algorithm=OneShotHMAC())
         self.window_seconds = window_seconds
 
     def sign(self, claim: ClickClaim) -> str:
