@@ -8,6 +8,9 @@ thread replaces every CACHE_REFRESH_SECONDS. Posterior for banner b in (tenant, 
 with (α0, β0) the location's prior for b, else the slot-wide prior for b, else Beta(1, 1). A location the
 slot has no counts or priors for (or no location) uses the slot-wide posterior: slot-wide counts with the
 slot-wide prior.
+
+A slot with a decay half-life learns from time-decayed counts instead (webapp.decay): the same formula over
+Σ weight · count, with old evidence halving every half-life.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from webapp import store
 from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, thompson_winners
 from webapp.cassandra import Database
 from webapp.clickfilter import ClickFilterSettings
+from webapp.decay import DecayedCounts
 from webapp.events import SLOT_WIDE
 
 log = logging.getLogger(__name__)
@@ -79,8 +83,9 @@ class SlotState:
     slot_id: str
     banners: dict[str, Banner]                      # all banners, paused ones included (click redirects)
     active: tuple[Banner, ...]                      # servable, in banner_id order
-    counts: dict[str, dict[str, tuple[int, int]]]   # location → banner → (impressions, clicks)
-    priors: dict[str, dict[str, BetaPrior]]         # location → banner → prior
+    counts: dict[str, dict[str, tuple[float, float]]]   # location → banner → (impressions, clicks)
+    priors: dict[str, dict[str, BetaPrior]]             # location → banner → prior
+    decay_half_life_hours: float | None = None          # counts are time-decayed (webapp.decay) when set
     _posteriors: dict[str, Posterior] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -123,6 +128,7 @@ class PosteriorCache:
         self._slots: dict[tuple[str, str], SlotState] | None = None
         self._click_filters: dict[str, ClickFilterSettings] = {}
         self._refresh_lock = threading.Lock()
+        self._decayed = DecayedCounts(db)
         self.refreshes = 0
         self.refreshed_at: float | None = None     # time.monotonic() of the last successful refresh
 
@@ -144,8 +150,12 @@ class PosteriorCache:
             tenants, slots, banners = store.all_config(self.db)
             counts = store.all_counts(self.db)
             priors = store.all_priors(self.db)
+            decaying = {(r["tenant_id"], r["slot_id"]): float(r["decay_half_life_hours"]) for r in slots
+                        if r.get("decay_half_life_hours")}
+            decayed = {key: self._decayed.counts(*key, half_life) for key, half_life in decaying.items()}
+            self._decayed.forget(set(decaying))
             self._click_filters = click_filters(tenants)
-            self._slots = build_snapshot(slots, banners, counts, priors)
+            self._slots = build_snapshot(slots, banners, counts, priors, decayed)
             self.refreshes += 1
             self.refreshed_at = time.monotonic()
 
@@ -166,8 +176,12 @@ def click_filters(tenants: list[dict[str, Any]]) -> dict[str, ClickFilterSetting
 
 
 def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], counts: list[dict[str, Any]],
-                   priors: list[dict[str, Any]]) -> dict[tuple[str, str], SlotState]:
-    """Assemble SlotStates from the rows of the config, counts and priors tables."""
+                   priors: list[dict[str, Any]],
+                   decayed: dict[tuple[str, str], dict[str, dict[str, tuple[float, float]]]] | None = None,
+                   ) -> dict[tuple[str, str], SlotState]:
+    """Assemble SlotStates from the rows of the config, counts and priors tables; ``decayed`` replaces the
+    counts of the slots with a decay half-life."""
+    decayed = decayed or {}
     by_slot_banners: dict[tuple[str, str], dict[str, Banner]] = defaultdict(dict)
     for row in banners:
         by_slot_banners[(row["tenant_id"], row["slot_id"])][row["banner_id"]] = Banner(
@@ -193,9 +207,11 @@ def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], c
     for row in slots:
         key = (row["tenant_id"], row["slot_id"])
         all_banners = by_slot_banners.get(key, {})
+        half_life = row.get("decay_half_life_hours") or None
         snapshot[key] = SlotState(
             tenant_id=key[0], slot_id=key[1], banners=all_banners,
             active=tuple(b for _, b in sorted(all_banners.items()) if b.active),
-            counts=dict(by_slot_counts.get(key, {})), priors=dict(by_slot_priors.get(key, {})),
+            counts=decayed.get(key, {}) if half_life else dict(by_slot_counts.get(key, {})),
+            priors=dict(by_slot_priors.get(key, {})), decay_half_life_hours=half_life,
         )
     return snapshot

@@ -118,6 +118,11 @@ class SlotBody(Closed):
     locations = fields.List(fields.String(validate=[validate.Length(max=128), PLAIN_TEXT]),
                             validate=validate.Length(max=200),
                             metadata={"description": "known locations (normalized); kept when left out"})
+    decay_half_life_hours = fields.Float(
+        allow_none=True, validate=validate.Range(0.25, 720),
+        metadata={"description": "discounted Thompson sampling: learn from traffic weighted by "
+                                 "2^(-age/half-life) instead of all traffic alike; null = no decay; kept when "
+                                 "left out", "example": 24})
 
 
 class Slot(Closed):
@@ -128,6 +133,7 @@ class Slot(Closed):
     width = fields.Integer(required=True)
     height = fields.Integer(required=True)
     locations = fields.List(fields.String(), required=True)
+    decay_half_life_hours = fields.Float(required=True, allow_none=True)
 
 
 class BannerBody(Closed):
@@ -169,6 +175,9 @@ class BannerReport(Closed):
     filtered_clicks = fields.Integer(required=True, validate=validate.Range(min=0),
                                      metadata={"description": "stored but flagged (bots, too fast, too many)"})
     ctr = fields.Float(required=True)
+    weighted_impressions = fields.Float(required=True, validate=validate.Range(min=0), metadata={
+        "description": "impressions the posterior learned from: time-decayed when the slot has a half-life"})
+    weighted_clicks = fields.Float(required=True, validate=validate.Range(min=0))
     alpha = fields.Float(required=True)
     beta = fields.Float(required=True)
     posterior_mean = fields.Float(required=True)
@@ -182,6 +191,7 @@ class SlotStats(Closed):
     tenant = fields.String(required=True)
     slot = fields.String(required=True)
     location = fields.String(required=True)
+    decay_half_life_hours = fields.Float(required=True, allow_none=True)
     banners = fields.List(fields.Nested(BannerReport), required=True)
     locations = fields.List(fields.String(), required=True)
     filtered_clicks_by_reason = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from webapp import store, validation
+from webapp import decay, store, validation
 from webapp.config import DEFAULTS
 from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, win_probabilities
 from webapp.cassandra import Database
@@ -97,25 +98,44 @@ def slot_locations(value: Any, max_length: int) -> frozenset[str]:
     return locations
 
 
+UNSET = object()     # a PUT body field left out: keep what is stored
+
+
+def decay_half_life(value: Any) -> float:
+    """A slot's decay half-life in hours, or store.NO_DECAY for null (cumulative counts, no decay)."""
+    if value is None:
+        return store.NO_DECAY
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not decay.MIN_HALF_LIFE_HOURS <= value <= decay.MAX_HALF_LIFE_HOURS:
+        raise InvalidInput(f"decay_half_life_hours must be a number of hours from {decay.MIN_HALF_LIFE_HOURS:g} "
+                           f"to {decay.MAX_HALF_LIFE_HOURS:g}, or null for no decay")
+    return float(value)
+
+
 def _slot_document(row: dict[str, Any]) -> dict[str, Any]:
     width, height = (row.get("width"), row.get("height"))
     if not width or not height:
         width, height = DEFAULT_SLOT_SIZE
     return {"tenant": row["tenant_id"], "id": row["slot_id"], "name": row["name"],
             "size": f"{width}x{height}", "width": width, "height": height,
-            "locations": sorted(row.get("locations") or ())}
+            "locations": sorted(row.get("locations") or ()),
+            "decay_half_life_hours": row.get("decay_half_life_hours") or None}
 
 
 def put_slot(db: Database, tenant_id: str, slot_id: str, name: Any, *, size: Any = None,
-             locations: Any = None, max_location_length: int = 128) -> tuple[bool, dict[str, Any]]:
-    """Create or replace a slot. ``size`` ('728x250') and ``locations`` are kept as stored when None."""
+             locations: Any = None, max_location_length: int = 128,
+             decay_half_life_hours: Any = UNSET) -> tuple[bool, dict[str, Any]]:
+    """Create or replace a slot. ``size`` ('728x250') and ``locations`` are kept as stored when None, the
+    decay half-life when UNSET (None turns decay off)."""
     validation.identifier(tenant_id, "tenant")
     validation.identifier(slot_id, "slot")
     name = validation.short_text(name, "name", required=True)
     width, height = slot_size(size) if size is not None else (None, None)
     known = slot_locations(locations, max_location_length) if locations is not None else None
+    half_life = None if decay_half_life_hours is UNSET else decay_half_life(decay_half_life_hours)
     require_tenant(db, tenant_id)
-    created = store.put_slot(db, tenant_id, slot_id, name, store.SlotLayout(width, height, known))
+    created = store.put_slot(db, tenant_id, slot_id, name, store.SlotLayout(width, height, known),
+                             store.SlotLearning(half_life))
     return created, get_slot(db, tenant_id, slot_id)
 
 
@@ -190,6 +210,8 @@ class BannerReport:
     clicks: int               # valid clicks, the ones learned from
     filtered_clicks: int      # stored but flagged (bots, too fast, too many)
     ctr: float
+    weighted_impressions: float   # what the posterior learned from: = impressions unless the slot decays
+    weighted_clicks: float
     alpha: float              # posterior Beta(alpha, beta) for the report's location
     beta: float
     posterior_mean: float
@@ -202,20 +224,26 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
     """Per banner of a slot, for one location ('' = slot-wide): counts, posterior and P(best).
 
     The posterior is Beta(α0 + clicks, β0 + impressions − clicks), with (α0, β0) the location's prior, else
-    the slot-wide prior, else Beta(1, 1) — the same rule serving uses for a known location.
+    the slot-wide prior, else Beta(1, 1) — the same rule serving uses for a known location. A slot with a
+    decay half-life uses the time-decayed counts (webapp.decay) as serving does; impressions and clicks stay
+    the cumulative counts.
     """
-    require_slot(db, tenant_id, slot_id)
+    slot = require_slot(db, tenant_id, slot_id)
+    half_life = slot.get("decay_half_life_hours") or None
     banners = store.list_banners(db, tenant_id, slot_id)
     rows = store.slot_counts(db, tenant_id, slot_id, location)
     counts = {r["banner_id"]: (int(r["impressions"] or 0), int(r["clicks"] or 0)) for r in rows}
     filtered = {r["banner_id"]: int(r["filtered_clicks"] or 0) for r in rows}
+    learned: dict[str, tuple[float, float]] = dict(counts)
+    if half_life:
+        learned = dict(decay.read_decayed_counts(db, tenant_id, slot_id, half_life).get(location, {}))
     priors: dict[str, dict[str, BetaPrior]] = {}
     for r in store.slot_priors(db, tenant_id, slot_id):
         priors.setdefault(r["location"], {})[r["banner_id"]] = BetaPrior(
             r["alpha"], r["beta"], "location" if r["location"] else "slot")
     chosen = [(priors.get(location, {}).get(b["banner_id"]) if location else None)
               or priors.get(SLOT_WIDE, {}).get(b["banner_id"]) or UNIFORM_PRIOR for b in banners]
-    observed = np.array([counts.get(b["banner_id"], (0, 0)) for b in banners], dtype=np.float64)
+    observed = np.array([learned.get(b["banner_id"], (0, 0)) for b in banners], dtype=np.float64)
     observed = observed.reshape(len(banners), 2)
     alpha, beta = beta_posterior([p.alpha for p in chosen], [p.beta for p in chosen],
                                  observed[:, 0], observed[:, 1])
@@ -225,16 +253,19 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
         p_best[active] = win_probabilities(alpha[active], beta[active], rng, P_BEST_DRAWS)
     reports = []
     for i, banner in enumerate(banners):
-        impressions, clicks = (int(x) for x in observed[i])
+        impressions, clicks = counts.get(banner["banner_id"], (0, 0))
         reports.append(asdict(BannerReport(
             id=banner["banner_id"], active=bool(banner["active"]), impressions=impressions, clicks=clicks,
             filtered_clicks=filtered.get(banner["banner_id"], 0),
-            ctr=clicks / impressions if impressions else 0.0, alpha=float(alpha[i]), beta=float(beta[i]),
+            ctr=clicks / impressions if impressions else 0.0,
+            weighted_impressions=float(observed[i, 0]), weighted_clicks=float(observed[i, 1]),
+            alpha=float(alpha[i]), beta=float(beta[i]),
             posterior_mean=float(alpha[i] / (alpha[i] + beta[i])),
             prior={"alpha": chosen[i].alpha, "beta": chosen[i].beta, "source": chosen[i].source},
             p_best=round(float(p_best[i]), 4),
         )))
-    return {"tenant": tenant_id, "slot": slot_id, "location": location, "banners": reports,
+    return {"tenant": tenant_id, "slot": slot_id, "location": location, "decay_half_life_hours": half_life,
+            "banners": reports,
             "locations": store.known_locations(db, tenant_id, slot_id),
             "filtered_clicks_by_reason": store.filtered_reasons(db, tenant_id, slot_id)}
 

@@ -52,8 +52,17 @@ class SlotLayout:
     locations: frozenset[str] | None = None
 
 
+NO_DECAY = 0.0      # SlotLearning.decay_half_life_hours: stop decaying (stored as null)
+
+
+@dataclass(frozen=True)
+class SlotLearning:
+    """How a slot learns; None = leave as stored. A half-life of NO_DECAY clears it (cumulative counts)."""
+    decay_half_life_hours: float | None = None
+
+
 def put_slot(db: Database, tenant_id: str, slot_id: str, name: str,
-             layout: SlotLayout = SlotLayout()) -> bool:
+             layout: SlotLayout = SlotLayout(), learning: SlotLearning = SlotLearning()) -> bool:
     now = utcnow()
     created = db.execute(
         "INSERT INTO {ks}.slots (tenant_id, slot_id, name, created_at, updated_at) "
@@ -69,6 +78,9 @@ def put_slot(db: Database, tenant_id: str, slot_id: str, name: str,
     if layout.locations is not None:
         db.execute("UPDATE {ks}.slots SET locations = ? WHERE tenant_id = ? AND slot_id = ?",
                    (set(layout.locations), tenant_id, slot_id))
+    if learning.decay_half_life_hours is not None:
+        db.execute("UPDATE {ks}.slots SET decay_half_life_hours = ? WHERE tenant_id = ? AND slot_id = ?",
+                   (learning.decay_half_life_hours or None, tenant_id, slot_id))
     return created
 
 
@@ -120,7 +132,7 @@ def list_banners(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, A
 def all_config(db: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Every tenant's click filter, every slot and every banner (the serving cache's view)."""
     tenants = db.execute("SELECT tenant_id, click_filter FROM {ks}.tenants")
-    slots = db.execute("SELECT tenant_id, slot_id FROM {ks}.slots")
+    slots = db.execute("SELECT tenant_id, slot_id, decay_half_life_hours FROM {ks}.slots")
     banners = db.execute(
         "SELECT tenant_id, slot_id, banner_id, image_url, target_url, alt, active FROM {ks}.banners")
     return tenants, slots, banners
@@ -233,6 +245,17 @@ def traffic(db: Database, tenant_id: str, slot_id: str, location: str, start: dt
     futures = [session.execute_async(statement, (tenant_id, slot_id, day, location, start, end))
                for day in days]
     return [row for future in futures for row in future.result()]
+
+
+def traffic_partition(db: Database, tenant_id: str, slot_id: str, day: dt.date,
+                      since: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Every (location, bucket, banner) row of one UTC day of a slot's traffic_counts; with ``since``, only
+    buckets >= since (filtered inside the one partition)."""
+    cql = ("SELECT location, bucket, banner_id, impressions, clicks FROM {ks}.traffic_counts "
+           "WHERE tenant_id = ? AND slot_id = ? AND day = ?")
+    if since is None:
+        return db.execute(cql, (tenant_id, slot_id, day))
+    return db.execute(cql + " AND bucket >= ? ALLOW FILTERING", (tenant_id, slot_id, day, since))
 
 
 # -- dashboard users and images -----------------------------------------------------------------------------

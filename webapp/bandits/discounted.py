@@ -196,3 +196,13 @@ def select_by_scope(alpha: NDArray[np.float64], beta: NDArray[np.float64], scope
         where = np.flatnonzero(scopes == scope)
         out[where] = thompson_winners(alpha[scope], beta[scope], rng, where.size)
     return out
+
+
+def time_decay_weights(ages_hours: ArrayLike, half_life_hours: float) -> NDArray[np.float64]:
+    """Weights 2^(−age / half-life) of evidence ``ages_hours`` old: the wall-clock form of the discount above
+    (a slot serving at a steady rate of r requests per hour has γ = 2^(−1 / (r · half-life)) per request).
+    Ages below zero (a bucket still filling) weigh 1."""
+    if not half_life_hours > 0:
+        raise ValueError("half_life_hours must be > 0")
+    ages = np.maximum(np.asarray(ages_hours, dtype=np.float64), 0.0)
+    return np.exp2(-ages / half_life_hours)
