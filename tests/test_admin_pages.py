@@ -111,6 +111,23 @@ def test_edits_keep_what_was_not_changed(app, admin, admin_headers):
     assert banner["image_url"] == "https://cdn.example.com/b1.png"    # no new image given: kept
 
 
+def test_the_slot_form_sets_and_clears_the_decay_half_life(app, admin):
+    db = app.extensions["cassandra"]
+    tenant, slot = gen_slot(admin, ["b1"])
+    path = f"/admin/tenants/{tenant}/slots/{slot}/edit"
+    assert submit(admin, path, {"name": "Hero", "size": "728x250", "decay_half_life_hours": "12"}).status_code == 302
+    assert services.get_slot(db, tenant, slot)["decay_half_life_hours"] == 12.0
+    assert "old evidence halves every 12 h" in admin.get(f"/admin/tenants/{tenant}/slots/{slot}").get_data(as_text=True)
+    assert 'value="12"' in admin.get(path).get_data(as_text=True)
+    for bad in ("soon", "0", "nan", "1e9"):
+        response = submit(admin, path, {"name": "Other", "size": "728x250", "decay_half_life_hours": bad})
+        assert response.status_code == 200 and "decay_half_life_hours must be a number of hours" in \
+            response.get_data(as_text=True)
+        assert services.get_slot(db, tenant, slot)["name"] == "Hero"
+    assert submit(admin, path, {"name": "Hero", "size": "728x250", "decay_half_life_hours": ""}).status_code == 302
+    assert services.get_slot(db, tenant, slot)["decay_half_life_hours"] is None
+
+
 @pytest.mark.parametrize(("form", "message"), [
     ({"name": "x", "size": "huge", "locations": ""}, "size must be WIDTHxHEIGHT"),
     ({"name": "x", "size": "0x10", "locations": ""}, "size must be between"),

@@ -48,6 +48,10 @@ class SlotForm(FlaskForm):
     locations = TextAreaField("Known locations", validators=[Optional(), Length(max=20_000)],
                               description="One per line or comma-separated, e.g. Mumbai, Delhi. Results can be "
                                           "filtered by these and by any location that traffic brings.")
+    decay_half_life_hours = StringField(
+        "Decay half-life (hours)", validators=[Optional(), Length(max=20)],
+        description="Empty: learn from all traffic alike. When the best banner changes over time, set how fast "
+                    "old evidence fades: it counts half after this many hours (0.25 to 720).")
 
 
 class BannerForm(FlaskForm):

@@ -139,9 +139,15 @@ def tenant_edit(tenant: str):
 # -- slots ----------------------------------------------------------------------------------------------------
 
 def _save_slot(form: SlotForm, tenant: str, slot: str) -> None:
+    text = (form.decay_half_life_hours.data or "").strip()
+    try:
+        half_life: object = float(text) if text else None
+    except ValueError:
+        half_life = text            # not a number: put_slot says what it must be
     services.put_slot(_db(), tenant, slot, form.name.data, size=form.size.data,
                       locations=form.locations.data or "",
-                      max_location_length=current_app.config["MAX_PARAM_LENGTH"])
+                      max_location_length=current_app.config["MAX_PARAM_LENGTH"],
+                      decay_half_life_hours=half_life)
 
 
 @bp.route("/tenants/<tenant>/new-slot", methods=["GET", "POST"])
@@ -174,8 +180,10 @@ def slot(tenant: str, slot: str):
 @bp.route("/tenants/<tenant>/slots/<slot>/edit", methods=["GET", "POST"])
 def slot_edit(tenant: str, slot: str):
     info = services.get_slot(_db(), tenant, slot)
+    half_life = info["decay_half_life_hours"]
     form = SlotForm(data={"slot_id": slot, "name": info["name"], "size": info["size"],
-                          "locations": "\n".join(info["locations"])})
+                          "locations": "\n".join(info["locations"]),
+                          "decay_half_life_hours": f"{half_life:g}" if half_life else ""})
     form.slot_id.data = slot
     if form.validate_on_submit():
         try:
