@@ -12,9 +12,10 @@ What it does, in order:
 3. Starts ``gunicorn -c gunicorn.conf.py wsgi:app`` on its own port (default 8099) and waits for
    ``/v1/ping``; seeds a tenant, a slot and six banners through the management API and waits until
    ``/v1/serve`` answers 200.
-4. Measures, for ``/v1/ping`` and for ``/v1/serve`` (cycling through a few cities):
+4. Measures, for ``/v1/ping`` and for ``/v1/serve`` (cycling through a few cities), in ``--rounds`` rounds
+   (default 3) of ping-then-serve, and reports each round and the medians:
    - the peak: closed loop, a fixed number of connections each sending back-to-back (after a warm-up);
-   - the latency at a constant open-loop rate of half the serve peak (same rate for both endpoints).
+   - the latency at a constant open-loop rate of half the median serve peak (same rate for both).
 5. Waits for asynchronous writes, stops gunicorn with SIGTERM (workers flush pending writes on exit),
    and checks that the ``impression_id`` of every 200 response to ``/v1/serve`` (warm-ups included)
    is in the keyspace's ``impressions`` table.
@@ -47,6 +48,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -327,6 +329,7 @@ class PhaseResult:
     failed: int  # responses other than 200, and requests that got no response at all
     errors: Counter = field(default_factory=Counter)
     cpu: CpuUse | None = None
+    round: int = 0
 
 
 @dataclass
@@ -652,22 +655,25 @@ def render_markdown(phases: list[PhaseResult], check: ImpressionCheck, context: 
          f"(worker_class {context['worker_class']}, threads {context['threads']}), Python "
          f"{platform.python_version()}, keyspace `{args.keyspace}`, 1 tenant / 1 slot / "
          f"{len(BANNERS)} banners, `location` cycling over {len(CITIES)} cities."),
-        (f"- Load: {context['tools']}. Peak = closed loop, {args.connections} connections, "
-         f"{args.warmup:g} s warm-up then {args.duration:g} s; then open loop at half the serve peak "
-         f"({context['rate']} req/s) for {args.duration:g} s. Latency = time from sending the request "
+        (f"- Load: {context['tools']}. {args.rounds} rounds of the peaks (closed loop, {args.connections} "
+         f"connections, {args.warmup:g} s warm-up then {args.duration:g} s; ping, then serve), then "
+         f"{args.rounds} rounds of both at half the median serve peak ({context['rate']} req/s, open loop) "
+         f"for {args.duration:g} s each. Latency = time from sending the request "
          "to the end of the response, exact percentiles over every request of the phase. CPU = average "
          "cores busy during the phase: gunicorn (master + workers) / Cassandra / load generator / "
          "anything else. Failed = responses other than 200 and requests without a response."),
         "- Command: `make bench-serve` (`.venv/bin/python benchmarks/bench_serve.py`).",
         "",
-        "| Endpoint | Load | Requests | req/s | p50 (ms) | p99 (ms) | Failed | CPU (cores) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| Round | Endpoint | Load | Requests | req/s | p50 (ms) | p99 (ms) | Failed | CPU (cores) |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for p in phases:
         cpu = p.cpu.describe() if p.cpu else "-"
-        lines.append(f"| `{p.endpoint}` | {p.load} | {p.requests} | {p.rps:.0f} | {p.p50_ms:.1f} | "
+        lines.append(f"| {p.round} | `{p.endpoint}` | {p.load} | {p.requests} | {p.rps:.0f} | {p.p50_ms:.1f} | "
                      f"{p.p99_ms:.1f} | {p.failed} | {cpu} |")
     lines += [
+        "",
+        *summary_lines(phases),
         *busy_machine_warning(phases),
         "",
         (f"Impression log check ({verdict}; after the load stopped, +{args.settle:g} s, gunicorn stopped "
@@ -699,11 +705,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=3.0,
                         help="seconds to wait after the load before stopping gunicorn")
     parser.add_argument("--pause", type=float, default=2.0, help="seconds of quiet between phases")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each pair of phases (medians reported)")
     return parser.parse_args()
 
 
 def measure(tools: Tools, load: Load, endpoint: str, work_dir: Path, ledger: ImpressionLedger | None,
-            server: subprocess.Popen, cassandra: int | None) -> PhaseResult:
+            server: subprocess.Popen, cassandra: int | None, number: int = 0) -> PhaseResult:
     log(f"{load.name}: {endpoint}, {load.describe()}, {load.duration_s:g} s ...")
     meter = CpuMeter(server.pid, cassandra)
     before = meter.sample()
@@ -712,7 +719,8 @@ def measure(tools: Tools, load: Load, endpoint: str, work_dir: Path, ledger: Imp
     else:
         result = run_wrk(tools.wrk, load, endpoint, work_dir, ledger)
     result.cpu = meter.use(before, meter.sample())  # vegeta's decoding happens after the attack: in
-    print_phase(result)                              # this figure, but only a fraction of a second
+    result.round = number                            # this figure, but only a fraction of a second
+    print_phase(result)
     if server.poll() is not None:
         raise RuntimeError(f"gunicorn (pid {server.pid}) exited with {server.returncode} during "
                            f"{load.name}: stopped by something else? The figures are void.")
@@ -721,7 +729,10 @@ def measure(tools: Tools, load: Load, endpoint: str, work_dir: Path, ledger: Imp
 
 def run_phases(tools: Tools, base: str, args: argparse.Namespace, work_dir: Path,
                ledger: ImpressionLedger, server: subprocess.Popen) -> tuple[list[PhaseResult], int]:
-    """Peak (closed loop) for ping and serve, then both at half the serve peak (open loop)."""
+    """``args.rounds`` rounds of the peaks (closed loop: ping, then serve), then as many rounds of both at
+    half the median serve peak (open loop). Rounds, not one long phase each: on a shared machine the speed
+    drifts (Cassandra's compactions, neighbours), and ping and serve measured side by side, several times,
+    show the drift instead of hiding it in one ratio."""
     endpoints = {
         "ping": ("GET /v1/ping", [f"{base}/v1/ping"], None),
         "serve": (f"GET /v1/serve/{TENANT}/{SLOT}?location=<city>", serve_urls(base), ledger),
@@ -729,24 +740,47 @@ def run_phases(tools: Tools, base: str, args: argparse.Namespace, work_dir: Path
     cassandra = None  # the local Cassandra JVM, for the CPU figures (None when it is elsewhere)
     if args.cassandra_hosts.split(",")[0].strip() in ("127.0.0.1", "localhost", "::1"):
         cassandra = listening_pid(args.cassandra_port)
-    peaks: dict[str, PhaseResult] = {}
-    for key, (endpoint, urls, phase_ledger) in endpoints.items():
-        warmup = Load(f"{key}-warmup", urls, args.warmup, connections=args.connections)
-        measure(tools, warmup, endpoint, work_dir, phase_ledger, server, cassandra)
-        peak = Load(f"{key}-peak", urls, args.duration, connections=args.connections)
-        peaks[key] = measure(tools, peak, endpoint, work_dir, phase_ledger, server, cassandra)
-        time.sleep(args.pause)
-    serve_peak = peaks["serve"]
-    if serve_peak.failed > serve_peak.requests // 100:
-        raise RuntimeError(f"{serve_peak.failed} of {serve_peak.requests} serve requests at peak were not "
-                           "200: no meaningful peak to halve")
-    rate = max(1, round(serve_peak.rps / 2))
-    fixed: list[PhaseResult] = []
-    for key, (endpoint, urls, phase_ledger) in endpoints.items():
-        load = Load(f"{key}-rate", urls, args.duration, rate=rate)
-        fixed.append(measure(tools, load, endpoint, work_dir, phase_ledger, server, cassandra))
-        time.sleep(args.pause)
-    return [peaks["ping"], peaks["serve"], *fixed], rate
+    phases: list[PhaseResult] = []
+    for number in range(1, args.rounds + 1):
+        for key, (endpoint, urls, phase_ledger) in endpoints.items():
+            warmup = Load(f"{key}-warmup-{number}", urls, args.warmup, connections=args.connections)
+            measure(tools, warmup, endpoint, work_dir, phase_ledger, server, cassandra)
+            peak = Load(f"{key}-peak-{number}", urls, args.duration, connections=args.connections)
+            phases.append(measure(tools, peak, endpoint, work_dir, phase_ledger, server, cassandra, number))
+            time.sleep(args.pause)
+    serve_peaks = [p for p in phases if p.endpoint.startswith("GET /v1/serve")]
+    for peak in serve_peaks:
+        if peak.failed > peak.requests // 100:
+            raise RuntimeError(f"{peak.failed} of {peak.requests} serve requests at peak were not 200: no "
+                               "meaningful peak to halve")
+    rate = max(1, round(statistics.median(p.rps for p in serve_peaks) / 2))
+    for number in range(1, args.rounds + 1):
+        for key, (endpoint, urls, phase_ledger) in endpoints.items():
+            load = Load(f"{key}-rate-{number}", urls, args.duration, rate=rate)
+            phases.append(measure(tools, load, endpoint, work_dir, phase_ledger, server, cassandra, number))
+            time.sleep(args.pause)
+    return phases, rate
+
+
+def summary_lines(phases: list[PhaseResult]) -> list[str]:
+    """Per round: serve's peak as a share of ping's, and both p99s at the fixed rate; then the medians."""
+    def pick(kind: str, open_loop: bool) -> dict[int, PhaseResult]:
+        return {p.round: p for p in phases if p.endpoint.startswith(kind) and p.load.startswith("open") == open_loop}
+
+    ping_peak, serve_peak = pick("GET /v1/ping", False), pick("GET /v1/serve", False)
+    ping_rate, serve_rate = pick("GET /v1/ping", True), pick("GET /v1/serve", True)
+    shares = {n: serve_peak[n].rps / ping_peak[n].rps for n in serve_peak if n in ping_peak and ping_peak[n].rps}
+    lines = []
+    if shares:
+        each = ", ".join(f"{shares[n]:.0%} ({serve_peak[n].rps:.0f} / {ping_peak[n].rps:.0f})" for n in sorted(shares))
+        lines.append(f"- Serve peak / ping peak, per round: {each}; **median {statistics.median(shares.values()):.0%}**.")
+    if serve_rate:
+        serve_p99 = [serve_rate[n].p99_ms for n in sorted(serve_rate)]
+        ping_p99 = [ping_rate[n].p99_ms for n in sorted(ping_rate)]
+        lines.append(f"- p99 at half the serve peak, per round: serve {', '.join(f'{v:.1f}' for v in serve_p99)} ms "
+                     f"(**median {statistics.median(serve_p99):.1f} ms**); ping at the same rate "
+                     f"{', '.join(f'{v:.1f}' for v in ping_p99)} ms (median {statistics.median(ping_p99):.1f} ms).")
+    return lines
 
 
 def wait_until_serving(base: str, ledger: ImpressionLedger, timeout_s: float,

@@ -83,3 +83,45 @@ def test_close_leaves_pending_segments_for_replay(tmp_path):
     [(found, records, fd)] = list(other.orphans())
     assert found == path and len(records) == 2
     os.close(fd)
+
+
+def test_a_replay_scan_never_takes_a_segment_that_is_being_opened(tmp_path):
+    """Regression (a 500 in `make bench-serve`): the writer created a segment file and locked it in two steps,
+    and a replay scan in between — this process's background thread, or another worker's — locked the new,
+    empty file as an orphan, deleted it, and the writer's flock failed. Another spool on the same directory
+    scans in a thread while this one opens thousands of segments: none may be taken, no append may fail."""
+    import threading
+
+    spool = Spool(tmp_path, max_bytes=1 << 30, segment_seconds=0)
+    stop = threading.Event()
+    scanner = Spool(tmp_path, max_bytes=1 << 20, segment_seconds=60)
+    taken = []
+
+    def scan() -> None:
+        while not stop.is_set():
+            for path, records, fd in scanner.orphans():
+                taken.append(path.name)
+                scanner.abandon_replay(fd)
+
+    thread = threading.Thread(target=scan)
+    thread.start()
+    try:
+        for n in range(3000):
+            segment = spool.append({"n": n})     # a new segment each time (rotated by the sync below)
+            spool.sync()
+            spool.done(segment)
+    finally:
+        stop.set()
+        thread.join()
+    assert taken == []
+    assert list(tmp_path.glob("seg-*.jsonl")) == []
+
+
+def test_stale_staging_files_of_dead_writers_are_removed(tmp_path):
+    stale = tmp_path / ".seg-gone-000001.jsonl.new"
+    fresh = tmp_path / ".seg-busy-000001.jsonl.new"
+    stale.touch()
+    fresh.touch()
+    os.utime(stale, (time.time() - 120, time.time() - 120))
+    assert list(Spool(tmp_path, max_bytes=1 << 20, segment_seconds=60).orphans()) == []
+    assert not stale.exists() and fresh.exists()

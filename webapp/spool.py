@@ -62,10 +62,20 @@ class Spool:
     # -- writing ------------------------------------------------------------------------------------------
 
     def _open_segment(self) -> Segment:
+        """A new segment, locked before it has its name: a replay scan (this process's background thread, or
+        another process's) that finds a seg-*.jsonl file unlocked takes it for an orphan. Created under a
+        staging name, locked, then renamed (the lock belongs to the open file, not to the name)."""
         self._sequence += 1
         path = self.directory / f"seg-{self.owner}-{self._sequence:06d}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        staging = path.with_name(f".{path.name}.new")
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(staging, path)
+        except BaseException:
+            os.close(fd)
+            staging.unlink(missing_ok=True)
+            raise
         segment = Segment(path, fd, time.monotonic())
         self._segments.append(segment)
         return segment
@@ -155,6 +165,7 @@ class Spool:
 
         The caller must call :meth:`finish_replay` (replayed) or :meth:`abandon_replay` (try later).
         """
+        self._remove_stale_staging()
         mine = {s.path for s in self._segments}
         for path in sorted(self.directory.glob("seg-*.jsonl")):
             if path in mine:
@@ -172,6 +183,16 @@ class Spool:
                 os.close(fd)
                 continue
             yield path, list(_read_records(path)), fd
+
+    def _remove_stale_staging(self, older_than_seconds: float = 60.0) -> None:
+        """Staging files of processes that died between creating a segment and naming it: empty (records
+        are appended after the rename). Only old ones, so as never to race a writer about to lock its own."""
+        for staging in self.directory.glob(".seg-*.jsonl.new"):
+            try:
+                if time.time() - staging.stat().st_mtime > older_than_seconds:
+                    staging.unlink()
+            except FileNotFoundError:
+                continue
 
     @staticmethod
     def finish_replay(path: Path, fd: int) -> None:
