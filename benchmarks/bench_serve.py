@@ -8,7 +8,8 @@ What it does, in order:
 
 1. Makes sure the load generators are there: wrk (``apt-get install wrk``) and vegeta (``go install``
    of a pinned version from the Go module proxy, with the machine's Go >= 1.22).
-2. Creates the schema in a dedicated keyspace (``flask --app wsgi init-db``, default ``bb_bench``).
+2. Creates the schema in a dedicated keyspace (``flask --app wsgi init-db``, default ``bb_bench``), dropped
+   first when its name starts with ``bb_bench`` (each run starts from an empty one).
 3. Starts ``gunicorn -c gunicorn.conf.py wsgi:app`` on its own port (default 8099) and waits for
    ``/v1/ping``; seeds a tenant, a slot and six banners through the management API and waits until
    ``/v1/serve`` answers 200.
@@ -562,6 +563,16 @@ def timeuuid_day(value: str) -> dt.date:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).date()
 
 
+def drop_keyspace(args: argparse.Namespace) -> None:
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster(args.cassandra_hosts.split(","), port=args.cassandra_port)
+    try:
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {args.keyspace}", timeout=120)
+    finally:
+        cluster.shutdown()
+
+
 def check_impressions(ledger: ImpressionLedger, args: argparse.Namespace) -> ImpressionCheck:
     """Read the impressions partitions of the run's UTC days and compare with the ids served."""
     from cassandra.cluster import Cluster  # the app's own driver, from the venv
@@ -850,6 +861,11 @@ def main() -> int:
     tools = ensure_tools()
     log(f"load generators: {tools.description}")
     env = app_environment(args)
+    if args.keyspace.startswith("bb_bench"):
+        # A fresh keyspace per run: the impressions of earlier runs (one day partition per slot) would make
+        # Cassandra compact ever larger partitions during the phases, and each run slower than the last.
+        log(f"dropping keyspace {args.keyspace} (a fresh one per run; only bb_bench* keyspaces are dropped) ...")
+        drop_keyspace(args)
     log(f"creating the schema in keyspace {args.keyspace} (flask --app wsgi init-db) ...")
     run([str(VENV_BIN / "flask"), "--app", "wsgi", "init-db"], env=env)
     settings = gunicorn_settings(env)
