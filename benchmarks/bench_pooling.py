@@ -21,7 +21,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulator import STATIONARY, run  # noqa: E402
+from simulator.env import BannerSlotEnv  # noqa: E402
 from simulator.policies import empirical_bayes_prior  # noqa: E402
+
+ORACLE_PRIOR = "thompson + the true population prior (an oracle: no data can give a better Beta city prior)"
 
 POLICIES = {
     "thompson": ("thompson", {}),
@@ -32,12 +35,34 @@ POLICIES = {
         ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=1000.0)}),
     "thompson + empirical-Bayes city priors, cap 5000":
         ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=5000.0)}),
+    ORACLE_PRIOR: ("thompson-pooled", {}),
 }
+
+
+def true_population_prior(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every city's prior for banner b: the Beta with the mean and variance of b's true CTRs over this seed's
+    cities (read from the environment, which a real service cannot do). An upper bound for what any city
+    prior fitted from data (the priors job's, the pooling) can give Thompson sampling here."""
+    env = BannerSlotEnv(STATIONARY)
+    env.reset(seed=seed)                      # the same cities and CTRs as the run's own environment
+    true = env.true_ctr[0]                    # (cities, banners)
+    mean, var = true.mean(axis=0), true.var(axis=0)
+    strength = mean * (1 - mean) / var - 1
+    alpha0 = np.broadcast_to(strength * mean, true.shape).copy()
+    beta0 = np.broadcast_to(strength * (1 - mean), true.shape).copy()
+    return alpha0, beta0
+
+
+def _fixed(prior: tuple[np.ndarray, np.ndarray], impressions: np.ndarray, clicks: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    return prior
 
 
 def job(args: tuple[str, int]) -> tuple[str, int, float, float]:
     label, seed = args
     policy, params = POLICIES[label]
+    if label == ORACLE_PRIOR:
+        params = {"prior_function": partial(_fixed, true_population_prior(seed))}
     result = run(STATIONARY, policy, seed, **params)
     return label, seed, result.expected_clicks / result.oracle_expected_clicks, result.regret
 

@@ -120,9 +120,9 @@ def test_old_evidence_fades_from_the_posterior_that_serving_and_the_stats_share(
         for _ in range(40):
             served = client.get(f"/v1/serve/{tenant}/{slot}?location={location}").get_json()
             seen[served["banner"]["id"]] = served["posterior"]
-        for banner, posterior in seen.items():
-            assert posterior["alpha"] == pytest.approx(rows[banner]["alpha"], rel=1e-6)
-            assert posterior["beta"] == pytest.approx(rows[banner]["beta"], rel=1e-6)
+        for banner, posterior in seen.items():     # weights move by ~1e-5 per second at a 6 h half-life
+            assert posterior["alpha"] == pytest.approx(rows[banner]["alpha"], rel=1e-4)
+            assert posterior["beta"] == pytest.approx(rows[banner]["beta"], rel=1e-4)
         assert "b" in seen
 
 

@@ -13,7 +13,8 @@ HORIZON_HALF_LIVES half-lives (weight < 0.4 %), and than MAX_HORIZON_DAYS, are l
 Cost: a full read of the horizon's day partitions (up to 96 buckets × locations × banners per day) is kept
 per process and re-read every HISTORY_SECONDS; every cache refresh re-reads only the buckets of the last
 RECENT_MINUTES (one filtered read of today's partition), so a click still reaches every worker's posteriors
-within a refresh or two.
+within a refresh or two. A click on an impression older than RECENT_MINUTES counts in that impression's older
+bucket: it reaches serving with the next full read, within HISTORY_SECONDS.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from numpy.typing import NDArray
 from webapp import store
 from webapp.bandits.discounted import time_decay_weights
 from webapp.cassandra import Database
-from webapp.events import BUCKET_MINUTES
+from webapp.events import BUCKET_MINUTES, traffic_bucket
 
 MIN_HALF_LIFE_HOURS = 0.25
 MAX_HALF_LIFE_HOURS = 720.0
@@ -153,9 +154,7 @@ class DecayedCounts:
                 rows = [r for day in _days(start, now)
                         for r in store.traffic_partition(self.db, tenant_id, slot_id, day)]
                 history = self._history[key] = _History(half_life_hours, time.monotonic(), Rows.from_rows(rows))
-        recent_start = now - dt.timedelta(minutes=RECENT_MINUTES)
-        recent_start = recent_start.replace(minute=recent_start.minute - recent_start.minute % BUCKET_MINUTES,
-                                            second=0, microsecond=0)
+        recent_start = traffic_bucket(now - dt.timedelta(minutes=RECENT_MINUTES))
         recent = [r for day in _days(recent_start, now)
                   for r in store.traffic_partition(self.db, tenant_id, slot_id, day, since=recent_start)]
         older = history.rows.select(history.rows.bucket_epoch < recent_start.timestamp())
