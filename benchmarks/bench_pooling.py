@@ -24,7 +24,7 @@ from simulator import STATIONARY, run  # noqa: E402
 from simulator.env import BannerSlotEnv  # noqa: E402
 from simulator.policies import empirical_bayes_prior  # noqa: E402
 
-ORACLE_PRIOR = "thompson + the true population prior (an oracle: no data can give a better Beta city prior)"
+ORACLE_PRIOR = "thompson + the true population prior (oracle: a Beta matched to this seed's true city CTRs)"
 
 POLICIES = {
     "thompson": ("thompson", {}),
@@ -41,8 +41,8 @@ POLICIES = {
 
 def true_population_prior(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Every city's prior for banner b: the Beta with the mean and variance of b's true CTRs over this seed's
-    cities (read from the environment, which a real service cannot do). An upper bound for what any city
-    prior fitted from data (the priors job's, the pooling) can give Thompson sampling here."""
+    cities (read from the environment, which a real service cannot do): the prior that fitting city priors
+    from data (the priors job, the pooling) tries to estimate, as a reference for how far better fits can go."""
     env = BannerSlotEnv(STATIONARY)
     env.reset(seed=seed)                      # the same cities and CTRs as the run's own environment
     true = env.true_ctr[0]                    # (cities, banners)
