@@ -684,7 +684,7 @@ def render_markdown(phases: list[PhaseResult], check: ImpressionCheck, context: 
                      f"{p.p99_ms:.1f} | {p.failed} | {cpu} |")
     lines += [
         "",
-        *summary_lines(phases),
+        *round_summary(phases),
         *busy_machine_warning(phases),
         "",
         (f"Impression log check ({verdict}; after the load stopped, +{args.settle:g} s, gunicorn stopped "
@@ -773,7 +773,7 @@ def run_phases(tools: Tools, base: str, args: argparse.Namespace, work_dir: Path
     return phases, rate
 
 
-def summary_lines(phases: list[PhaseResult]) -> list[str]:
+def round_summary(phases: list[PhaseResult]) -> list[str]:
     """Per round: serve's peak as a share of ping's, and both p99s at the fixed rate; then the medians."""
     def pick(kind: str, open_loop: bool) -> dict[int, PhaseResult]:
         return {p.round: p for p in phases if p.endpoint.startswith(kind) and p.load.startswith("open") == open_loop}
