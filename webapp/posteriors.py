@@ -85,7 +85,6 @@ class SlotState:
     active: tuple[Banner, ...]                      # servable, in banner_id order
     counts: dict[str, dict[str, tuple[float, float]]]   # location → banner → (impressions, clicks)
     priors: dict[str, dict[str, BetaPrior]]             # location → banner → prior
-    decay_half_life_hours: float | None = None          # counts are time-decayed (webapp.decay) when set
     _posteriors: dict[str, Posterior] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -207,11 +206,10 @@ def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], c
     for row in slots:
         key = (row["tenant_id"], row["slot_id"])
         all_banners = by_slot_banners.get(key, {})
-        half_life = row.get("decay_half_life_hours") or None
         snapshot[key] = SlotState(
             tenant_id=key[0], slot_id=key[1], banners=all_banners,
             active=tuple(b for _, b in sorted(all_banners.items()) if b.active),
-            counts=decayed.get(key, {}) if half_life else dict(by_slot_counts.get(key, {})),
-            priors=dict(by_slot_priors.get(key, {})), decay_half_life_hours=half_life,
+            counts=decayed[key] if key in decayed else dict(by_slot_counts.get(key, {})),
+            priors=dict(by_slot_priors.get(key, {})),
         )
     return snapshot
