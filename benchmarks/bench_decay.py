@@ -25,23 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from keyspaces import drop_keyspace  # noqa: E402
 from webapp import create_app, runtime, services, store  # noqa: E402
 from webapp.events import traffic_bucket  # noqa: E402
 
 KEYSPACE = "bb_bench_decay"
 LOCATIONS = ["", "mumbai", "delhi", "pune", "chennai", "kolkata", "goa"]
 BANNERS = [f"b{i}" for i in range(6)]
-
-
-def drop_keyspace() -> None:
-    from cassandra.cluster import Cluster
-
-    cluster = Cluster(os.environ.get("CASSANDRA_HOSTS", "127.0.0.1").split(","),
-                      port=int(os.environ.get("CASSANDRA_PORT", "9042")))
-    try:
-        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
-    finally:
-        cluster.shutdown()
 
 
 def create_schema() -> None:
@@ -82,7 +72,7 @@ def main() -> None:
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bench-decay-metrics-"))
     config = {"CASSANDRA_KEYSPACE": KEYSPACE, "SECRET_KEY": "bench-decay", "BACKGROUND_THREADS": False,
               "SPOOL_DIR": tempfile.mkdtemp(prefix="bench-decay-spool-")}
-    drop_keyspace()
+    drop_keyspace(KEYSPACE)
     create_schema()
     app = create_app(config)
     with app.app_context():

@@ -63,6 +63,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keyspaces import PREFIX, drop_keyspace  # this folder (the script's own)
+
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "benchmarks" / "out"
 VENV_BIN = Path(sys.executable).parent
@@ -563,16 +565,6 @@ def timeuuid_day(value: str) -> dt.date:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).date()
 
 
-def drop_keyspace(args: argparse.Namespace) -> None:
-    from cassandra.cluster import Cluster
-
-    cluster = Cluster(args.cassandra_hosts.split(","), port=args.cassandra_port)
-    try:
-        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {args.keyspace}", timeout=120)
-    finally:
-        cluster.shutdown()
-
-
 def check_impressions(ledger: ImpressionLedger, args: argparse.Namespace) -> ImpressionCheck:
     """Read the impressions partitions of the run's UTC days and compare with the ids served."""
     from cassandra.cluster import Cluster  # the app's own driver, from the venv
@@ -861,11 +853,11 @@ def main() -> int:
     tools = ensure_tools()
     log(f"load generators: {tools.description}")
     env = app_environment(args)
-    if args.keyspace.startswith("bb_bench"):
+    if args.keyspace.startswith(PREFIX):
         # A fresh keyspace per run: the impressions of earlier runs (one day partition per slot) would make
         # Cassandra compact ever larger partitions during the phases, and each run slower than the last.
         log(f"dropping keyspace {args.keyspace} (a fresh one per run; only bb_bench* keyspaces are dropped) ...")
-        drop_keyspace(args)
+        drop_keyspace(args.keyspace, args.cassandra_hosts, args.cassandra_port)
     log(f"creating the schema in keyspace {args.keyspace} (flask --app wsgi init-db) ...")
     run([str(VENV_BIN / "flask"), "--app", "wsgi", "init-db"], env=env)
     settings = gunicorn_settings(env)

@@ -25,22 +25,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from keyspaces import drop_keyspace  # noqa: E402
 from webapp import create_app, runtime, services  # noqa: E402
 
 KEYSPACE = "bb_bench_profile"
 SERVE = "/v1/serve/p/hero?location=Mumbai"
 PING = "/v1/ping"
-
-
-def drop_keyspace() -> None:
-    from cassandra.cluster import Cluster
-
-    cluster = Cluster(os.environ.get("CASSANDRA_HOSTS", "127.0.0.1").split(","),
-                      port=int(os.environ.get("CASSANDRA_PORT", "9042")))
-    try:
-        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
-    finally:
-        cluster.shutdown()
 
 
 def cpu_per_request(client, path: str, requests: int, rounds: int) -> float:
@@ -70,7 +60,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="profile-serve-metrics-"))
-    drop_keyspace()
+    drop_keyspace(KEYSPACE)
     subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "init-db"], check=True,
                    cwd=REPO, env={**os.environ, "CASSANDRA_KEYSPACE": KEYSPACE})
     app = create_app({"CASSANDRA_KEYSPACE": KEYSPACE, "SECRET_KEY": "profile-serve",
