@@ -36,6 +36,12 @@ def post_fork(server, worker):
     import sys
 
     sys.setswitchinterval(switch_interval)
+    # Close each connection without waiting for the client to close first, unless it sent bytes the app did
+    # not read (webapp/sockets.py: gunicorn's graceful close held a sync worker up to 2 s per slow client).
+    if os.environ.get("GRACEFUL_CLOSE_WAIT", "0") != "1":
+        from webapp import sockets
+
+        sockets.install()
 
 
 def post_worker_init(worker):
