@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -407,10 +408,20 @@ def run_vegeta(vegeta: Path, load: Load, endpoint: str, work_dir: Path,
     targets_file = work_dir / f"{load.name}.targets"
     targets_file.write_text("".join(f"GET {url}\n" for url in load.urls))  # vegeta cycles through them
     results_file = work_dir / f"{load.name}.bin"
+    source = []
+    if urllib.parse.urlsplit(load.urls[0]).hostname == "127.0.0.1":
+        # Each open-loop phase from a loopback address of its own. gunicorn closes every connection first, so
+        # each one leaves a TIME_WAIT (60 s) on the server side of its address pair; at ~750 new connections a
+        # second the 28,000 ephemeral ports come round within 40 s, a new SYN lands on an old pair, and the
+        # refused ones are retried after 1 s, 3 s: whole rounds of ping and serve collapsed so (runs Q, R).
+        source = [f"-laddr=127.0.0.{next(_LOOPBACK_SOURCES)}"]
     run([str(vegeta), "attack", f"-targets={targets_file}", f"-output={results_file}",
          f"-duration={load.duration_s:g}s", f"-rate={load.rate}/1s", "-timeout=10s", "-redirects=-1",
-         f"-max-body={-1 if ledger is not None else 0}"])
+         f"-max-body={-1 if ledger is not None else 0}", *source])
     return summarize_vegeta(vegeta, load, endpoint, results_file, ledger)
+
+
+_LOOPBACK_SOURCES = itertools.cycle(range(2, 255))      # 127.0.0.2 … 127.0.0.254
 
 
 def decode_vegeta(vegeta: Path, results_file: Path) -> Iterator[dict]:
