@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -105,7 +104,8 @@ def decay_half_life(value: Any) -> float:
     """A slot's decay half-life in hours, or store.NO_DECAY for null (cumulative counts, no decay)."""
     if value is None:
         return store.NO_DECAY
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+    # The range check also refuses NaN and infinities, and compares ints of any size exactly (no OverflowError).
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not decay.MIN_HALF_LIFE_HOURS <= value <= decay.MAX_HALF_LIFE_HOURS:
         raise InvalidInput(f"decay_half_life_hours must be a number of hours from {decay.MIN_HALF_LIFE_HOURS:g} "
                            f"to {decay.MAX_HALF_LIFE_HOURS:g}, or null for no decay")
