@@ -43,6 +43,7 @@ def test_bot_user_agents(agent, bot):
     ({"min_delay_seconds": -1}, "min_delay_seconds"), ({"max_clicks_per_ip": 1.5}, "max_clicks_per_ip"),
     ({"window_seconds": 5}, "window_seconds"), ({"enabled": "yes"}, "true or false"),
     ({"colour": 1}, "unknown"), ("strict", "object"), ({"min_delay_seconds": "1"}, "number"),
+    ({"min_delay_seconds": 10**400}, "min_delay_seconds"), ({"min_delay_seconds": float("nan")}, "min_delay_seconds"),
 ])
 def test_invalid_settings_are_rejected(data, message):
     with pytest.raises(ValueError, match=message):

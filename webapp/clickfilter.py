@@ -53,8 +53,11 @@ class ClickFilterSettings:
         if unknown:
             raise ValueError(f"unknown click_filter field(s): {', '.join(unknown)}")
         merged = {**asdict(cls()), **data}
-        if isinstance(merged["min_delay_seconds"], int) and not isinstance(merged["min_delay_seconds"], bool):
-            merged["min_delay_seconds"] = float(merged["min_delay_seconds"])
+        delay = merged["min_delay_seconds"]
+        if isinstance(delay, int) and not isinstance(delay, bool):
+            if not 0 <= delay <= 3600:      # before float(): an int too large for a float would overflow
+                raise ValueError("min_delay_seconds must be between 0 and 3600")
+            merged["min_delay_seconds"] = float(delay)
         if not isinstance(merged["min_delay_seconds"], float):
             raise ValueError("min_delay_seconds must be a number")
         return cls(**merged)
