@@ -48,11 +48,6 @@ def horizon_start(now: dt.datetime, half_life_hours: float) -> dt.datetime:
     return now - span
 
 
-def _days(start: dt.datetime, end: dt.datetime) -> list[dt.date]:
-    first, last = start.astimezone(dt.timezone.utc).date(), end.astimezone(dt.timezone.utc).date()
-    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-
-
 def _epoch(bucket: dt.datetime) -> float:
     """Cassandra timestamps come back naive, in UTC."""
     return bucket.replace(tzinfo=dt.timezone.utc).timestamp() if bucket.tzinfo is None else bucket.timestamp()
@@ -121,7 +116,8 @@ def read_decayed_counts(db: Database, tenant_id: str, slot_id: str, half_life_ho
     """The decayed counts of a slot, read whole (the stats API; the serving cache uses DecayedCounts)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     start = horizon_start(now, half_life_hours)
-    rows = [r for day in _days(start, now) for r in store.traffic_partition(db, tenant_id, slot_id, day)]
+    rows = [r for day in store.utc_days(start, now)
+            for r in store.traffic_partition(db, tenant_id, slot_id, day)]
     return decayed_counts([Rows.from_rows(rows)], now, half_life_hours)
 
 
@@ -151,11 +147,11 @@ class DecayedCounts:
             if (history is None or history.half_life_hours != half_life_hours
                     or time.monotonic() - history.loaded_at > self.history_seconds):
                 start = horizon_start(now, half_life_hours)
-                rows = [r for day in _days(start, now)
+                rows = [r for day in store.utc_days(start, now)
                         for r in store.traffic_partition(self.db, tenant_id, slot_id, day)]
                 history = self._history[key] = _History(half_life_hours, time.monotonic(), Rows.from_rows(rows))
         recent_start = traffic_bucket(now - dt.timedelta(minutes=RECENT_MINUTES))
-        recent = [r for day in _days(recent_start, now)
+        recent = [r for day in store.utc_days(recent_start, now)
                   for r in store.traffic_partition(self.db, tenant_id, slot_id, day, since=recent_start)]
         older = history.rows.select(history.rows.bucket_epoch < recent_start.timestamp())
         return decayed_counts([older, Rows.from_rows(recent)], now, half_life_hours)

@@ -76,6 +76,7 @@ def _outside_the_dashboard() -> bool:
     resolves the (empty) limits of every request, the public ones included: ~0.1 ms per serve, profiled."""
     return request.blueprint != "admin"
 
+
 log = logging.getLogger(__name__)
 
 LIMIT_KEYS = ("RATELIMIT_SERVE", "RATELIMIT_CLICK")

@@ -232,6 +232,12 @@ def traffic_batches(db: Database, deltas: dict[tuple[str, str, str, dt.datetime,
     return batches
 
 
+def utc_days(start: dt.datetime, end: dt.datetime) -> list[dt.date]:
+    """The UTC days from ``start``'s to ``end``'s, both included: the partitions of a time range."""
+    first, last = start.astimezone(dt.timezone.utc).date(), end.astimezone(dt.timezone.utc).date()
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
 def traffic(db: Database, tenant_id: str, slot_id: str, location: str, start: dt.datetime,
             end: dt.datetime) -> list[dict[str, Any]]:
     """Quarter-hour rows with start <= bucket < end (UTC): reads only the UTC-day partitions in range,
@@ -240,10 +246,8 @@ def traffic(db: Database, tenant_id: str, slot_id: str, location: str, start: dt
         "SELECT bucket, banner_id, impressions, clicks FROM {ks}.traffic_counts WHERE tenant_id = ? "
         "AND slot_id = ? AND day = ? AND location = ? AND bucket >= ? AND bucket < ?")
     session = db.session()
-    first, last = start.astimezone(dt.timezone.utc).date(), end.astimezone(dt.timezone.utc).date()
-    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     futures = [session.execute_async(statement, (tenant_id, slot_id, day, location, start, end))
-               for day in days]
+               for day in utc_days(start, end)]
     return [row for future in futures for row in future.result()]
 
 

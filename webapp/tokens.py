@@ -22,8 +22,8 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")     # what URLSafeTimedSerializer w
 
 
 class OneShotHMAC(HMACAlgorithm):
-    """itsdangerous' HMAC-SHA1 through ``hmac.digest`` (one C call, ~1 µs) instead of an ``hmac.new`` object
-    built in Python per token (~10 µs): the same bytes."""
+    """itsdangerous' HMAC-SHA1 through ``hmac.digest`` (one C call) instead of an ``hmac.new`` object built
+    in Python per token: the same bytes (tested)."""
 
     def __init__(self) -> None:
         super().__init__()
