@@ -6,8 +6,8 @@ Run from the repository root as ``.venv/bin/python benchmarks/bench_serve.py`` (
 
 What it does, in order:
 
-1. Makes sure the load generators are there: wrk (``apt-get install wrk``) and vegeta (``go install``
-   of a pinned version from the Go module proxy, with the machine's Go >= 1.22).
+1. Makes sure the load generators are there: wrk (``apt-get install wrk``) for the closed loops, and
+   benchmarks/openloop.c (built here with the system's C compiler) for the open loops.
 2. Creates the schema in a dedicated keyspace (``flask --app wsgi init-db``, default ``bb_bench``), dropped
    first when its name starts with ``bb_bench`` (each run starts from an empty one).
 3. Starts ``gunicorn -c gunicorn.conf.py wsgi:app`` on its own port (default 8099) and waits for
@@ -16,7 +16,9 @@ What it does, in order:
 4. Measures, for ``/v1/ping`` and for ``/v1/serve`` (cycling through a few cities), in ``--rounds`` rounds
    (default 3) of ping-then-serve, and reports each round and the medians:
    - the peak: closed loop, a fixed number of connections each sending back-to-back (after a warm-up);
-   - the latency at a constant open-loop rate of half the median serve peak (same rate for both).
+   - the latency at a constant open-loop rate of half the median serve peak (same rate for both);
+   - the control: ping at half the median *ping* peak, open loop (what the trivial endpoint does at half
+     its own peak, on this machine).
 5. Waits for asynchronous writes, stops gunicorn with SIGTERM (workers flush pending writes on exit),
    and checks that the ``impression_id`` of every 200 response to ``/v1/serve`` (warm-ups included)
    is in the keyspace's ``impressions`` table.
@@ -25,13 +27,14 @@ What it does, in order:
 The load generators, and why two: the load generator shares the machine's two cores with gunicorn and
 Cassandra, so it must be cheap. wrk (C, Debian package) is: about 0.1 ms of CPU per request here, although
 gunicorn's sync workers close every connection. But wrk has no rate control, and Debian has no wrk2, so
-the constant-rate phases use vegeta (Go), which holds a rate in an open loop (it adds workers when
-responses are slow, so a slow server does not slow the senders down) but costs 0.4 to 1.2 ms of CPU per
-request here (0.6 of the 2 cores at the ping peak): fine at half the serve peak, too much to measure a
-peak with. The impression ids
-come from wrk's Lua ``response()`` hook (benchmarks/wrk_phase.lua: one file per wrk thread) and from
-the response bodies vegeta records. Latency percentiles: wrk's own (exact to the microsecond), and
-computed here, exactly, from vegeta's per-request results.
+the constant-rate phases use openloop (benchmarks/openloop.c, one thread, epoll, a connection per request):
+each request is due at start + i / rate whatever became of the earlier ones, and its latency counts from
+that due time, so a stall of the server (or of the generator) is in the figure rather than hidden by sending
+later (coordinated omission). It replaced vegeta (Go), which took 0.3-0.4 cores of the two at these rates
+(runs A-U in docs/BENCHMARKS.md). The impression ids come from wrk's Lua ``response()`` hook
+(benchmarks/wrk_phase.lua: one file per wrk thread) and from the response bodies openloop records.
+Latency percentiles: wrk's own (exact to the microsecond), and computed here, exactly, from openloop's
+per-request results.
 
 The exit status is 1 when an impression id is missing from Cassandra (or no serve request succeeded).
 """
@@ -71,8 +74,8 @@ OUT_DIR = REPO / "benchmarks" / "out"
 VENV_BIN = Path(sys.executable).parent
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_phase.lua"
-VEGETA_MODULE = "github.com/tsenart/vegeta/v12"
-VEGETA_VERSION = "v12.13.0"
+OPENLOOP_SOURCE = Path(__file__).resolve().parent / "openloop.c"
+OPENLOOP_BINARY = OUT_DIR / "openloop"
 
 TENANT = "bench"
 SLOT = "hero"
@@ -136,39 +139,23 @@ def http(method: str, url: str, *, token: str | None = None, payload: dict | Non
 # the load generators
 
 
-def go_binary() -> str:
-    """The Go toolchain that builds vegeta (it needs Go >= 1.22: Debian bookworm's golang-go, 1.19, is
-    too old, so a machine without Go cannot be helped here; this project's machines have Go)."""
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if not go:
-        raise RuntimeError("no Go toolchain (>= 1.22) to build vegeta with: install Go, or put it on PATH")
-    return go
-
-
-def module_version(binary: Path, go: str) -> str | None:
-    """The module version a Go binary was built from (`go version -m`), or None."""
-    if not binary.exists():
-        return None
-    result = subprocess.run([go, "version", "-m", str(binary)], capture_output=True, text=True, check=False)
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[0] == "mod" and parts[1] == VEGETA_MODULE:
-            return parts[2]
-    return None
-
-
-def ensure_vegeta() -> tuple[Path, str]:
-    """Return (path, description) of vegeta VEGETA_VERSION, installing it with `go install` if needed."""
-    go = go_binary()
-    gopath = run([go, "env", "GOPATH"], capture=True).stdout.strip() or str(Path.home() / "go")
-    binary = Path(gopath) / "bin" / "vegeta"
-    if module_version(binary, go) != VEGETA_VERSION:
-        log(f"installing vegeta {VEGETA_VERSION} (go install {VEGETA_MODULE}@{VEGETA_VERSION}) ...")
-        run([go, "install", f"{VEGETA_MODULE}@{VEGETA_VERSION}"], cwd=Path(tempfile.gettempdir()))
-    if module_version(binary, go) != VEGETA_VERSION:
-        raise RuntimeError(f"vegeta {VEGETA_VERSION} not found at {binary} after go install")
-    go_version = run([go, "env", "GOVERSION"], capture=True).stdout.strip()
-    return binary, f"vegeta {VEGETA_VERSION} (built with {go_version})"
+def ensure_openloop() -> tuple[Path, str]:
+    """Return (path, description) of openloop, built from benchmarks/openloop.c when missing or older than its
+    source; installs Debian's gcc when there is no C compiler."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        log("installing a C compiler (apt-get install -y gcc) ...")
+        run(["apt-get", "update", "-qq"])
+        run(["apt-get", "install", "-y", "-qq", "gcc", "libc6-dev"])
+        compiler = shutil.which("cc") or shutil.which("gcc")
+        if not compiler:
+            raise RuntimeError("could not install a C compiler to build benchmarks/openloop.c")
+    if not OPENLOOP_BINARY.exists() or OPENLOOP_BINARY.stat().st_mtime < OPENLOOP_SOURCE.stat().st_mtime:
+        log(f"building {OPENLOOP_BINARY.relative_to(REPO)} from {OPENLOOP_SOURCE.relative_to(REPO)} ...")
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        run([compiler, "-O2", "-Wall", "-o", str(OPENLOOP_BINARY), str(OPENLOOP_SOURCE)])
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+    return OPENLOOP_BINARY, f"openloop (benchmarks/openloop.c, {version.splitlines()[0] if version else compiler})"
 
 
 def ensure_wrk() -> tuple[Path, str]:
@@ -188,20 +175,20 @@ def ensure_wrk() -> tuple[Path, str]:
 @dataclass
 class Tools:
     wrk: Path
-    vegeta: Path
+    openloop: Path
     description: str
 
 
 def ensure_tools() -> Tools:
     wrk, wrk_text = ensure_wrk()
-    vegeta, vegeta_text = ensure_vegeta()
-    return Tools(wrk=wrk, vegeta=vegeta,
-                 description=f"{wrk_text} for the closed loops, {vegeta_text} for the open loops")
+    openloop, openloop_text = ensure_openloop()
+    return Tools(wrk=wrk, openloop=openloop,
+                 description=f"{wrk_text} for the closed loops, {openloop_text} for the open loops")
 
 
 @dataclass
 class Load:
-    """One phase of load: closed loop (wrk) with `connections` when rate == 0, else open loop (vegeta)."""
+    """One phase of load: closed loop (wrk) with `connections` when rate == 0, else open loop (openloop)."""
     name: str
     urls: list[str]
     duration_s: float
@@ -294,7 +281,7 @@ class CpuUse:
 
 class CpuMeter:
     """CPU seconds of gunicorn (master + workers), the local Cassandra, the load generator (this
-    script's waited-for children, i.e. vegeta) and everything else on the machine."""
+    script's waited-for children: wrk or openloop) and everything else on the machine."""
 
     def __init__(self, gunicorn_master: int, cassandra: int | None) -> None:
         self.master = gunicorn_master
@@ -334,6 +321,7 @@ class PhaseResult:
     errors: Counter = field(default_factory=Counter)
     cpu: CpuUse | None = None
     round: int = 0
+    control: bool = False       # ping at half its own peak (not the serve rate)
 
 
 @dataclass
@@ -402,58 +390,52 @@ def run_wrk(wrk: Path, load: Load, endpoint: str, work_dir: Path,
                        failed=failed, errors=errors)
 
 
-def run_vegeta(vegeta: Path, load: Load, endpoint: str, work_dir: Path,
-               ledger: ImpressionLedger | None) -> PhaseResult:
-    """Open loop at a constant rate with vegeta; bodies recorded when impression ids are wanted."""
+def run_openloop(openloop: Path, load: Load, endpoint: str, work_dir: Path,
+                 ledger: ImpressionLedger | None) -> PhaseResult:
+    """Open loop at a constant rate with openloop; latency from each request's due time."""
+    parts = [urllib.parse.urlsplit(url) for url in load.urls]
     targets_file = work_dir / f"{load.name}.targets"
-    targets_file.write_text("".join(f"GET {url}\n" for url in load.urls))  # vegeta cycles through them
-    results_file = work_dir / f"{load.name}.bin"
+    targets_file.write_text("".join(urllib.parse.urlunsplit(("", "", p.path, p.query, "")) + "\n" for p in parts))
+    results_file = work_dir / f"{load.name}.tsv"
     source = []
-    if urllib.parse.urlsplit(load.urls[0]).hostname == "127.0.0.1":
+    if parts[0].hostname == "127.0.0.1":
         # Each open-loop phase from a loopback address of its own. gunicorn closes every connection first, so
         # each one leaves a TIME_WAIT (60 s) on the server side of its address pair; at ~750 new connections a
         # second the 28,000 ephemeral ports come round within 40 s, a new SYN lands on an old pair, and the
         # refused ones are retried after 1 s, 3 s: whole rounds of ping and serve collapsed so (runs Q, R).
-        source = [f"-laddr=127.0.0.{next(_LOOPBACK_SOURCES)}"]
-    run([str(vegeta), "attack", f"-targets={targets_file}", f"-output={results_file}",
-         f"-duration={load.duration_s:g}s", f"-rate={load.rate}/1s", "-timeout=10s", "-redirects=-1",
-         f"-max-body={-1 if ledger is not None else 0}", *source])
-    return summarize_vegeta(vegeta, load, endpoint, results_file, ledger)
+        source = ["-s", f"127.0.0.{next(_LOOPBACK_SOURCES)}"]
+    run([str(openloop), "-a", parts[0].hostname or "127.0.0.1", "-p", str(parts[0].port or 80),
+         "-r", str(load.rate), "-d", f"{load.duration_s:g}", "-t", str(targets_file), "-o", str(results_file),
+         "-T", "10", *source])
+    return summarize_openloop(load, endpoint, results_file, ledger)
 
 
 _LOOPBACK_SOURCES = itertools.cycle(range(2, 255))      # 127.0.0.2 … 127.0.0.254
 
 
-def decode_vegeta(vegeta: Path, results_file: Path) -> Iterator[dict]:
-    """Yield vegeta's per-request results (code, timestamp, latency in ns, error, base64 body)."""
-    with subprocess.Popen([str(vegeta), "encode", "--to", "json", str(results_file)],
-                          stdout=subprocess.PIPE, text=True) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip():
-                yield json.loads(line)
-    if proc.returncode != 0:
-        raise RuntimeError(f"vegeta encode failed on {results_file}")
-
-
-def summarize_vegeta(vegeta: Path, load: Load, endpoint: str, results_file: Path,
-                     ledger: ImpressionLedger | None) -> PhaseResult:
+def summarize_openloop(load: Load, endpoint: str, results_file: Path,
+                       ledger: ImpressionLedger | None) -> PhaseResult:
     latencies: list[float] = []
     failed = 0
     errors: Counter = Counter()
-    start, end = float("inf"), float("-inf")
-    for result in decode_vegeta(vegeta, results_file):
-        began = dt.datetime.fromisoformat(result["timestamp"]).timestamp()
-        latency_s = result["latency"] / 1e9
-        start, end = min(start, began), max(end, began + latency_s)
-        latencies.append(latency_s * 1000)
-        failed += result["code"] != 200
-        if result["error"]:
-            errors[result["error"].rpartition('": ')[2][:160]] += 1  # without vegeta's 'Get "<url>": '
-        if ledger is not None:
-            ledger.add_response(result["code"], base64.b64decode(result["body"] or ""), began)
+    start_unix = 0.0
+    first_due, last_done = float("inf"), float("-inf")
+    with results_file.open(encoding="utf-8", errors="replace") as results:
+        for line in results:
+            if line.startswith("#"):        # "# start_unix_ns <n> rate <r>"
+                start_unix = int(line.split()[2]) / 1e9
+                continue
+            due_ns, latency_ns, _lag_ns, status_text, error, body = line.rstrip("\n").split("\t", 5)
+            due_s, latency_s, status = int(due_ns) / 1e9, int(latency_ns) / 1e9, int(status_text)
+            first_due, last_done = min(first_due, due_s), max(last_done, due_s + latency_s)
+            latencies.append(latency_s * 1000)
+            failed += status != 200
+            if error != "-":
+                errors[error] += 1
+            if ledger is not None:
+                ledger.add_response(status, body.encode(), start_unix + due_s)
     latencies.sort()
-    span = end - start if latencies else 0.0
+    span = last_done - first_due if latencies else 0.0
     return PhaseResult(endpoint=endpoint, load=load.describe(), requests=len(latencies),
                        rps=len(latencies) / span if span > 0 else 0.0,
                        p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
@@ -669,11 +651,13 @@ def render_markdown(phases: list[PhaseResult], check: ImpressionCheck, context: 
          f"(worker_class {context['worker_class']}, threads {context['threads']}), Python "
          f"{platform.python_version()}, keyspace `{args.keyspace}`, 1 tenant / 1 slot / "
          f"{len(BANNERS)} banners, `location` cycling over {len(CITIES)} cities."),
-        (f"- Load: {context['tools']}. {args.rounds} rounds of the peaks (closed loop, {args.connections} "
+        (f"- Load: {context['tools']}. {args.rounds} round(s) of the peaks (closed loop, {args.connections} "
          f"connections, {args.warmup:g} s warm-up then {args.duration:g} s; ping, then serve), then "
-         f"{args.rounds} rounds of both at half the median serve peak ({context['rate']} req/s, open loop) "
-         f"for {args.duration:g} s each. Latency = time from sending the request "
-         "to the end of the response, exact percentiles over every request of the phase. CPU = average "
+         f"{args.rounds} round(s) of both at half the median serve peak ({context['rate']} req/s, open loop) "
+         f"for {args.duration:g} s each{', each round followed by ping at half the median ping peak (control)' if args.control else ''}. "
+         "Latency: closed loop, from sending the request to the end of the response; open loop, from the "
+         "time the request was due (start + i / rate) to the end of the response. Exact percentiles over "
+         "every request of the phase. CPU = average "
          "cores busy during the phase: gunicorn (master + workers) / Cassandra / load generator / "
          "anything else. Failed = responses other than 200 and requests without a response."),
         "- Command: `make bench-serve` (`.venv/bin/python benchmarks/bench_serve.py`).",
@@ -683,7 +667,8 @@ def render_markdown(phases: list[PhaseResult], check: ImpressionCheck, context: 
     ]
     for p in phases:
         cpu = p.cpu.describe() if p.cpu else "-"
-        lines.append(f"| {p.round} | `{p.endpoint}` | {p.load} | {p.requests} | {p.rps:.0f} | {p.p50_ms:.1f} | "
+        load = f"{p.load} (control)" if p.control else p.load
+        lines.append(f"| {p.round} | `{p.endpoint}` | {load} | {p.requests} | {p.rps:.0f} | {p.p50_ms:.1f} | "
                      f"{p.p99_ms:.1f} | {p.failed} | {cpu} |")
     lines += [
         "",
@@ -720,6 +705,8 @@ def parse_args() -> argparse.Namespace:
                         help="seconds to wait after the load before stopping gunicorn")
     parser.add_argument("--pause", type=float, default=2.0, help="seconds of quiet between phases")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each pair of phases (medians reported)")
+    parser.add_argument("--no-control", dest="control", action="store_false",
+                        help="skip the control phases (ping at half its own peak)")
     return parser.parse_args()
 
 
@@ -729,11 +716,11 @@ def measure(tools: Tools, load: Load, endpoint: str, work_dir: Path, ledger: Imp
     meter = CpuMeter(server.pid, cassandra)
     before = meter.sample()
     if load.rate:
-        result = run_vegeta(tools.vegeta, load, endpoint, work_dir, ledger)
+        result = run_openloop(tools.openloop, load, endpoint, work_dir, ledger)
     else:
         result = run_wrk(tools.wrk, load, endpoint, work_dir, ledger)
-    result.cpu = meter.use(before, meter.sample())  # vegeta's decoding happens after the attack: in
-    result.round = number                            # this figure, but only a fraction of a second
+    result.cpu = meter.use(before, meter.sample())
+    result.round = number
     print_phase(result)
     if server.poll() is not None:
         raise RuntimeError(f"gunicorn (pid {server.pid}) exited with {server.returncode} during "
@@ -768,10 +755,18 @@ def run_phases(tools: Tools, base: str, args: argparse.Namespace, work_dir: Path
             raise RuntimeError(f"{peak.failed} of {peak.requests} serve requests at peak were not 200: no "
                                "meaningful peak to halve")
     rate = max(1, round(statistics.median(p.rps for p in serve_peaks) / 2))
+    ping_rate = max(1, round(statistics.median(p.rps for p in phases if p.endpoint == "GET /v1/ping") / 2))
     for number in range(1, args.rounds + 1):
         for key, (endpoint, urls, phase_ledger) in endpoints.items():
             load = Load(f"{key}-rate-{number}", urls, args.duration, rate=rate)
             phases.append(measure(tools, load, endpoint, work_dir, phase_ledger, server, cassandra, number))
+            time.sleep(args.pause)
+        if args.control:
+            endpoint, urls, _ = endpoints["ping"]
+            load = Load(f"ping-control-{number}", urls, args.duration, rate=ping_rate)
+            control = measure(tools, load, endpoint, work_dir, None, server, cassandra, number)
+            control.control = True
+            phases.append(control)
             time.sleep(args.pause)
     return phases, rate
 
@@ -779,7 +774,8 @@ def run_phases(tools: Tools, base: str, args: argparse.Namespace, work_dir: Path
 def round_summary(phases: list[PhaseResult]) -> list[str]:
     """Per round: serve's peak as a share of ping's, and both p99s at the fixed rate; then the medians."""
     def pick(kind: str, open_loop: bool) -> dict[int, PhaseResult]:
-        return {p.round: p for p in phases if p.endpoint.startswith(kind) and p.load.startswith("open") == open_loop}
+        return {p.round: p for p in phases
+                if p.endpoint.startswith(kind) and p.load.startswith("open") == open_loop and not p.control}
 
     ping_peak, serve_peak = pick("GET /v1/ping", False), pick("GET /v1/serve", False)
     ping_rate, serve_rate = pick("GET /v1/ping", True), pick("GET /v1/serve", True)
@@ -794,6 +790,12 @@ def round_summary(phases: list[PhaseResult]) -> list[str]:
         lines.append(f"- p99 at half the serve peak, per round: serve {', '.join(f'{v:.1f}' for v in serve_p99)} ms "
                      f"(**median {statistics.median(serve_p99):.1f} ms**); ping at the same rate "
                      f"{', '.join(f'{v:.1f}' for v in ping_p99)} ms (median {statistics.median(ping_p99):.1f} ms).")
+    controls = [p for p in phases if p.control]
+    if controls:
+        control_p99 = [p.p99_ms for p in sorted(controls, key=lambda p: p.round)]
+        lines.append(f"- Control, ping at half the median ping peak ({controls[0].load.removeprefix('open loop, ')}), "
+                     f"p99 per round: {', '.join(f'{v:.1f}' for v in control_p99)} ms "
+                     f"(median {statistics.median(control_p99):.1f} ms).")
     return lines
 
 
