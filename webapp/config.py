@@ -25,8 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "CLICK_WINDOW_SECONDS": 24 * 3600,        # clicks accepted this long after the impression
     # Learning
     "CACHE_REFRESH_SECONDS": 1.0,             # how often each process re-reads posteriors
-    "IMPRESSION_WRITE_SECONDS": 0.1,          # how often each process sends its queued impressions
-    "IMPRESSION_BATCH_ROWS": 64,              # rows per UNLOGGED batch of one partition (one mutation)
+    "IMPRESSION_WRITE_SECONDS": 0.5,          # how often each process sends its queued impressions
+    "IMPRESSION_BATCH_ROWS": 256,             # rows per UNLOGGED batch of one partition (one mutation)
     "COUNTER_FLUSH_SECONDS": 0.5,             # how often each process writes its aggregated counters
     "PROPENSITY_DRAWS": 4096,                 # largest block of precomputed Thompson draws (see posteriors.py)
     "RANDOM_SEED": None,                      # seed for the per-process sampler (None = fresh entropy)
