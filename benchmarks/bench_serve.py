@@ -399,11 +399,12 @@ def run_openloop(openloop: Path, load: Load, endpoint: str, work_dir: Path,
     results_file = work_dir / f"{load.name}.tsv"
     source = []
     if parts[0].hostname == "127.0.0.1":
-        # Each open-loop phase from a loopback address of its own. gunicorn closes every connection first, so
-        # each one leaves a TIME_WAIT (60 s) on the server side of its address pair; at ~750 new connections a
-        # second the 28,000 ephemeral ports come round within 40 s, a new SYN lands on an old pair, and the
-        # refused ones are retried after 1 s, 3 s: whole rounds of ping and serve collapsed so (runs Q, R).
-        source = ["-s", f"127.0.0.{next(_LOOPBACK_SOURCES)}"]
+        # Each open-loop phase from loopback addresses of its own, used in turn. gunicorn closes every connection
+        # first, so each one leaves a TIME_WAIT (60 s) on the server side of its address pair; at ~750 new
+        # connections a second the 28,000 ephemeral ports of one address come round within 40 s, a new SYN lands
+        # on an old pair, and the refused ones are retried after 1 s, 3 s: whole rounds of ping and serve
+        # collapsed so (runs Q, R). Four addresses per phase leave room for phases four times as long.
+        source = ["-s", ",".join(f"127.0.0.{next(_LOOPBACK_SOURCES)}" for _ in range(4))]
     run([str(openloop), "-a", parts[0].hostname or "127.0.0.1", "-p", str(parts[0].port or 80),
          "-r", str(load.rate), "-d", f"{load.duration_s:g}", "-t", str(targets_file), "-o", str(results_file),
          "-T", "10", *source])

@@ -6,12 +6,18 @@
  * machine at half the serve peak, taken from the server it measures. This does the same job with a dozen
  * system calls per request. Built by benchmarks/bench_serve.py with the system's C compiler.
  *
- *   openloop -a ADDR -p PORT -r RATE -d SECONDS -t TARGETS -o RESULTS [-s SOURCE_ADDR] [-T TIMEOUT_S] [-H HOST]
+ *   openloop -a ADDR -p PORT -r RATE -d SECONDS -t TARGETS -o RESULTS [-s SOURCE_ADDR[,SOURCE_ADDR...]]
+ *            [-T TIMEOUT_S] [-H HOST]
  *
  * TARGETS: one request target ("/path?query") per line, used in turn. Request i is due at start + i / RATE
  * whatever became of the earlier ones (open loop: a slow server does not slow the sender down), and its
  * latency is counted from that due time, not from when it was sent, so a late send (this program falling
  * behind) counts against the figure instead of hiding a stall ("coordinated omission").
+ *
+ * SOURCE_ADDR: the local addresses to connect from, used in turn (one per request). The server closes each
+ * connection first and keeps a TIME_WAIT of 60 s per address pair: from one source address the ~28,000
+ * ephemeral ports come round within 60 s above ~470 requests a second, and a SYN that lands on an old pair
+ * waits for a retransmission (1 s, 3 s, ...). Several source addresses spread the pairs.
  *
  * RESULTS: a first line "# start_unix_ns <n> rate <r>", then one line per request, in completion order:
  *   due_offset_ns <TAB> latency_ns <TAB> send_lag_ns <TAB> status <TAB> error <TAB> body
@@ -201,7 +207,7 @@ static void on_readable(int epfd, int fd) {
 
 static void usage(void) {
     fprintf(stderr, "usage: openloop -a ADDR -p PORT -r RATE -d SECONDS -t TARGETS -o RESULTS "
-                    "[-s SOURCE_ADDR] [-T TIMEOUT_S] [-H HOST]\n");
+                    "[-s SOURCE_ADDR[,SOURCE_ADDR...]] [-T TIMEOUT_S] [-H HOST]\n");
     exit(2);
 }
 
@@ -261,8 +267,18 @@ int main(int argc, char **argv) {
 
     struct sockaddr_in server = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, addr, &server.sin_addr) != 1) usage();
-    struct sockaddr_in source = {.sin_family = AF_INET, .sin_port = 0};
-    if (source_addr && inet_pton(AF_INET, source_addr, &source.sin_addr) != 1) usage();
+    struct sockaddr_in sources[256];
+    int n_sources = 0;
+    if (source_addr) {
+        char *list = strdup(source_addr), *save = NULL;
+        for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+            if (n_sources == 256) usage();
+            sources[n_sources] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = 0};
+            if (inet_pton(AF_INET, item, &sources[n_sources].sin_addr) != 1) usage();
+            n_sources++;
+        }
+        free(list);
+    }
 
     out = fopen(out_path, "w");
     if (!out) die(out_path);
@@ -286,7 +302,7 @@ int main(int argc, char **argv) {
         int64_t now = now_ns(CLOCK_MONOTONIC);
         while (next < total && start_ns + (int64_t)(next * interval_ns) <= now) {
             size_t k = (size_t)next % n_requests;
-            launch(epfd, &server, source_addr ? &source : NULL, start_ns + (int64_t)(next * interval_ns),
+            launch(epfd, &server, n_sources ? &sources[next % n_sources] : NULL, start_ns + (int64_t)(next * interval_ns),
                    requests[k], lengths[k], &failed_launch);
             next++;
         }
