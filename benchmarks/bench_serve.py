@@ -30,8 +30,8 @@ gunicorn's sync workers close every connection. But wrk has no rate control, and
 the constant-rate phases use openloop (benchmarks/openloop.c, one thread, epoll, a connection per request):
 each request is due at start + i / rate whatever became of the earlier ones, and its latency counts from
 that due time, so a stall of the server (or of the generator) is in the figure rather than hidden by sending
-later (coordinated omission). It replaced vegeta (Go), which took 0.3-0.4 cores of the two at these rates
-(runs A-U in docs/BENCHMARKS.md). The impression ids come from wrk's Lua ``response()`` hook
+later (coordinated omission). It replaced vegeta (Go), which took 0.30-0.44 of the two cores at these rates
+(runs P-U in docs/BENCHMARKS.md). The impression ids come from wrk's Lua ``response()`` hook
 (benchmarks/wrk_phase.lua: one file per wrk thread) and from the response bodies openloop records.
 Latency percentiles: wrk's own (exact to the microsecond), and computed here, exactly, from openloop's
 per-request results.

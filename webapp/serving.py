@@ -19,6 +19,7 @@ from webapp.spool import SpoolFull
 from webapp.tokens import ClickClaim
 
 bp = Blueprint("serving", __name__)
+_SERVED = metrics.SERVES.labels(status="200")     # the labelled child, looked up once
 
 
 @bp.after_request
@@ -140,16 +141,13 @@ def serve(tenant: str, slot: str):
         metrics.SERVES.labels(status=str(exc.status)).inc()
         raise
     _SERVED.inc()
-    # json.dumps as it is (C encoder): jsonify's provider sorts the keys first, 9 µs more per serve.
+    # json.dumps as it is (C encoder): jsonify's provider sorts the keys of every answer first.
     response = current_app.response_class(json.dumps(document, separators=(",", ":")) + "\n",
                                           mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Banner-Bandit-Worker"] = str(os.getpid())
     _flag_stale(response)
     return response
-
-
-_SERVED = metrics.SERVES.labels(status="200")
 
 
 def _flag_stale(response: Response) -> None:
