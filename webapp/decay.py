@@ -115,10 +115,16 @@ def read_decayed_counts(db: Database, tenant_id: str, slot_id: str, half_life_ho
                         now: dt.datetime | None = None) -> Counts:
     """The decayed counts of a slot, read whole (the stats API; the serving cache uses DecayedCounts)."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    start = horizon_start(now, half_life_hours)
-    rows = [r for day in store.utc_days(start, now)
-            for r in store.traffic_partition(db, tenant_id, slot_id, day)]
-    return decayed_counts([Rows.from_rows(rows)], now, half_life_hours)
+    return decayed_counts([read_rows(db, tenant_id, slot_id, horizon_start(now, half_life_hours), now)], now,
+                          half_life_hours)
+
+
+def read_rows(db: Database, tenant_id: str, slot_id: str, start: dt.datetime, now: dt.datetime,
+              since: dt.datetime | None = None) -> Rows:
+    """The slot's traffic_counts rows of the UTC days from ``start`` to ``now`` (only buckets >= ``since``
+    when given)."""
+    return Rows.from_rows([r for day in store.utc_days(start, now)
+                           for r in store.traffic_partition(db, tenant_id, slot_id, day, since=since)])
 
 
 @dataclass
@@ -146,15 +152,12 @@ class DecayedCounts:
             history = self._history.get(key)
             if (history is None or history.half_life_hours != half_life_hours
                     or time.monotonic() - history.loaded_at > self.history_seconds):
-                start = horizon_start(now, half_life_hours)
-                rows = [r for day in store.utc_days(start, now)
-                        for r in store.traffic_partition(self.db, tenant_id, slot_id, day)]
-                history = self._history[key] = _History(half_life_hours, time.monotonic(), Rows.from_rows(rows))
+                rows = read_rows(self.db, tenant_id, slot_id, horizon_start(now, half_life_hours), now)
+                history = self._history[key] = _History(half_life_hours, time.monotonic(), rows)
         recent_start = traffic_bucket(now - dt.timedelta(minutes=RECENT_MINUTES))
-        recent = [r for day in store.utc_days(recent_start, now)
-                  for r in store.traffic_partition(self.db, tenant_id, slot_id, day, since=recent_start)]
+        recent = read_rows(self.db, tenant_id, slot_id, recent_start, now, since=recent_start)
         older = history.rows.select(history.rows.bucket_epoch < recent_start.timestamp())
-        return decayed_counts([older, Rows.from_rows(recent)], now, half_life_hours)
+        return decayed_counts([older, recent], now, half_life_hours)
 
     def forget(self, keep: set[tuple[str, str]]) -> None:
         """Drop the history of slots that no longer decay (or no longer exist)."""
