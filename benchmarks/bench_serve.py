@@ -408,6 +408,10 @@ def run_openloop(openloop: Path, load: Load, endpoint: str, work_dir: Path,
     run([str(openloop), "-a", parts[0].hostname or "127.0.0.1", "-p", str(parts[0].port or 80),
          "-r", str(load.rate), "-d", f"{load.duration_s:g}", "-t", str(targets_file), "-o", str(results_file),
          "-T", "10", *source])
+    # Kept for a closer look (one line per request: due offset, latency, send lag, status, error, body).
+    kept = OUT_DIR / "latencies" / f"{load.name}.tsv"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(results_file, kept)
     return summarize_openloop(load, endpoint, results_file, ledger)
 
 
