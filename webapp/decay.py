@@ -123,8 +123,7 @@ def read_rows(db: Database, tenant_id: str, slot_id: str, start: dt.datetime, no
               since: dt.datetime | None = None) -> Rows:
     """The slot's traffic_counts rows of the UTC days from ``start`` to ``now`` (only buckets >= ``since``
     when given)."""
-    return Rows.from_rows([r for day in store.utc_days(start, now)
-                           for r in store.traffic_partition(db, tenant_id, slot_id, day, since=since)])
+    return Rows.from_rows(store.traffic_partitions(db, tenant_id, slot_id, store.utc_days(start, now), since=since))
 
 
 @dataclass

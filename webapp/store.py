@@ -251,15 +251,20 @@ def traffic(db: Database, tenant_id: str, slot_id: str, location: str, start: dt
     return [row for future in futures for row in future.result()]
 
 
-def traffic_partition(db: Database, tenant_id: str, slot_id: str, day: dt.date,
-                      since: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Every (location, bucket, banner) row of one UTC day of a slot's traffic_counts; with ``since``, only
-    buckets >= since (filtered inside the one partition)."""
+def traffic_partitions(db: Database, tenant_id: str, slot_id: str, days: list[dt.date],
+                       since: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Every (location, bucket, banner) row of the slot's traffic_counts in the given UTC days, read
+    concurrently; with ``since``, only buckets >= since (filtered inside each partition)."""
     cql = ("SELECT location, bucket, banner_id, impressions, clicks FROM {ks}.traffic_counts "
            "WHERE tenant_id = ? AND slot_id = ? AND day = ?")
-    if since is None:
-        return db.execute(cql, (tenant_id, slot_id, day))
-    return db.execute(cql + " AND bucket >= ? ALLOW FILTERING", (tenant_id, slot_id, day, since))
+    if since is not None:
+        cql += " AND bucket >= ? ALLOW FILTERING"
+    statement = db.prepare(cql)
+    session = db.session()
+    futures = [session.execute_async(statement, (tenant_id, slot_id, day) if since is None
+                                     else (tenant_id, slot_id, day, since))
+               for day in days]
+    return [row for future in futures for row in future.result()]
 
 
 # -- dashboard users and images -----------------------------------------------------------------------------
