@@ -20,6 +20,11 @@ limit_request_line = 8190
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = "info"
+# The worker's heartbeat file gets a utime() on every turn of a sync worker's loop, before each request. On a
+# disk-backed filesystem that call waits for the journal whenever it commits, and Cassandra's flushes and fsyncs
+# on the same disk make those commits slow (gunicorn's own docs warn of it). A RAM filesystem has no journal.
+_ram_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or _ram_dir
 # gunicorn's control socket has one default path per user: several servers on one machine (tests,
 # benchmarks, `make run`) would fight over it, and we do not use it.
 control_socket_disable = True
@@ -67,10 +72,11 @@ def worker_exit(server, worker):
 
 
 # Prometheus multiprocess mode: every worker writes its samples here; /metrics sums them.
-# A fresh directory per server start (stale files of an earlier run would be summed too).
+# A fresh directory per server start (stale files of an earlier run would be summed too), in RAM when there is
+# one: the samples are memory-mapped files written on every request, and need no disk (see worker_tmp_dir).
 _own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if _own_metrics_dir:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="banner-bandit-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="banner-bandit-metrics-", dir=_ram_dir)
 
 
 def child_exit(server, worker):
