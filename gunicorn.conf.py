@@ -75,8 +75,12 @@ def worker_exit(server, worker):
 # A fresh directory per server start (stale files of an earlier run would be summed too), in RAM when there is
 # one: the samples are memory-mapped files written on every request, and need no disk (see worker_tmp_dir).
 _own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _own_metrics_dir:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="banner-bandit-metrics-", dir=_ram_dir)
+
+
+def on_starting(server):
+    """Made when the master starts, before any worker: not when this file is only read (--print-config)."""
+    if _own_metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="banner-bandit-metrics-", dir=_ram_dir)
 
 
 def child_exit(server, worker):
@@ -86,5 +90,5 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _own_metrics_dir:
+    if _own_metrics_dir and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
