@@ -21,8 +21,8 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = "info"
 # The worker's heartbeat file gets a utime() on every turn of a sync worker's loop, before each request. On a
-# disk-backed filesystem that call waits for the journal whenever it commits, and Cassandra's flushes and fsyncs
-# on the same disk make those commits slow (gunicorn's own docs warn of it). A RAM filesystem has no journal.
+# disk-backed filesystem that call can wait for the journal while it commits, and Cassandra's flushes and fsyncs
+# on the same disk can make those commits slow (gunicorn's own docs warn of it). A RAM filesystem has no journal.
 _ram_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or _ram_dir
 # gunicorn's control socket has one default path per user: several servers on one machine (tests,
