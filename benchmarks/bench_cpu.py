@@ -13,17 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_times() -> tuple[float, float]:
-    """(busy, steal) seconds of the whole machine (first line of /proc/stat)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values
-    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_serve import machine_cpu_seconds as cpu_times  # noqa: E402  (this folder)
 
 
 def work(iterations: int) -> float:

@@ -250,11 +250,18 @@ def listening_pid(port: int) -> int | None:
     return None
 
 
-def machine_busy_seconds() -> float:
-    """Non-idle CPU seconds of the whole machine, all cores (first line of /proc/stat)."""
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine, all cores (first line of /proc/stat); busy excludes
+    idle, iowait and steal."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = values
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """Non-idle CPU seconds of the whole machine, steal included."""
+    busy, steal = machine_cpu_seconds()
+    return busy + steal
 
 
 @dataclass

@@ -238,17 +238,21 @@ def utc_days(start: dt.datetime, end: dt.datetime) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def _per_day(db: Database, cql: str, params) -> list[dict[str, Any]]:
+    """One query per UTC-day partition, all sent at once: ``params`` yields each day's parameters."""
+    statement = db.prepare(cql)
+    session = db.session()
+    futures = [session.execute_async(statement, values) for values in params]
+    return [row for future in futures for row in future.result()]
+
+
 def traffic(db: Database, tenant_id: str, slot_id: str, location: str, start: dt.datetime,
             end: dt.datetime) -> list[dict[str, Any]]:
     """Quarter-hour rows with start <= bucket < end (UTC): reads only the UTC-day partitions in range,
     concurrently."""
-    statement = db.prepare(
-        "SELECT bucket, banner_id, impressions, clicks FROM {ks}.traffic_counts WHERE tenant_id = ? "
-        "AND slot_id = ? AND day = ? AND location = ? AND bucket >= ? AND bucket < ?")
-    session = db.session()
-    futures = [session.execute_async(statement, (tenant_id, slot_id, day, location, start, end))
-               for day in utc_days(start, end)]
-    return [row for future in futures for row in future.result()]
+    return _per_day(db, "SELECT bucket, banner_id, impressions, clicks FROM {ks}.traffic_counts WHERE tenant_id = ? "
+                        "AND slot_id = ? AND day = ? AND location = ? AND bucket >= ? AND bucket < ?",
+                    ((tenant_id, slot_id, day, location, start, end) for day in utc_days(start, end)))
 
 
 def traffic_partitions(db: Database, tenant_id: str, slot_id: str, days: list[dt.date],
@@ -257,14 +261,9 @@ def traffic_partitions(db: Database, tenant_id: str, slot_id: str, days: list[dt
     concurrently; with ``since``, only buckets >= since (filtered inside each partition)."""
     cql = ("SELECT location, bucket, banner_id, impressions, clicks FROM {ks}.traffic_counts "
            "WHERE tenant_id = ? AND slot_id = ? AND day = ?")
-    if since is not None:
-        cql += " AND bucket >= ? ALLOW FILTERING"
-    statement = db.prepare(cql)
-    session = db.session()
-    futures = [session.execute_async(statement, (tenant_id, slot_id, day) if since is None
-                                     else (tenant_id, slot_id, day, since))
-               for day in days]
-    return [row for future in futures for row in future.result()]
+    if since is None:
+        return _per_day(db, cql, ((tenant_id, slot_id, day) for day in days))
+    return _per_day(db, cql + " AND bucket >= ? ALLOW FILTERING", ((tenant_id, slot_id, day, since) for day in days))
 
 
 # -- dashboard users and images -----------------------------------------------------------------------------
