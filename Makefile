@@ -15,7 +15,7 @@ comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
 .PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
-.PHONY: spark-jars priors sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu
+.PHONY: spark-jars priors sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
@@ -28,6 +28,7 @@ help:
 	@echo "make profile-serve  CPU per request of serve and ping in one process (PROFILE_ARGS=--profile for cProfile)"
 	@echo "make bench-batch  Cassandra's and the writer's CPU per impression, by rows per batch"
 	@echo "make bench-cpu    how steady this machine's CPU speed is (run it on an idle machine)"
+	@echo "make latency-timeline  the slow requests of the last bench-serve's open-loop phases, as clusters in time"
 	@echo "make bench-bots   simulation: does a click bot poison the learning, with and without the filter"
 	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, ~20 min)"
 	@echo "make simulate-service  simulated visitors against gunicorn; checks the stats API (STEPS=2000)"
@@ -118,6 +119,9 @@ bench-batch: venv cassandra
 
 bench-cpu: venv
 	@$(PY) benchmarks/bench_cpu.py
+
+latency-timeline: venv
+	@$(PY) benchmarks/latency_timeline.py $(TIMELINE_ARGS)
 
 bench-drift: venv
 	@$(PY) benchmarks/bench_drift.py --seeds $${SEEDS:-8}
