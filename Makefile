@@ -87,10 +87,13 @@ run: venv cassandra .run/env
 	  echo "    admin API token       $$ADMIN_API_TOKEN   (Authorization: Bearer …; kept in .run/env)" && \
 	  echo "    dashboard             http://127.0.0.1:$(PORT)/admin/   user admin, password $$demo_password" && \
 	  echo "  Ctrl-C stops the server; 'make stop' stops Cassandra too." && echo "" && \
-	  exec $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
+	  exec $(VENV)/bin/gunicorn -c gunicorn.conf.py --pid .run/gunicorn.pid wsgi:app
 
+# The server `make run` started in this checkout (its pid file; gunicorn removes it on exit), then Cassandra.
+# (A `pkill -f` on gunicorn's command line matched this recipe's own shell and ended it before Cassandra.)
 stop:
-	@pkill -TERM -f "gunicorn -c gunicorn.conf.py wsgi:app" 2>/dev/null && echo "[server] stopped" || true
+	@pid=$$(cat .run/gunicorn.pid 2>/dev/null) && grep -qa gunicorn /proc/$$pid/cmdline 2>/dev/null && \
+	  kill -TERM $$pid && echo "[server] stopped (pid $$pid)" || true
 	@scripts/cassandra.sh stop
 
 test: venv chromium spark-jars
