@@ -146,9 +146,9 @@ class EventWriter:
         # (tenant, slot, location, bucket, banner) → [impressions, clicks], for traffic_counts
         self._traffic: dict[tuple[str, str, str, dt.datetime, str], list[int]] = defaultdict(lambda: [0, 0])
         self._retry_impressions: list[tuple[Impression, Segment]] = []
-        self._binder: RowBinder | None = None         # INSERT_IMPRESSION's, made on the first write
         self._retry_clicks: list[tuple[Click, Segment]] = []
         self._spooled_clicks: set[uuid.UUID] = set()     # clicks accepted while Cassandra was away
+        self._binder: RowBinder | None = None         # INSERT_IMPRESSION's, made on the first write
         self._in_flight = 0
         self._idle = threading.Condition(self._lock)
         self.stats = defaultdict(int)
