@@ -125,6 +125,11 @@ start() {
     -Xms"$heap" -Xmx"$heap" -Xss512k
     -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxGCPauseMillis=300
     -XX:ActiveProcessorCount=2
+    # From Cassandra 5.0's conf/jvm-server.options: fault in and zero the whole heap at start, so a collection
+    # never waits for the kernel to hand it fresh pages; and keep the JVM's performance counters out of a
+    # memory-mapped file in /tmp, whose page writes can stall a safepoint behind disk I/O (a flush's, here).
+    -XX:+AlwaysPreTouch
+    -XX:+PerfDisableSharedMem
     # Every collection's pause, with the wall-clock time (upstream's cassandra-env.sh logs GC too).
     -Xlog:gc:file="$home/logs/gc.log":time,uptime,level,tags:filecount=5,filesize=10m
     -Djava.net.preferIPv4Stack=true
