@@ -1,11 +1,11 @@
 """Bind rows to a prepared statement at a fraction of the driver's cost, with the driver's own bytes.
 
 Each worker binds every impression it serves to ``INSERT_IMPRESSION`` in its background thread. The driver's
-``PreparedStatement.bind`` is compiled code that keeps the GIL for a whole row, at 17–36 µs per 14-column row here
-(the spread is the machine's): binding a half-second's few hundred rows held the worker's request thread up for
-milliseconds, a cluster of slower serves every IMPRESSION_WRITE_SECONDS (docs/BENCHMARKS.md, sixth round).
+``PreparedStatement.bind`` is compiled code that keeps the GIL for a whole row, 17.1 µs per 14-column row in one
+``make bench-batch``: binding a half-second's few hundred rows held the worker's request thread up for
+milliseconds, slower serves every IMPRESSION_WRITE_SECONDS (docs/BENCHMARKS.md, sixth round).
 :class:`RowBinder` serializes the common column types itself (text, double, uuid, date, timestamp; 4.7 µs per
-row against the driver's 17.1 in one ``make bench-batch``) and leaves any other type, and any value of an
+row in the same run) and leaves any other type, and any value of an
 unexpected Python type, to the driver's serializer, so its values are the bytes ``bind`` would send;
 tests/test_rows.py compares the two on a real prepared statement.
 """
