@@ -3,8 +3,9 @@
 
 Runs, on the same seeds, our Thompson sampling per city with Beta(1, 1), with the simulator's leave-one-out
 slot-wide pooling (``thompson-pooled``), and with the priors job's empirical-Bayes fit
-(``simulator.policies.empirical_bayes_prior``: webapp/bandits/priors.py on the live counts), and prints the
-share of the oracle's expected clicks and the regret, mean over seeds. ``make bench-pooling`` (SEEDS=4).
+(``simulator.policies.empirical_bayes_prior``: webapp/bandits/priors.py on the live counts); beside them two
+references that read the simulator's truth (the true population prior; the slot's best banner to everyone). It
+prints the share of the oracle's expected clicks and the regret, mean over seeds. ``make bench-pooling`` (SEEDS=4).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from simulator.env import BannerSlotEnv  # noqa: E402
 from simulator.policies import empirical_bayes_prior  # noqa: E402
 
 ORACLE_PRIOR = "thompson + the true population prior (oracle: a Beta matched to this seed's true city CTRs)"
+SLOT_BEST = ("reference: the slot's best banner to every visitor (oracle of the slot: knows each banner's true "
+             "slot-wide CTR, learns nothing per city)")
 
 POLICIES = {
     "thompson": ("thompson", {}),
@@ -36,6 +39,7 @@ POLICIES = {
     "thompson + empirical-Bayes city priors, cap 5000":
         ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=5000.0)}),
     ORACLE_PRIOR: ("thompson-pooled", {}),
+    SLOT_BEST: ("thompson-pooled", {}),
 }
 
 
@@ -53,6 +57,20 @@ def true_population_prior(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return alpha0, beta0
 
 
+def slot_best_prior(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every city's prior for banner b: a Beta of strength 10^12 at b's true slot-wide CTR (its cities' true
+    CTRs weighted by their share of the traffic). No count of a run moves it, so Thompson sampling with it
+    serves the slot's best banner everywhere: the best a policy can do that does not tell cities apart."""
+    env = BannerSlotEnv(STATIONARY)
+    env.reset(seed=seed)
+    true = env.true_ctr[0]                                        # (cities, banners)
+    slot_ctr = env.city_weights[0] @ true                         # (banners,)
+    strength = 1e12
+    alpha0 = np.broadcast_to(strength * slot_ctr, true.shape).copy()
+    beta0 = np.broadcast_to(strength * (1 - slot_ctr), true.shape).copy()
+    return alpha0, beta0
+
+
 def _fixed(prior: tuple[np.ndarray, np.ndarray], impressions: np.ndarray, clicks: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray]:
     return prior
@@ -63,6 +81,8 @@ def job(args: tuple[str, int]) -> tuple[str, int, float, float]:
     policy, params = POLICIES[label]
     if label == ORACLE_PRIOR:
         params = {"prior_function": partial(_fixed, true_population_prior(seed))}
+    elif label == SLOT_BEST:
+        params = {"prior_function": partial(_fixed, slot_best_prior(seed))}
     result = run(STATIONARY, policy, seed, **params)
     return label, seed, result.expected_clicks / result.oracle_expected_clicks, result.regret
 
