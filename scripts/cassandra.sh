@@ -170,16 +170,17 @@ start() {
   # compactions, GC pauses) came in bursts of up to both cores for up to a second, and serves queued behind it;
   # at a lower priority it takes the idle cycles first. CASSANDRA_NICE=0 turns that off.
   local nice_level=${CASSANDRA_NICE:-10}
-  setsid nice -n "$nice_level" java "${jvm_flags[@]}" -cp "$conf:$lib/*" org.apache.cassandra.service.CassandraDaemon \
-    >"$log" 2>&1 </dev/null &
+  # setsid gives the daemon a session of its own, and with the kernel's autogroup scheduling a session is a
+  # group that gets its fair share whatever its threads' nice values: the group's own nice must be set too. The
+  # new session sets it itself, after setsid() and before java starts. (Written from here, the write raced the
+  # child's setsid(): when it came first, it lowered the priority of the *caller's* session, the one that goes on
+  # to run the web server in `make run`, the benchmarks and the tests, and left Cassandra's at 0.)
+  setsid bash -c 'if [[ -w /proc/self/autogroup ]]; then echo "$1" >/proc/self/autogroup || true; fi; shift; exec "$@"' \
+    autogroup "$nice_level" nice -n "$nice_level" java "${jvm_flags[@]}" -cp "$conf:$lib/*" \
+    org.apache.cassandra.service.CassandraDaemon >"$log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   local pid waited=0 timeout=${CASSANDRA_START_TIMEOUT:-180}
   pid=$(cat "$pidfile")
-  # setsid gives the daemon a session of its own, and with the kernel's autogroup scheduling a session is a
-  # group that gets its fair share whatever its threads' nice values: the group's own nice must be set too.
-  if [[ -w /proc/$pid/autogroup ]]; then
-    echo "$nice_level" >"/proc/$pid/autogroup" 2>/dev/null || say "could not lower the priority of its autogroup"
-  fi
   until cql_up; do
     if ! kill -0 "$pid" 2>/dev/null; then
       say "Cassandra exited during start; last lines of its logs:"
@@ -196,6 +197,14 @@ start() {
     (( waited % 10 == 0 )) && say "waiting for CQL on $host:$port… ${waited}s"
   done
   say "ready: CQL on $host:$port after ${waited}s (pid $pid)"
+  if [[ -r /proc/$pid/autogroup ]]; then
+    local group
+    group=$(cat "/proc/$pid/autogroup" 2>/dev/null || true)
+    say "scheduling: nice $nice_level, in ${group:-an unknown group}"
+    if [[ $group != *" nice $nice_level" || $group == "$(cat /proc/self/autogroup 2>/dev/null)" ]]; then
+      say "warning: its scheduling group is not at nice $nice_level, or is this shell's"
+    fi
+  fi
 }
 
 stop() {
