@@ -52,6 +52,9 @@ from webapp.posteriors import FIRST_BLOCK  # noqa: E402
 DOCS = REPO / "docs"
 BENCHMARKS_MD = DOCS / "BENCHMARKS.md"
 BEGIN, END = "<!-- learning-benchmark:begin -->", "<!-- learning-benchmark:end -->"
+# Written by hand inside the generated section, after the aims (what later commands found about them): a rerun
+# keeps whatever stands between these markers.
+NOTES_BEGIN, NOTES_END = "<!-- learning-notes:begin -->", "<!-- learning-notes:end -->"
 RAW_RESULTS = REPO / "benchmarks" / "out" / "learning_results.pkl"      # git-ignored; for --report-only
 CLEAR_MARGIN = 1.2          # "faster" counts as clear when the other takes ≥ 1.2× as long
 
@@ -372,6 +375,9 @@ def write_report(ctx: dict[str, Any]) -> str:
         "|---|---|---|",
         *[f"| {a['aim']} | {a['result']} | **{a['met']}** |" for a in aims],
         "",
+        NOTES_BEGIN,
+        NOTES_END,
+        "",
         *ctx["aim_notes"],
         "",
         "### Stationary",
@@ -578,7 +584,11 @@ def update_benchmarks_md(section: str) -> None:
     DOCS.mkdir(exist_ok=True)
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n\n"
     pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.S)
-    if pattern.search(text):
+    notes = re.compile(re.escape(NOTES_BEGIN) + ".*?" + re.escape(NOTES_END), re.S)
+    if old := pattern.search(text):
+        kept = notes.search(old.group(0))
+        if kept:
+            section = notes.sub(lambda _: kept.group(0), section, count=1)
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip("\n") + "\n\n" + section
