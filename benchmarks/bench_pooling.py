@@ -43,13 +43,19 @@ POLICIES = {
 }
 
 
+def _truth(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """This seed's true CTRs, shape (cities, banners), and its cities' shares of the traffic, shape (cities,):
+    the same as the run's own environment draws."""
+    env = BannerSlotEnv(STATIONARY)
+    env.reset(seed=seed)
+    return env.true_ctr[0], env.city_weights[0]
+
+
 def true_population_prior(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Every city's prior for banner b: the Beta with the mean and variance of b's true CTRs over this seed's
     cities (read from the environment, which a real service cannot do): the prior that fitting city priors
     from data (the priors job, the pooling) tries to estimate, as a reference for how far better fits can go."""
-    env = BannerSlotEnv(STATIONARY)
-    env.reset(seed=seed)                      # the same cities and CTRs as the run's own environment
-    true = env.true_ctr[0]                    # (cities, banners)
+    true, _ = _truth(seed)
     mean, var = true.mean(axis=0), true.var(axis=0)
     strength = mean * (1 - mean) / var - 1
     alpha0 = np.broadcast_to(strength * mean, true.shape).copy()
@@ -61,10 +67,8 @@ def slot_best_prior(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Every city's prior for banner b: a Beta of strength 10^12 at b's true slot-wide CTR (its cities' true
     CTRs weighted by their share of the traffic). No count of a run moves it, so Thompson sampling with it
     serves the slot's best banner everywhere: the best a policy can do that does not tell cities apart."""
-    env = BannerSlotEnv(STATIONARY)
-    env.reset(seed=seed)
-    true = env.true_ctr[0]                                        # (cities, banners)
-    slot_ctr = env.city_weights[0] @ true                         # (banners,)
+    true, weights = _truth(seed)
+    slot_ctr = weights @ true                                     # (banners,)
     strength = 1e12
     alpha0 = np.broadcast_to(strength * slot_ctr, true.shape).copy()
     beta0 = np.broadcast_to(strength * (1 - slot_ctr), true.shape).copy()

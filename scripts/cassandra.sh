@@ -175,7 +175,10 @@ start() {
   # new session sets it itself, after setsid() and before java starts. (Written from here, the write raced the
   # child's setsid(): when it came first, it lowered the priority of the *caller's* session, the one that goes on
   # to run the web server in `make run`, the benchmarks and the tests, and left Cassandra's at 0.)
-  setsid bash -c 'if [[ -w /proc/self/autogroup ]]; then echo "$1" >/proc/self/autogroup || true; fi; shift; exec "$@"' \
+  # (An unprivileged write can be refused for a tenth of a second after another group's change: one retry.)
+  setsid bash -c 'if [[ -w /proc/self/autogroup ]]; then
+      echo "$1" 2>/dev/null >/proc/self/autogroup || { sleep 0.2; echo "$1" >/proc/self/autogroup; } || true
+    fi; shift; exec "$@"' \
     autogroup "$nice_level" nice -n "$nice_level" java "${jvm_flags[@]}" -cp "$conf:$lib/*" \
     org.apache.cassandra.service.CassandraDaemon >"$log" 2>&1 </dev/null &
   echo $! >"$pidfile"
