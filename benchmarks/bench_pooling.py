@@ -3,8 +3,10 @@
 
 Runs, on the same seeds, our Thompson sampling per city with Beta(1, 1), with the simulator's leave-one-out
 slot-wide pooling (``thompson-pooled``), and with the priors job's empirical-Bayes fit
-(``simulator.policies.empirical_bayes_prior``: webapp/bandits/priors.py on the live counts); beside them two
-references that read the simulator's truth (the true population prior; the slot's best banner to everyone). It
+(``simulator.policies.empirical_bayes_prior``: webapp/bandits/priors.py on the live counts); beside them
+references that take the aim apart: the true population prior (read from the simulator) with Thompson sampling
+and with no exploration (``posterior-mean``), the slot's true best banner to everyone, and one Thompson sampler
+for the whole slot (``thompson-slot``). It
 prints the share of the oracle's expected clicks and the regret, mean over seeds. ``make bench-pooling`` (SEEDS=4).
 """
 
@@ -28,6 +30,10 @@ from simulator.policies import empirical_bayes_prior  # noqa: E402
 ORACLE_PRIOR = "thompson + the true population prior (oracle: a Beta matched to this seed's true city CTRs)"
 SLOT_BEST = ("reference: the slot's best banner to every visitor (oracle of the slot: knows each banner's true "
              "slot-wide CTR, learns nothing per city)")
+SLOT_THOMPSON = ("reference: one Thompson sampler for the whole slot (learns the slot's ranking from nothing, "
+                 "tells no city apart)")
+GREEDY_TRUE = ("reference: each city's posterior mean under the true population prior, no exploration (knows "
+               "the slot, learns each city from its own data)")
 
 POLICIES = {
     "thompson": ("thompson", {}),
@@ -40,6 +46,8 @@ POLICIES = {
         ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=5000.0)}),
     ORACLE_PRIOR: ("thompson-pooled", {}),
     SLOT_BEST: ("thompson-pooled", {}),
+    SLOT_THOMPSON: ("thompson-slot", {}),
+    GREEDY_TRUE: ("posterior-mean", {}),
 }
 
 
@@ -83,7 +91,7 @@ def _fixed(prior: tuple[np.ndarray, np.ndarray], impressions: np.ndarray, clicks
 def job(args: tuple[str, int]) -> tuple[str, int, float, float]:
     label, seed = args
     policy, params = POLICIES[label]
-    if label == ORACLE_PRIOR:
+    if label in (ORACLE_PRIOR, GREEDY_TRUE):
         params = {"prior_function": partial(_fixed, true_population_prior(seed))}
     elif label == SLOT_BEST:
         params = {"prior_function": partial(_fixed, slot_best_prior(seed))}

@@ -223,6 +223,36 @@ class ThompsonPooled(ThompsonPerCity):
 
 
 @dataclass
+class ThompsonSlot(ThompsonPerCity):
+    """Reference: one Thompson sampler for the whole slot, Beta(1 + clicks, 1 + impressions − clicks) of the
+    slot's counts, serving every city alike. Beside :func:`slot_best`-style oracles it prices learning the
+    slot's ranking from nothing, with no city told apart."""
+
+    name: str = "thompson-slot"
+
+    def refresh(self) -> None:
+        ones = np.ones(self.n_banners)
+        alpha, beta = beta_posterior(ones, ones, self.impressions.sum(axis=0), self.clicks.sum(axis=0))
+        self._alpha = np.broadcast_to(alpha, self.impressions.shape)
+        self._beta = np.broadcast_to(beta, self.impressions.shape)
+
+
+@dataclass
+class PosteriorMeanGreedy(ThompsonPooled):
+    """Reference: per city, the banner with the highest posterior *mean* under the city prior (ties at
+    random); no exploration at all. With a prior that already knows the slot (read from the simulator) it
+    shows what each city's own data is worth when nothing has to be learned about the slot."""
+
+    name: str = "posterior-mean"
+
+    def select_actions(self, cities: IntArray) -> IntArray:
+        mean = self._alpha / (self._alpha + self._beta)
+        n = len(cities)
+        return np.argmax(mean[np.asarray(cities, dtype=np.intp)] + 1e-12 * self.rng.random((n, self.n_banners)),
+                         axis=1)
+
+
+@dataclass
 class DiscountedThompson:
     """Our discounted Thompson sampling per city (:class:`webapp.bandits.DiscountedThompsonSampling`).
 
@@ -355,6 +385,8 @@ POLICIES: dict[str, Callable[..., object]] = {
     "ucb1": UCB1,
     "thompson": ThompsonPerCity,
     "thompson-pooled": ThompsonPooled,
+    "thompson-slot": ThompsonSlot,
+    "posterior-mean": PosteriorMeanGreedy,
     "thompson-discounted": DiscountedThompson,
     "thompson-discounted-pooled": DiscountedPooled,
     "mabwiser-thompson": MabwiserThompson,

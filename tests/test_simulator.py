@@ -10,8 +10,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from simulator import ENV_ID, BannerSlotEnv, Scenario, impressions_to_share, run
-from simulator.policies import (MabwiserThompson, ThompsonPerCity, ThompsonPooled, empirical_bayes_prior,
-                                slot_wide_prior)
+from simulator.policies import (MabwiserThompson, PosteriorMeanGreedy, ThompsonPerCity, ThompsonPooled,
+                                ThompsonSlot, empirical_bayes_prior, slot_wide_prior)
 from webapp.bandits import beta_posterior
 
 SMALL = Scenario(name="small", n_banners=5, n_cities=4, horizon=20_000, batch_size=100, base_ctr=0.1,
@@ -218,3 +218,23 @@ def test_discounted_pooled_serves_from_priors_fitted_on_the_discounted_counts():
     shares = np.bincount(draws, minlength=3) / draws.size
     means = alpha[0] / (alpha[0] + beta[0])
     assert np.argmax(shares) == np.argmax(means) == 2                # the clicked banner leads city 0
+
+
+def test_slot_thompson_reference_serves_every_city_from_the_slots_counts():
+    policy = ThompsonSlot(n_banners=3, n_cities=2, rng=0)
+    policy.update_params(np.array([0, 0, 1, 1]), np.array([0, 2, 2, 2]), np.array([0, 1]), np.array([2, 2]))
+    ones = np.ones(3)
+    alpha, beta = beta_posterior(ones, ones, [1, 0, 3], [0, 0, 2])
+    for city in (0, 1):
+        np.testing.assert_allclose(policy._alpha[city], alpha)
+        np.testing.assert_allclose(policy._beta[city], beta)
+
+
+def test_posterior_mean_reference_exploits_each_citys_posterior_and_never_explores():
+    # prior: banner 1 best everywhere; city 1 has seen banner 1 fail often enough to fall below banner 0
+    prior = (np.array([[3.0, 4.0], [3.0, 4.0]]), np.array([[97.0, 96.0], [97.0, 96.0]]))
+    policy = PosteriorMeanGreedy(n_banners=2, n_cities=2, rng=0, prior_function=lambda n, c: prior)
+    policy.update_params(np.full(300, 1), np.full(300, 1), np.array([], int), np.array([], int))
+    picks = policy.select_actions(np.r_[np.zeros(500, int), np.ones(500, int)])
+    assert (picks[:500] == 1).all()           # city 0: the prior's best, every time
+    assert (picks[500:] == 0).all()           # city 1: 4 / 400 < 3 / 100, so banner 0, every time
