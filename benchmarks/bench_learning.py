@@ -52,7 +52,6 @@ from webapp.bandits import ThompsonSampler, thompson_winners  # noqa: E402
 from webapp.posteriors import FIRST_BLOCK  # noqa: E402
 
 DOCS = REPO / "docs"
-FIGURES = DOCS             # --no-write draws into benchmarks/out/ instead
 BENCHMARKS_MD = DOCS / "BENCHMARKS.md"
 BEGIN, END = "<!-- learning-benchmark:begin -->", "<!-- learning-benchmark:end -->"
 # Written by hand inside the generated section, after the aims (what later commands found about them): a rerun
@@ -257,19 +256,19 @@ def finish(fig, path: Path, text: str) -> None:
     plt.close(fig)
 
 
-def figure_stationary(grouped, scenario, seeds, policies) -> Path:
+def figure_stationary(grouped, scenario, seeds, policies, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, 6.2))
     fig.subplots_adjust(bottom=0.2, top=0.93)
     plot_regret(ax, grouped, policies)
     ax.set_xlabel("impressions")
     ax.set_title("Stationary: cumulative regret (line: mean over seeds, band: min–max)")
     ax.legend(fontsize=8, loc="upper left")
-    path = FIGURES / "learning_stationary.png"
+    path = out / "learning_stationary.png"
     finish(fig, path, caption(scenario, seeds))
     return path
 
 
-def figure_cold_start(grouped, scenario, seeds, policies) -> Path:
+def figure_cold_start(grouped, scenario, seeds, policies, out: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6.2))
     fig.subplots_adjust(bottom=0.2, top=0.9, wspace=0.25)
     plot_regret(left, grouped, policies)
@@ -281,12 +280,12 @@ def figure_cold_start(grouped, scenario, seeds, policies) -> Path:
     right.set_title("the new city only")
     right.legend(fontsize=8, loc="upper left")
     fig.suptitle("New-city cold start: cumulative regret (mean over seeds, band: min–max)")
-    path = FIGURES / "learning_cold_start.png"
+    path = out / "learning_cold_start.png"
     finish(fig, path, caption(scenario, seeds))
     return path
 
 
-def figure_drift(grouped, scenario, seeds, policies, share_policies) -> Path:
+def figure_drift(grouped, scenario, seeds, policies, share_policies, out: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6.2))
     fig.subplots_adjust(bottom=0.2, top=0.9, wspace=0.25)
     plot_regret(left, grouped, policies)
@@ -308,12 +307,12 @@ def figure_drift(grouped, scenario, seeds, policies, share_policies) -> Path:
     right.grid(alpha=0.3)
     right.legend(fontsize=8, loc="upper left")
     fig.suptitle("Drift: plain vs discounted Thompson sampling and the baselines (mean over seeds, band: min–max)")
-    path = FIGURES / "learning_drift.png"
+    path = out / "learning_drift.png"
     finish(fig, path, caption(scenario, seeds))
     return path
 
 
-def figure_decision_time(times: dict[int, dict[str, float]]) -> Path:
+def figure_decision_time(times: dict[int, dict[str, float]], out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.6))
     fig.subplots_adjust(bottom=0.2)
     ks = sorted(times)
@@ -330,7 +329,7 @@ def figure_decision_time(times: dict[int, dict[str, float]]) -> Path:
     ax.set_title("Decision time per serve")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    path = FIGURES / "learning_decision_time.png"
+    path = out / "learning_decision_time.png"
     finish(fig, path, f"One process, Beta posteriors of 200 impressions per arm; python {platform.python_version()}, "
                       f"numpy {np.__version__}, {platform.machine()}, {os.cpu_count()} cores.")
     return path
@@ -693,16 +692,15 @@ def main(argv: list[str] | None = None) -> int:
 
     grouped = [by_policy(main_results[s.name]) for s in scenarios]
     regret_policies = [p for p in policies if p != "oracle"]
-    global FIGURES
-    FIGURES = RAW_RESULTS.parent if args.no_write else DOCS
-    FIGURES.mkdir(parents=True, exist_ok=True)
+    out = RAW_RESULTS.parent if args.no_write else DOCS          # --no-write leaves docs/ alone
+    out.mkdir(parents=True, exist_ok=True)
     figures = {
-        "stationary": figure_stationary(grouped[0], scenarios[0], seeds, regret_policies),
-        "cold-start": figure_cold_start(grouped[1], scenarios[1], seeds, regret_policies),
+        "stationary": figure_stationary(grouped[0], scenarios[0], seeds, regret_policies, out),
+        "cold-start": figure_cold_start(grouped[1], scenarios[1], seeds, regret_policies, out),
         "drift": figure_drift(grouped[2], scenarios[2], seeds, regret_policies,
                               ["thompson", "thompson-discounted", "thompson-priors-1000",
-                               "thompson-discounted-priors"]),
-        "decision-time": figure_decision_time(times),
+                               "thompson-discounted-priors"], out),
+        "decision-time": figure_decision_time(times, out),
     }
     aims, notes = evaluate_aims(main_results, times, scenarios, sensitivity, args.horizon)
     load_after = os.getloadavg()[0]

@@ -225,8 +225,8 @@ class ThompsonPooled(ThompsonPerCity):
 @dataclass
 class ThompsonSlot(ThompsonPerCity):
     """Reference: one Thompson sampler for the whole slot, Beta(1 + clicks, 1 + impressions − clicks) of the
-    slot's counts, serving every city alike. Beside :func:`slot_best`-style oracles it prices learning the
-    slot's ranking from nothing, with no city told apart."""
+    slot's counts, serving every city alike. Beside an oracle that serves the slot's true best banner it
+    prices learning the slot's ranking from nothing, with no city told apart."""
 
     name: str = "thompson-slot"
 
