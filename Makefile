@@ -22,7 +22,7 @@ help:
 	@echo "make test         the whole test suite (starts the local Cassandra if needed)"
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
-	@echo "make bench-pooling  city priors vs the 97% stationary aim (SEEDS=4)"
+	@echo "make bench-pooling  city priors vs the 97% stationary aim (SEEDS=32, ~4 min)"
 	@echo "make bench-drift  plain vs discounted Thompson sampling after a drift, with and without city priors (SEEDS=8)"
 	@echo "make bench-decay  what a slot with a decay half-life costs the serving cache's refresh"
 	@echo "make profile-serve  CPU per request of serve and ping in one process (PROFILE_ARGS=--profile for cProfile)"
@@ -30,7 +30,7 @@ help:
 	@echo "make bench-cpu    how steady this machine's CPU speed is (run it on an idle machine)"
 	@echo "make latency-timeline  the slow requests of the last bench-serve's open-loop phases, as clusters in time"
 	@echo "make bench-bots   simulation: does a click bot poison the learning, with and without the filter"
-	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, 6-20 min)"
+	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, 32 seeds, ~20 min)"
 	@echo "make simulate-service  simulated visitors against gunicorn; checks the stats API (STEPS=2000)"
 	@echo "make priors       city priors from the event log (Spark; PRIORS_ARGS='--days 30 --tenant demo')"
 	@echo "make import-history  import HISTORY_CSV (default .run/history.csv; a sample is generated if absent)"
@@ -109,7 +109,7 @@ bench-serve: venv cassandra
 	@PYTHONPATH=. $(PY) benchmarks/bench_serve.py
 
 bench-pooling: venv
-	@$(PY) benchmarks/bench_pooling.py --seeds $${SEEDS:-4}
+	@$(PY) benchmarks/bench_pooling.py --seeds $${SEEDS:-32}
 
 profile-serve: venv cassandra
 	@$(PY) benchmarks/profile_serve.py $(PROFILE_ARGS)
@@ -136,7 +136,7 @@ bench-bots: venv
 	@PYTHONPATH=. $(PY) benchmarks/bench_bots.py
 
 # Learning benchmark (issue 5): SEEDS seeds of three scenarios, all policies; writes docs/.
-SEEDS ?= 8
+SEEDS ?= 32
 bench-learning: venv
 	@$(PY) benchmarks/bench_learning.py --seeds $(SEEDS)
 

@@ -13,7 +13,7 @@ Run from the repository root as ``.venv/bin/python benchmarks/bench_learning.py`
 4. Writes the section "Learning (issue 5)" of docs/BENCHMARKS.md (between markers, the rest of the file is
    kept) and docs/learning_*.png, and prints the aims with their numbers.
 
-Seeds 0…N−1 (``--seeds``, default 8) are reported; γ of discounted Thompson sampling was chosen on seeds
+Seeds 0…N−1 (``--seeds``, default 32) are reported; γ of discounted Thompson sampling was chosen on seeds
 1000–1002, which are not. Everything is deterministic given the seeds except the timings.
 """
 
@@ -633,7 +633,7 @@ def update_benchmarks_md(section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=8, help="seeds 0…N−1 of the main scenarios")
+    parser.add_argument("--seeds", type=int, default=32, help="seeds 0…N−1 of the main scenarios")
     parser.add_argument("--sensitivity-seeds", type=int, default=3)
     parser.add_argument("--horizon", type=int, default=200_000, help="impressions per run (the aims: 200k)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
