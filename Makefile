@@ -23,7 +23,7 @@ help:
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
 	@echo "make bench-pooling  city priors vs the 97% stationary aim (SEEDS=32, ~4 min)"
-	@echo "make bench-drift  plain vs discounted Thompson sampling after a drift, with and without city priors (SEEDS=8)"
+	@echo "make bench-drift  plain vs discounted Thompson sampling after a drift, with and without city priors (SEEDS=32, ~6 min)"
 	@echo "make bench-decay  what a slot with a decay half-life costs the serving cache's refresh"
 	@echo "make profile-serve  CPU per request of serve and ping in one process (PROFILE_ARGS=--profile for cProfile)"
 	@echo "make bench-batch  Cassandra's and the writer's CPU per impression, by rows per batch"
@@ -127,7 +127,7 @@ latency-timeline: venv
 	@$(PY) benchmarks/latency_timeline.py $(TIMELINE_ARGS)
 
 bench-drift: venv
-	@$(PY) benchmarks/bench_drift.py --seeds $${SEEDS:-8}
+	@$(PY) benchmarks/bench_drift.py --seeds $${SEEDS:-32}
 
 bench-outage: venv cassandra
 	@$(PY) -m pytest tests/test_outage.py -q -s -p no:logging

@@ -5,7 +5,7 @@ Runs, on the same seeds, plain and discounted Thompson sampling per city, each w
 pooled from the other cities, in the drift scenario (and, for the price of forgetting, in the stationary
 one), and prints per policy: impressions after the drift until 50 % and 90 % of the traffic is on the banner
 the drift made best (per seed), regret after the drift, and the share of the oracle's expected clicks in
-both scenarios. ``make bench-drift`` (SEEDS=8).
+both scenarios. ``make bench-drift`` (32 seeds; SEEDS=N for another count).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def reach(values: list[int | None]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--seeds", type=int, default=32)
     args = parser.parse_args()
     seeds = list(range(args.seeds))
     print(f"drift scenario: {DRIFT.describe()}\nstationary scenario: {STATIONARY.describe()}\n"
