@@ -6,9 +6,8 @@ slot-wide pooling (``thompson-pooled``), and with the priors job's empirical-Bay
 (``simulator.policies.empirical_bayes_prior``: webapp/bandits/priors.py on the live counts); beside them
 references that take the aim apart: the true population prior (read from the simulator) with Thompson sampling
 and with no exploration (``posterior-mean``), the slot's true best banner to everyone, and one Thompson sampler
-for the whole slot (``thompson-slot``). It
-prints the share of the oracle's expected clicks (mean, its standard error over seeds, how many seeds reach
-97 %) and the regret. ``make bench-pooling`` (32 seeds).
+for the whole slot (``thompson-slot``). It prints the share of the oracle's expected clicks (mean, its standard
+error over seeds, how many seeds reach 97 %) and the regret. ``make bench-pooling`` (32 seeds).
 """
 
 from __future__ import annotations
