@@ -3,11 +3,12 @@
 
 Runs, on the same seeds, our Thompson sampling per city with Beta(1, 1), with the simulator's leave-one-out
 slot-wide pooling (``thompson-pooled``), and with the priors job's empirical-Bayes fit
-(``simulator.policies.empirical_bayes_prior``: webapp/bandits/priors.py on the live counts); beside them
-references that take the aim apart: the true population prior (read from the simulator) with Thompson sampling
-and with no exploration (``posterior-mean``), the slot's true best banner to everyone, and one Thompson sampler
-for the whole slot (``thompson-slot``). It prints the share of the oracle's expected clicks (mean, its standard
-error over seeds, how many seeds reach 97 %) and the regret. ``make bench-pooling`` (32 seeds).
+(``simulator.policies.empirical_bayes_prior``: webapp/bandits/priors.py on the live counts); the best learner
+found by hand (``thompson-hierarchical``, a candidate the server does not run); beside them references that take
+the aim apart: the true population prior (read from the simulator) with Thompson sampling and with no
+exploration (``posterior-mean``), the slot's true best banner to everyone, and one Thompson sampler for the whole
+slot (``thompson-slot``). It prints the share of the oracle's expected clicks (mean, its standard error over
+seeds, how many seeds reach 97 %) and the regret. ``make bench-pooling`` (32 seeds).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from simulator import STATIONARY, run  # noqa: E402
 from simulator.env import BannerSlotEnv  # noqa: E402
 from simulator.policies import empirical_bayes_prior  # noqa: E402
 
+HIERARCHICAL = ("candidate: hierarchical Thompson sampling (each banner's slot rate drawn from the other cities' "
+                "counts, empirical-Bayes strength cap 1000, city draws pulled halfway to the mean)")
 ORACLE_PRIOR = "thompson + the true population prior (oracle: a Beta matched to this seed's true city CTRs)"
 SLOT_BEST = ("reference: the slot's best banner to every visitor (oracle of the slot: knows each banner's true "
              "slot-wide CTR, learns nothing per city)")
@@ -44,6 +47,7 @@ POLICIES = {
         ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=1000.0)}),
     "thompson + empirical-Bayes city priors, cap 5000":
         ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=5000.0)}),
+    HIERARCHICAL: ("thompson-hierarchical", {}),
     ORACLE_PRIOR: ("thompson-pooled", {}),
     SLOT_BEST: ("thompson-pooled", {}),
     SLOT_THOMPSON: ("thompson-slot", {}),

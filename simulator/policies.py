@@ -253,6 +253,41 @@ class PosteriorMeanGreedy(ThompsonPooled):
 
 
 @dataclass
+class HierarchicalThompson(CountingPolicy):
+    """Candidate, not what the server runs: the best learner found against the stationary 97 % aim.
+
+    Per request and banner, the slot's rate θ is drawn from the Beta(1, 1) posterior of the *other* cities'
+    counts (leave-one-out); the city's posterior is then Beta(κθ + clicks, κ(1 − θ) + impressions − clicks),
+    κ the banner's empirical-Bayes strength as the priors job fits it (:func:`empirical_bayes_prior`, capped
+    at ``max_strength``); and the city's draw is pulled toward that posterior's mean by ``temper``
+    (1: a plain Thompson draw, 0: the mean, no exploration within the city).
+    """
+
+    max_strength: float = 1000.0
+    temper: float = 0.5
+    name: str = "thompson-hierarchical"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.temper, bool) or not isinstance(self.temper, (int, float)) or not 0 <= self.temper <= 1:
+            raise ValueError(f"temper must be a number in [0, 1], got {self.temper!r}")
+        super().__post_init__()
+
+    def refresh(self) -> None:
+        alpha0, beta0 = empirical_bayes_prior(self.impressions, self.clicks, self.max_strength)
+        self._strength = alpha0[0] + beta0[0]                      # (K,): one fit per banner, every city alike
+
+    def select_actions(self, cities: IntArray) -> IntArray:
+        cities = np.asarray(cities, dtype=np.intp)
+        n, c = self.impressions[cities], self.clicks[cities]                      # (n, K)
+        others_n, others_c = self.impressions.sum(axis=0) - n, self.clicks.sum(axis=0) - c
+        theta = np.clip(self.rng.beta(1.0 + others_c, 1.0 + others_n - others_c), 1e-9, 1 - 1e-9)
+        alpha, beta = beta_posterior(self._strength * theta, self._strength * (1 - theta), n, c)
+        mean = alpha / (alpha + beta)
+        score = mean + self.temper * (self.rng.beta(alpha, beta) - mean)
+        return np.argmax(score + 1e-12 * self.rng.random(score.shape), axis=1)
+
+
+@dataclass
 class DiscountedThompson:
     """Our discounted Thompson sampling per city (:class:`webapp.bandits.DiscountedThompsonSampling`).
 
@@ -387,6 +422,7 @@ POLICIES: dict[str, Callable[..., object]] = {
     "thompson-pooled": ThompsonPooled,
     "thompson-slot": ThompsonSlot,
     "posterior-mean": PosteriorMeanGreedy,
+    "thompson-hierarchical": HierarchicalThompson,
     "thompson-discounted": DiscountedThompson,
     "thompson-discounted-pooled": DiscountedPooled,
     "mabwiser-thompson": MabwiserThompson,
