@@ -250,13 +250,10 @@ def _served(cities, banners, clicks_per_pair):
 def test_hierarchical_candidate_serves_the_slots_best_to_a_new_city_and_a_citys_own_best_where_it_differs():
     # cities 1 and 2: 50,000 impressions per banner, banner 1 at 4 % beats banner 0 at 3 %;
     # city 0: 5,000 impressions of banner 1 at 1 %, so its posterior mean of banner 1 falls below banner 0's
-    cities, banners = [], []
-    for city in (1, 2):
-        for banner in (0, 1):
-            cities.append(np.full(50_000, city)); banners.append(np.full(50_000, banner))
-    cities.append(np.zeros(5_000, int)); banners.append(np.ones(5_000, int))
+    cities = np.r_[np.repeat([1, 2], 100_000), np.zeros(5_000, int)]
+    banners = np.r_[np.tile(np.repeat([0, 1], 50_000), 2), np.ones(5_000, int)]
     policy = HierarchicalThompson(n_banners=2, n_cities=4, rng=0, temper=0.0)
-    policy.update_params(*_served(np.concatenate(cities), np.concatenate(banners),
+    policy.update_params(*_served(cities, banners,
                                   [(1, 0, 1500), (1, 1, 2000), (2, 0, 1500), (2, 1, 2000), (0, 1, 50)]))
     picks = policy.select_actions(np.r_[np.full(500, 3), np.zeros(500, int)])
     assert (picks[:500] == 1).all()           # city 3, no data: the slot's best, every time
