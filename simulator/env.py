@@ -152,14 +152,13 @@ class BannerSlotEnv(gym.Env):
         s = self.scenario
         mu = np.log(s.base_ctr / (1 - s.base_ctr)) + s.banner_spread * rng.standard_normal(s.n_banners)
         delta = s.city_spread * rng.standard_normal((s.n_cities, s.n_banners))        # shape (C, K)
-        phases = [_sigmoid(mu + delta)]
         self.slot_logit = [mu]
         if s.drift_at is not None:
             best, worst = int(np.argmax(mu)), int(np.argmin(mu))
             after = mu.copy()
             after[worst], after[best] = mu[best] + s.drift_boost, mu[worst]
-            phases.append(_sigmoid(after + delta))
             self.slot_logit.append(after)
+        phases = [_sigmoid(self._city_logits(slot) + delta) for slot in self.slot_logit]
         self.new_best_banner = int(np.argmax(self.slot_logit[-1]))     # after the drift (if any)
         self.true_ctr = np.stack(phases)                                               # (phases, C, K)
 
@@ -173,6 +172,15 @@ class BannerSlotEnv(gym.Env):
             after = before * (1 - s.new_city_share)
             after[-1] = s.new_city_share
             self.city_weights = np.stack([before, after])                              # (phases, C)
+
+    def _city_logits(self, slot: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Each city's logits before its deviations δ, shape (C, K): the slot's, but mirrored by rank in the
+        scenario's reversed city."""
+        logits = np.tile(slot, (self.scenario.n_cities, 1))
+        if self.scenario.reversed_city is not None:
+            order = np.argsort(slot)
+            logits[self.scenario.reversed_city, order] = slot[order[::-1]]
+        return logits
 
     def _draw_stream(self, rng: np.random.Generator) -> None:
         s = self.scenario

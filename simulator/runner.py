@@ -75,6 +75,7 @@ class RunResult:
     to_share: dict[float, int | None]              # impressions from the start until that share (per block)
     drift: dict[str, Any] = field(default_factory=dict)
     new_city: dict[str, Any] = field(default_factory=dict)
+    per_city: dict[str, NDArray[np.float64]] = field(default_factory=dict)   # impressions, regret, … (C,)
     seconds: float = 0.0
 
     @property
@@ -124,6 +125,9 @@ def run(scenario: Scenario, policy: str, seed: int, **params: Any) -> RunResult:
         oracle_clicks=int(oracle_clicks.sum()),
         best_share=on_best[: full * SHARE_BLOCK].reshape(full, SHARE_BLOCK).mean(axis=1),
         to_share={x: impressions_to_share(on_best, SHARE_BLOCK, x) for x in SHARES},
+        per_city={name: np.bincount(env.city, weights=values, minlength=scenario.n_cities)
+                  for name, values in (("impressions", None), ("regret", regret), ("expected_clicks", expected),
+                                       ("oracle_expected_clicks", optimal))},
     )
     if scenario.drift_at is not None:
         # the new best banner slot-wide (the drifted one), as the aim names it

@@ -67,6 +67,10 @@ class Scenario:
     click_delay_seconds : float
         Mean of an exponential delay between an impression and its click (0 = clicks are known at once). A
         delayed click reaches the policy at the first refresh after it happens.
+    reversed_city : int or None
+        City (0-based, by size) whose taste runs against the slot's: in its CTRs the slot-level logits are
+        mirrored by rank (the slot's best banner gets the slot's worst logit, the second best the second worst,
+        and so on), its own deviations δ stay. The case where pooling the cities misleads (an outlier city).
     """
 
     name: str = "custom"
@@ -88,6 +92,7 @@ class Scenario:
     new_city_at: int | None = None
     new_city_share: float = 0.1
     click_delay_seconds: float = 0.0
+    reversed_city: int | None = None
 
     def __post_init__(self) -> None:
         def integer(name: str, low: int, high: int | None = None) -> None:
@@ -132,6 +137,8 @@ class Scenario:
             value = getattr(self, name)
             if value is not None:
                 integer(name, 1, self.horizon - 1)
+        if self.reversed_city is not None:
+            integer("reversed_city", 0, self.n_cities - 1)
         if self.new_city_at is not None and self.n_cities < 2:
             raise ValueError("Scenario.new_city_at needs n_cities ≥ 2 (the last city is the new one)")
 
@@ -160,6 +167,8 @@ class Scenario:
             parts.append(f"drift at {self.drift_at:,} (boost {self.drift_boost:.3g} logit)")
         if self.new_city_at is not None:
             parts.append(f"new city at {self.new_city_at:,} with {self.new_city_share:.0%} of traffic")
+        if self.reversed_city is not None:
+            parts.append(f"city {self.reversed_city} (0 = largest) with the slot's ranking reversed")
         if self.click_delay_seconds:
             parts.append(f"click delay mean {self.click_delay_seconds:g} s")
         return ", ".join(parts)

@@ -107,6 +107,36 @@ def test_drift_makes_the_worst_banner_the_best():
     assert (env.true_ctr[1].argmax(axis=1) == env.new_best_banner).mean() >= 0.75
 
 
+def test_a_reversed_city_ranks_the_banners_against_the_slot_and_no_other_city_changes():
+    scenario = SMALL.with_(city_spread=0.0, drift_at=5_000)
+    plain, reversed_ = BannerSlotEnv(scenario), BannerSlotEnv(scenario.with_(reversed_city=2))
+    plain.reset(seed=8)
+    reversed_.reset(seed=8)
+    others = [0, 1, 3]
+    np.testing.assert_array_equal(plain.true_ctr[:, others], reversed_.true_ctr[:, others])
+    for phase, slot in enumerate(reversed_.slot_logit):                # before and after the drift
+        ctr = reversed_.true_ctr[phase, 2]
+        np.testing.assert_array_equal(np.argsort(ctr), np.argsort(slot)[::-1])
+        np.testing.assert_allclose(np.sort(ctr), np.sort(plain.true_ctr[phase, 2]))   # the same rates, moved
+    np.testing.assert_array_equal(plain.city, reversed_.city)
+
+
+@pytest.mark.parametrize("city", [-1, 4, True, 1.0])
+def test_a_reversed_city_must_be_one_of_the_cities(city):
+    with pytest.raises(ValueError, match="reversed_city"):
+        SMALL.with_(reversed_city=city)
+
+
+def test_a_run_reports_each_citys_share_of_the_totals():
+    result = run(SMALL.with_(reversed_city=0), "thompson", seed=9)
+    per_city = result.per_city
+    assert per_city["impressions"].sum() == result.horizon
+    assert per_city["regret"].sum() == pytest.approx(result.regret)
+    assert per_city["oracle_expected_clicks"].sum() == pytest.approx(result.oracle_expected_clicks)
+    assert per_city["expected_clicks"].sum() == pytest.approx(result.expected_clicks)
+    assert np.all(per_city["regret"] >= 0) and np.all(per_city["impressions"] > 0)
+
+
 def test_a_new_city_has_no_traffic_before_it_appears():
     scenario = SMALL.with_(new_city_at=8_000, new_city_share=0.2)
     env = BannerSlotEnv(scenario)
