@@ -8,7 +8,11 @@ found by hand (``thompson-hierarchical``, a candidate the server does not run); 
 the aim apart: the true population prior (read from the simulator) with Thompson sampling and with no
 exploration (``posterior-mean``), the slot's true best banner to everyone, and one Thompson sampler for the whole
 slot (``thompson-slot``). It prints the share of the oracle's expected clicks (mean, its standard error over
-seeds, how many seeds reach 97 %) and the regret. ``make bench-pooling`` (32 seeds).
+seeds, how many seeds reach 97 %), the regret, and each row's difference from the fit at cap 1,000 seed by seed
+(paired). Then the case where pooling the cities misleads: the same scenario with the second-largest city's ranking
+reversed (``Scenario.reversed_city``), for per-city sampling, the fits at caps 200 and 1,000 and the candidate,
+with what each costs that city. ``make bench-pooling`` (32 seeds, 0…31, ~7 min; ``FIRST_SEED=32`` gives seeds the
+candidate was not chosen on).
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulator import STATIONARY, run  # noqa: E402
+from simulator import STATIONARY, RunResult, Scenario, run  # noqa: E402
 from simulator.env import BannerSlotEnv  # noqa: E402
 from simulator.policies import empirical_bayes_prior  # noqa: E402
 
+CAP_1000 = "thompson + empirical-Bayes city priors, cap 1000"
 HIERARCHICAL = ("candidate: hierarchical Thompson sampling (each banner's slot rate drawn from the other cities' "
                 "counts, empirical-Bayes strength cap 1000, city draws pulled halfway to the mean)")
 ORACLE_PRIOR = "thompson + the true population prior (oracle: a Beta matched to this seed's true city CTRs)"
@@ -43,8 +48,7 @@ POLICIES = {
     "thompson-pooled (leave-one-out pooling, cap 200)": ("thompson-pooled", {}),
     "thompson + empirical-Bayes city priors (priors job, cap 200)":
         ("thompson-pooled", {"prior_function": empirical_bayes_prior}),
-    "thompson + empirical-Bayes city priors, cap 1000":
-        ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=1000.0)}),
+    CAP_1000: ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=1000.0)}),
     "thompson + empirical-Bayes city priors, cap 5000":
         ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=5000.0)}),
     HIERARCHICAL: ("thompson-hierarchical", {}),
@@ -53,6 +57,12 @@ POLICIES = {
     SLOT_THOMPSON: ("thompson-slot", {}),
     GREEDY_TRUE: ("posterior-mean", {}),
 }
+
+
+# The case pooling can mislead: the second-largest city (~14 % of the traffic) likes what the slot dislikes.
+OUTLIER = STATIONARY.with_(name="stationary, one city's ranking reversed", reversed_city=1)
+OUTLIER_POLICIES = ["thompson", "thompson + empirical-Bayes city priors (priors job, cap 200)", CAP_1000,
+                    HIERARCHICAL]
 
 
 def _truth(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,34 +102,76 @@ def _fixed(prior: tuple[np.ndarray, np.ndarray], impressions: np.ndarray, clicks
     return prior
 
 
-def job(args: tuple[str, int]) -> tuple[str, int, float, float]:
-    label, seed = args
+def standard_error(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
+
+
+def job(args: tuple[Scenario, str, int]) -> tuple[Scenario, str, int, RunResult]:
+    scenario, label, seed = args
     policy, params = POLICIES[label]
     if label in (ORACLE_PRIOR, GREEDY_TRUE):
         params = {"prior_function": partial(_fixed, true_population_prior(seed))}
     elif label == SLOT_BEST:
         params = {"prior_function": partial(_fixed, slot_best_prior(seed))}
-    result = run(STATIONARY, policy, seed, **params)
-    return label, seed, result.expected_clicks / result.oracle_expected_clicks, result.regret
+    return scenario, label, seed, run(scenario, policy, seed, **params)
+
+
+def share(result: RunResult, city: int | None = None) -> float:
+    """Expected clicks as % of the oracle's: the whole slot's, or one city's."""
+    if city is None:
+        return 100 * result.expected_clicks / result.oracle_expected_clicks
+    return 100 * result.per_city["expected_clicks"][city] / result.per_city["oracle_expected_clicks"][city]
+
+
+def stationary_table(results: dict[str, list[RunResult]]) -> None:
+    print("\n| Policy | % of oracle's clicks: mean ± standard error (min–max) | seeds ≥ 97 % | regret (mean) | "
+          "− cap 1,000's %, paired: mean ± standard error |\n| --- | --- | ---: | ---: | ---: |")
+    baseline = np.array([share(r) for r in results[CAP_1000]])
+    for label, runs in results.items():
+        shares = np.array([share(r) for r in runs])
+        diff = shares - baseline                       # the same seeds in the same order: paired
+        paired = "" if label == CAP_1000 else f"{diff.mean():+.1f} ± {standard_error(diff):.1f}"
+        print(f"| {label} | {shares.mean():.1f} ± {standard_error(shares):.1f} ({shares.min():.1f}–"
+              f"{shares.max():.1f}) | {np.count_nonzero(shares >= 97.0)}/{shares.size} | "
+              f"{np.mean([r.regret for r in runs]):.0f} | {paired} |")
+
+
+def outlier_table(results: dict[str, list[RunResult]]) -> None:
+    city = OUTLIER.reversed_city
+    print(f"\n{OUTLIER.name}: {OUTLIER.describe()}")
+    print(f"\n| Policy | whole slot: % of oracle's clicks | city {city}: its impressions | its regret (mean ± "
+          f"standard error) | its regret − per-city Thompson sampling's, paired | its % of its oracle's clicks |"
+          f"\n| --- | ---: | ---: | ---: | ---: | ---: |")
+    alone = np.array([r.per_city["regret"][city] for r in results["thompson"]])
+    for label, runs in results.items():
+        shares = np.array([share(r) for r in runs])
+        regret = np.array([r.per_city["regret"][city] for r in runs])
+        diff = regret - alone
+        paired = "" if label == "thompson" else f"{diff.mean():+.0f} ± {standard_error(diff):.0f}"
+        print(f"| {label} | {shares.mean():.1f} ± {standard_error(shares):.1f} | "
+              f"{np.mean([r.per_city['impressions'][city] for r in runs]):,.0f} | {regret.mean():.0f} ± "
+              f"{standard_error(regret):.0f} | {paired} | {np.mean([share(r, city) for r in runs]):.1f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=32)
+    parser.add_argument("--seeds", type=int, default=32, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds FIRST…FIRST+N−1 (the candidate was chosen on 0…31: 32 on are held out)")
     args = parser.parse_args()
-    print(f"scenario: {STATIONARY}\nseeds: 0…{args.seeds - 1}", flush=True)
-    results: dict[str, list[tuple[float, float]]] = {label: [] for label in POLICIES}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    print(f"scenario: {STATIONARY}\nseeds: {seeds[0]}…{seeds[-1]}", flush=True)
+    results = {scenario: {label: [] for label in labels} for scenario, labels in
+               ((STATIONARY, POLICIES), (OUTLIER, OUTLIER_POLICIES))}
+    jobs = [(scenario, label, seed) for scenario, by_label in results.items() for seed in seeds
+            for label in by_label]
     with Pool(os.cpu_count() or 1) as pool:
-        for label, seed, share, regret in pool.imap(job, [(l, s) for s in range(args.seeds) for l in POLICIES]):
-            print(f"  seed {seed}: {label}: {100 * share:.1f}% of the oracle, regret {regret:.0f}", flush=True)
-            results[label].append((share, regret))
-    print("\n| Policy | % of oracle's clicks: mean ± standard error (min–max) | seeds ≥ 97 % | regret (mean) |"
-          "\n| --- | --- | ---: | ---: |")
-    for label, rows in results.items():
-        shares = np.array([r[0] for r in rows]) * 100
-        error = shares.std(ddof=1) / np.sqrt(shares.size) if shares.size > 1 else float("nan")
-        print(f"| {label} | {shares.mean():.1f} ± {error:.1f} ({shares.min():.1f}–{shares.max():.1f}) | "
-              f"{np.count_nonzero(shares >= 97.0)}/{shares.size} | {np.mean([r[1] for r in rows]):.0f} |")
+        for done, (scenario, label, seed, result) in enumerate(pool.imap(job, jobs), 1):
+            print(f"  [{done}/{len(jobs)}] {scenario.name}, seed {seed}: {label}: {share(result):.1f}% of the "
+                  f"oracle, regret {result.regret:.0f}", flush=True)
+            results[scenario][label].append(result)
+    stationary_table(results[STATIONARY])
+    outlier_table(results[OUTLIER])
 
 
 if __name__ == "__main__":
