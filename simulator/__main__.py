@@ -14,7 +14,11 @@ from simulator.service import ServiceClient, ServiceError, gunicorn, init_schema
 
 
 def _run(args: argparse.Namespace) -> int:
-    scenario = PRESETS[args.scenario].with_(horizon=args.horizon) if args.horizon else PRESETS[args.scenario]
+    scenario = PRESETS[args.scenario]
+    if args.horizon:
+        scenario = scenario.with_(horizon=args.horizon)
+    if args.reversed_city is not None:
+        scenario = scenario.with_(reversed_city=args.reversed_city)
     print(scenario.describe())
     for policy in args.policy:
         result = run(scenario, policy, args.seed)
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--policy", nargs="+", choices=["oracle", *POLICIES], default=["uniform", "thompson"])
     one.add_argument("--seed", type=int, default=0)
     one.add_argument("--horizon", type=int, default=0, help="impressions (default: the preset's)")
+    one.add_argument("--reversed-city", type=int, metavar="N",
+                     help="city N (0 = largest) likes what the slot dislikes: its ranking is reversed")
     one.set_defaults(handler=_run)
 
     e2e = commands.add_parser("service", help="drive the HTTP service and check its stats")

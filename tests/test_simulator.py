@@ -10,6 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from simulator import ENV_ID, BannerSlotEnv, Scenario, impressions_to_share, run
+from simulator.__main__ import main as simulator_cli
 from simulator.policies import (HierarchicalThompson, MabwiserThompson, PosteriorMeanGreedy, ThompsonPerCity,
                                 ThompsonPooled, ThompsonSlot, empirical_bayes_prior, slot_wide_prior)
 from webapp.bandits import beta_posterior
@@ -125,6 +126,14 @@ def test_a_reversed_city_ranks_the_banners_against_the_slot_and_no_other_city_ch
 def test_a_reversed_city_must_be_one_of_the_cities(city):
     with pytest.raises(ValueError, match="reversed_city"):
         SMALL.with_(reversed_city=city)
+
+
+def test_the_command_line_runs_a_preset_with_a_reversed_city_and_refuses_one_that_is_not_there(capsys):
+    assert simulator_cli(["run", "--horizon", "2000", "--policy", "thompson", "--reversed-city", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "city 1 (0 = largest) with the slot's ranking reversed" in out and "thompson" in out
+    assert simulator_cli(["run", "--horizon", "2000", "--reversed-city", "20"]) == 2
+    assert "reversed_city must be an integer in [0, 19]" in capsys.readouterr().err
 
 
 def test_a_run_reports_each_citys_share_of_the_totals():
