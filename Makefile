@@ -30,7 +30,7 @@ help:
 	@echo "make bench-cpu    how steady this machine's CPU speed is (run it on an idle machine)"
 	@echo "make latency-timeline  the slow requests of the last bench-serve's open-loop phases, as clusters in time"
 	@echo "make bench-bots   simulation: does a click bot poison the learning, with and without the filter"
-	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, 32 seeds, ~20 min)"
+	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, 32 seeds, ~22 min)"
 	@echo "make simulate-service  simulated visitors against gunicorn; checks the stats API (STEPS=2000)"
 	@echo "make priors       city priors from the event log (Spark; PRIORS_ARGS='--days 30 --tenant demo')"
 	@echo "make import-history  import HISTORY_CSV (default .run/history.csv; a sample is generated if absent)"
