@@ -32,6 +32,7 @@ from simulator import STATIONARY, RunResult, Scenario, run  # noqa: E402
 from simulator.env import BannerSlotEnv  # noqa: E402
 from simulator.policies import empirical_bayes_prior  # noqa: E402
 
+CAP_200 = "thompson + empirical-Bayes city priors (priors job, cap 200)"
 CAP_1000 = "thompson + empirical-Bayes city priors, cap 1000"
 HIERARCHICAL = ("candidate: hierarchical Thompson sampling (each banner's slot rate drawn from the other cities' "
                 "counts, empirical-Bayes strength cap 1000, city draws pulled halfway to the mean)")
@@ -46,8 +47,7 @@ GREEDY_TRUE = ("reference: each city's posterior mean under the true population 
 POLICIES = {
     "thompson": ("thompson", {}),
     "thompson-pooled (leave-one-out pooling, cap 200)": ("thompson-pooled", {}),
-    "thompson + empirical-Bayes city priors (priors job, cap 200)":
-        ("thompson-pooled", {"prior_function": empirical_bayes_prior}),
+    CAP_200: ("thompson-pooled", {"prior_function": empirical_bayes_prior}),
     CAP_1000: ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=1000.0)}),
     "thompson + empirical-Bayes city priors, cap 5000":
         ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=5000.0)}),
@@ -61,8 +61,7 @@ POLICIES = {
 
 # The case pooling can mislead: the second-largest city (~14 % of the traffic) likes what the slot dislikes.
 OUTLIER = STATIONARY.with_(name="stationary, one city's ranking reversed", reversed_city=1)
-OUTLIER_POLICIES = ["thompson", "thompson + empirical-Bayes city priors (priors job, cap 200)", CAP_1000,
-                    HIERARCHICAL]
+OUTLIER_POLICIES = ["thompson", CAP_200, CAP_1000, HIERARCHICAL]
 
 
 def _truth(seed: int) -> tuple[np.ndarray, np.ndarray]:
