@@ -49,6 +49,18 @@ def test_serve_returns_a_banner_and_logs_the_impression(app, client):
     assert row["propensity"] == pytest.approx(0.5, abs=0.05)
 
 
+def test_percent_encoded_utf8_and_literal_percent_signs_are_read_as_sent(app, client):
+    tenant, slot = gen_slot(client, ["a"])
+    sync(app)
+    response = client.get(f"/v1/serve/{tenant}/{slot}?location=M%C3%BCNCHEN&customer_id=100%25")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["location"] == "münchen"
+    sync(app)
+    row = store.get_impression(app.extensions["cassandra"], tenant, slot, today(), uuid.UUID(body["impression_id"]))
+    assert (row["location"], row["customer_id"]) == ("münchen", "100%")
+
+
 def test_unknown_tenant_or_slot_is_404(app, client):
     tenant, slot = gen_slot(client, ["a"])
     sync(app)
@@ -89,6 +101,8 @@ def test_pausing_a_banner_stops_it_after_a_refresh(app, client, admin_headers):
     ("referrer_id=a%00b", "referrer_id contains control"),
     ("location=Mum%0Abai", "location contains control"),
     ("location=%E2%80%AE", "location contains control"),
+    ("location=%C3%28", "query string is not UTF-8"),
+    ("location=Mumbai&customer_id=%FF", "query string is not UTF-8"),
 ])
 def test_invalid_serve_parameters_are_400_and_write_nothing(app, client, query, message):
     tenant, slot = gen_slot(client, ["a"])

@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: config, then each integration's init_app, then the blueprints. Connects nothing."""
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    from webapp import validation
+
+    app.request_class = validation.Utf8Request
     app.config.from_mapping(config_module.load(test_config))
     app.json.sort_keys = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
