@@ -8,8 +8,8 @@ found by hand (``thompson-hierarchical``, a candidate the server does not run); 
 the aim apart: the true population prior (read from the simulator) with Thompson sampling and with no
 exploration (``posterior-mean``), the slot's true best banner to everyone, and one Thompson sampler for the whole
 slot (``thompson-slot``). It prints the share of the oracle's expected clicks (mean, its standard error over
-seeds, how many seeds reach 97 %), the regret, and each row's difference from the fit at cap 1,000 seed by seed
-(paired). Then the case where pooling the cities misleads: the same scenario with the second-largest city's ranking
+seeds, how many seeds reach 97 %), the regret, each row's difference from the fit at cap 1,000 seed by seed
+(paired), and its clicks as a share of the slot oracle's (the slot's best banner to everyone), seed by seed. Then the case where pooling the cities misleads: the same scenario with the second-largest city's ranking
 reversed (``Scenario.reversed_city``), for per-city sampling, the fits at caps 200 and 1,000 and the candidate,
 with what each costs that city. ``make bench-pooling`` (32 seeds, 0…31, ~7 min; ``FIRST_SEED=32`` gives seeds the
 candidate was not chosen on).
@@ -124,15 +124,20 @@ def share(result: RunResult, city: int | None = None) -> float:
 
 def stationary_table(results: dict[str, list[RunResult]]) -> None:
     print("\n| Policy | % of oracle's clicks: mean ± standard error (min–max) | seeds ≥ 97 % | regret (mean) | "
-          "− cap 1,000's %, paired: mean ± standard error |\n| --- | --- | ---: | ---: | ---: |")
+          "− cap 1,000's %, paired: mean ± standard error | % of the slot oracle's clicks, paired: mean ± "
+          "standard error (seeds ≥ 97 %) |\n| --- | --- | ---: | ---: | ---: | ---: |")
     baseline = np.array([share(r) for r in results[CAP_1000]])
+    # The slot oracle serves the slot's best banner to everyone: the SLOT_BEST row's clicks, seed by seed.
+    slot_oracle = np.array([r.expected_clicks for r in results[SLOT_BEST]])
     for label, runs in results.items():
         shares = np.array([share(r) for r in runs])
         diff = shares - baseline                       # the same seeds in the same order: paired
         paired = "" if label == CAP_1000 else f"{diff.mean():+.1f} ± {standard_error(diff):.1f}"
+        of_slot = 100 * np.array([r.expected_clicks for r in runs]) / slot_oracle
         print(f"| {label} | {shares.mean():.1f} ± {standard_error(shares):.1f} ({shares.min():.1f}–"
               f"{shares.max():.1f}) | {np.count_nonzero(shares >= 97.0)}/{shares.size} | "
-              f"{np.mean([r.regret for r in runs]):.0f} | {paired} |")
+              f"{np.mean([r.regret for r in runs]):.0f} | {paired} | {of_slot.mean():.1f} ± "
+              f"{standard_error(of_slot):.1f} ({np.count_nonzero(of_slot >= 97.0)}/{of_slot.size}) |")
 
 
 def outlier_table(results: dict[str, list[RunResult]]) -> None:
