@@ -22,7 +22,7 @@ help:
 	@echo "make test         the whole test suite (starts the local Cassandra if needed)"
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
-	@echo "make bench-pooling  city priors vs the 97% stationary aim, and a reversed city (SEEDS=32 FIRST_SEED=0, ~7 min)"
+	@echo "make bench-pooling  city priors vs the 97% stationary aim, and a reversed city (SEEDS=32 FIRST_SEED=0, ~8 min)"
 	@echo "make bench-drift  plain vs discounted Thompson sampling after a drift, with and without city priors (SEEDS=32, ~6 min)"
 	@echo "make bench-decay  what a slot with a decay half-life costs the serving cache's refresh"
 	@echo "make profile-serve  CPU per request of serve and ping in one process (PROFILE_ARGS=--profile for cProfile)"

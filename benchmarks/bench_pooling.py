@@ -3,16 +3,17 @@
 
 Runs, on the same seeds, our Thompson sampling per city with Beta(1, 1), with the simulator's leave-one-out
 slot-wide pooling (``thompson-pooled``), and with the priors job's empirical-Bayes fit
-(``simulator.policies.empirical_bayes_prior``: webapp/bandits/priors.py on the live counts); the best learner
-found by hand (``thompson-hierarchical``, a candidate the server does not run); beside them references that take
-the aim apart: the true population prior (read from the simulator) with Thompson sampling and with no
-exploration (``posterior-mean``), the slot's true best banner to everyone, and one Thompson sampler for the whole
-slot (``thompson-slot``). It prints the share of the oracle's expected clicks (mean, its standard error over
-seeds, how many seeds reach 97 %), the regret, each row's difference from the fit at cap 1,000 seed by seed
-(paired), and its clicks as a share of the slot oracle's (the slot's best banner to everyone), seed by seed. Then the case where pooling the cities misleads: the same scenario with the second-largest city's ranking
-reversed (``Scenario.reversed_city``), for per-city sampling, the fits at caps 200 and 1,000 and the candidate,
-with what each costs that city. ``make bench-pooling`` (32 seeds, 0…31, ~7 min; ``FIRST_SEED=32`` gives seeds the
-candidate was not chosen on).
+(``simulator.policies.empirical_bayes_prior``: webapp/bandits/priors.py on the live counts) at caps 200 (the
+product's), 500, 1,000 and 5,000; the best learner found by hand (``thompson-hierarchical``, a candidate the
+server does not run); beside them references that take the aim apart: the true population prior (read from the
+simulator) with Thompson sampling and with no exploration (``posterior-mean``), the slot's true best banner to
+everyone, and one Thompson sampler for the whole slot (``thompson-slot``). It prints the share of the oracle's
+expected clicks (mean, its standard error over seeds, how many seeds reach 97 %), the regret, each row's
+difference from the fit at cap 1,000 seed by seed (paired), and its clicks as a share of the slot oracle's (the
+slot's best banner to everyone), seed by seed. Then the case where pooling the cities misleads: the same scenario
+with the second-largest city's ranking reversed (``Scenario.reversed_city``), for per-city sampling, the fits at
+caps 200, 500 and 1,000 and the candidate, with what each costs that city. ``make bench-pooling`` (32 seeds,
+0…31, ~8 min; ``FIRST_SEED=32`` gives seeds the candidate was not chosen on).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from simulator.env import BannerSlotEnv  # noqa: E402
 from simulator.policies import empirical_bayes_prior  # noqa: E402
 
 CAP_200 = "thompson + empirical-Bayes city priors (priors job, cap 200)"
+CAP_500 = "thompson + empirical-Bayes city priors, cap 500"
 CAP_1000 = "thompson + empirical-Bayes city priors, cap 1000"
 HIERARCHICAL = ("candidate: hierarchical Thompson sampling (each banner's slot rate drawn from the other cities' "
                 "counts, empirical-Bayes strength cap 1000, city draws pulled halfway to the mean)")
@@ -48,6 +50,7 @@ POLICIES = {
     "thompson": ("thompson", {}),
     "thompson-pooled (leave-one-out pooling, cap 200)": ("thompson-pooled", {}),
     CAP_200: ("thompson-pooled", {"prior_function": empirical_bayes_prior}),
+    CAP_500: ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=500.0)}),
     CAP_1000: ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=1000.0)}),
     "thompson + empirical-Bayes city priors, cap 5000":
         ("thompson-pooled", {"prior_function": partial(empirical_bayes_prior, max_strength=5000.0)}),
@@ -61,7 +64,7 @@ POLICIES = {
 
 # The case pooling can mislead: the second-largest city (~14 % of the traffic) likes what the slot dislikes.
 OUTLIER = STATIONARY.with_(name="stationary, one city's ranking reversed", reversed_city=1)
-OUTLIER_POLICIES = ["thompson", CAP_200, CAP_1000, HIERARCHICAL]
+OUTLIER_POLICIES = ["thompson", CAP_200, CAP_500, CAP_1000, HIERARCHICAL]
 
 
 def _truth(seed: int) -> tuple[np.ndarray, np.ndarray]:
