@@ -57,7 +57,8 @@ def test_percent_encoded_utf8_and_literal_percent_signs_are_read_as_sent(app, cl
     body = response.get_json()
     assert body["location"] == "münchen"
     sync(app)
-    row = store.get_impression(app.extensions["cassandra"], tenant, slot, today(), uuid.UUID(body["impression_id"]))
+    row = store.get_impression(app.extensions["cassandra"], tenant, slot, today(),
+                               uuid.UUID(body["impression_id"]))
     assert (row["location"], row["customer_id"]) == ("münchen", "100%")
 
 
