@@ -15,7 +15,7 @@ comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
 .PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
-.PHONY: spark-jars priors sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline
+.PHONY: spark-jars priors audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
@@ -33,6 +33,8 @@ help:
 	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, 32 seeds, ~22 min)"
 	@echo "make simulate-service  simulated visitors against gunicorn; checks the stats API (STEPS=2000)"
 	@echo "make priors       city priors from the event log (Spark; PRIORS_ARGS='--days 30 --tenant demo')"
+	@echo "make audit-counters  compare the serving counters with the event log (Spark; AUDIT_ARGS='--tenant demo')"
+	@echo "make repair-counters  add back the counts the counters miss, to slots taking no traffic (Spark)"
 	@echo "make import-history  import HISTORY_CSV (default .run/history.csv; a sample is generated if absent)"
 	@echo "make bench-priors job time on 1M/10M events and the regret simulation (docs/BENCHMARKS.md)"
 
@@ -153,6 +155,12 @@ spark-jars:
 
 priors: schema spark-jars
 	@$(PY) -m spark_jobs.city_priors $(PRIORS_ARGS)
+
+audit-counters: schema spark-jars
+	@$(PY) -m spark_jobs.counter_audit $(AUDIT_ARGS)
+
+repair-counters: schema spark-jars
+	@$(PY) -m spark_jobs.counter_audit --repair $(AUDIT_ARGS)
 
 sample-history: venv
 	@$(PY) -m spark_jobs.sample_history --out $(HISTORY_CSV) $(SAMPLE_ARGS)

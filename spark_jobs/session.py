@@ -86,6 +86,18 @@ def build_session(config: dict[str, Any], app_name: str) -> SparkSession:
     return spark
 
 
+def stop_session(spark: SparkSession) -> None:
+    """Close the connector's cached Cassandra sessions, then stop ``spark``.
+
+    The connector keeps its sessions for a while after their last use, and in a process that goes on (a test
+    run) they keep reconnecting, and logging, when a node they knew is stopped.
+    """
+    try:
+        spark.sparkContext._jvm.com.datastax.spark.connector.cql.CassandraConnector.evictCache()
+    finally:
+        spark.stop()
+
+
 def ship_project_code(spark: SparkSession) -> None:
     """Send webapp/ and spark_jobs/ to the executors' Python (what ``--py-files`` would do).
 

@@ -1,0 +1,427 @@
+"""Counter audit: compare the serving counters with the event log, and add back what they miss.
+
+    python -m spark_jobs.counter_audit [--tenant T]… [--repair [--settle 5]] [--show 20]
+
+The event log (``impressions``, ``clicks``) is the truth; ``banner_counts``, ``filtered_click_reasons`` and
+``traffic_counts`` are views of it that each serving process keeps (webapp/events.py). They can fall behind
+the log — by what a process killed with SIGKILL had not flushed, or by a counter batch whose write timed out
+(its outcome unknown, so it is not retried) — and are never meant to run ahead of it.
+
+Extract   both event tables and the three counter tables, whole (``--tenant`` filters in Spark).
+Transform pure DataFrame → DataFrame functions with the event writer's rules (tested on small inputs):
+          ``expected_banner_counts``  per (tenant, slot, location, banner) and the slot-wide row (location ''):
+                                      impressions, valid clicks, filtered clicks;
+          ``expected_reasons``        filtered clicks per (tenant, slot, reason);
+          ``expected_traffic``        impressions and valid clicks per (tenant, slot, day, location, quarter
+                                      hour, banner); a click counts in its impression's quarter hour (the time
+                                      inside its timeuuid);
+          ``differences``             the rows where counters and log disagree, with ``missing_<column>`` =
+                                      log − counters (negative: the counter is ahead of the log).
+          Imported history (``posterior_scope = 'import'``) and its clicks are in no counter, by design.
+Load      ``--repair`` adds the missing counts (positive differences only) with the event writer's own COUNTER
+          batches, slot by slot, and only to a *quiet* slot: one whose banner_counts still read as the audit
+          read them, and again after ``--settle`` seconds (longer than the writers' COUNTER_FLUSH_SECONDS).
+          Counts still in flight in a live process would otherwise be added twice. A slot taking traffic is
+          skipped and named; stop its servers (``make stop``) or rerun when it is quiet. A batch whose outcome
+          is unknown (a timeout) is not retried, like the writer's: the next audit shows what is still missing.
+          Counters ahead of the log are reported and left alone: subtracting could erase learning whose log
+          rows were removed on purpose.
+
+Exit status: 0 when the counters agree with the log (after the repair, for the slots it repaired), 1 when
+differences remain, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from cassandra import OperationTimedOut, WriteTimeout
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs.city_priors import IMPORT_SCOPE, SLOT_WIDE
+from spark_jobs.session import build_session, progress, read_table, stop_session
+from spark_jobs.timeuuids import UUID_EPOCH_OFFSET
+from webapp import config as config_module
+from webapp import store
+from webapp.cassandra import Database
+
+SLOT_KEY = ["tenant_id", "slot_id"]
+EVENT_KEY = ["tenant_id", "slot_id", "day", "impression_id"]
+BANNER_COUNTS_KEY = ["tenant_id", "slot_id", "location", "banner_id"]
+BANNER_COUNTS_COLUMNS = ["impressions", "clicks", "filtered_clicks"]
+REASONS_KEY = ["tenant_id", "slot_id", "reason"]
+REASONS_COLUMNS = ["clicks"]
+TRAFFIC_KEY = ["tenant_id", "slot_id", "day", "location", "bucket", "banner_id"]
+TRAFFIC_COLUMNS = ["impressions", "clicks"]
+BUCKET_SECONDS = 15 * 60          # webapp.events.BUCKET_MINUTES
+INVALID_REASON = "invalid"        # what the writer counts a flagged click without a reason as
+WRITE_CHUNK = 100                 # counter updates per batch: well under Cassandra's batch size limits
+
+
+@dataclass(frozen=True)
+class Table:
+    """One counter table: its key and counter columns."""
+
+    name: str
+    key: list[str]
+    columns: list[str]
+
+
+BANNER_COUNTS = Table("banner_counts", BANNER_COUNTS_KEY, BANNER_COUNTS_COLUMNS)
+REASONS = Table("filtered_click_reasons", REASONS_KEY, REASONS_COLUMNS)
+TRAFFIC = Table("traffic_counts", TRAFFIC_KEY, TRAFFIC_COLUMNS)
+TABLES = (BANNER_COUNTS, REASONS, TRAFFIC)
+
+
+# -- extract --------------------------------------------------------------------------------------------------
+
+def _tenants(frame: DataFrame, tenants: list[str] | None) -> DataFrame:
+    return frame.where(F.col("tenant_id").isin(tenants)) if tenants else frame
+
+
+def extract(spark: SparkSession, keyspace: str, tenants: list[str] | None = None
+            ) -> tuple[DataFrame, DataFrame, dict[str, DataFrame]]:
+    """The whole log (impressions, clicks) and the counter tables, with the columns the audit needs."""
+    impressions = read_table(spark, keyspace, "impressions", EVENT_KEY + [
+        "served_at", "location", "banner_id", "posterior_scope"])
+    clicks = read_table(spark, keyspace, "clicks", EVENT_KEY + [
+        "clicked_at", "location", "banner_id", "valid", "invalid_reason"])
+    counters = {table.name: _tenants(read_table(spark, keyspace, table.name, table.key + table.columns), tenants)
+                for table in TABLES}
+    return _tenants(impressions, tenants), _tenants(clicks, tenants), counters
+
+
+# -- transform ------------------------------------------------------------------------------------------------
+
+def timeuuid_time(impression_id: Column, fallback: Column) -> Column:
+    """The time inside a version-1 UUID string (``fallback`` for other versions), as the event writer's
+    ``Click.served_at`` reads it: t = 100-ns ticks since 1582-10-15 (see spark_jobs/timeuuids.py)."""
+    def part(start: int, length: int) -> Column:
+        return F.conv(F.substring(impression_id, start, length), 16, 10).cast("long")
+
+    ticks = F.shiftleft(part(16, 3), 48) + F.shiftleft(part(10, 4), 32) + part(1, 8)   # time_hi, mid, low
+    served_at = F.timestamp_micros(F.floor((ticks - F.lit(UUID_EPOCH_OFFSET)) / 10).cast("long"))
+    return F.when(F.substring(impression_id, 15, 1) == "1", served_at).otherwise(fallback)
+
+
+def quarter_hour(at: Column) -> Column:
+    """The UTC start of the quarter hour of ``at`` (webapp.events.traffic_bucket)."""
+    seconds = F.unix_seconds(at)
+    return F.timestamp_seconds(seconds - F.pmod(seconds, F.lit(BUCKET_SECONDS)))
+
+
+def live_events(impressions: DataFrame, clicks: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """What the counters count: impressions that are not imported history, and clicks of them.
+
+    Returns (impressions: tenant_id, slot_id, location, banner_id, bucket;
+             clicks: tenant_id, slot_id, location, banner_id, bucket, valid, reason).
+    A click whose impression row is missing still counts (the writer counts a click when its LWT applies).
+    """
+    location = F.coalesce(F.col("location"), F.lit(SLOT_WIDE)).alias("location")
+    imported = impressions.where(F.col("posterior_scope") == IMPORT_SCOPE).select(*EVENT_KEY)
+    live_impressions = (impressions.where(F.col("posterior_scope").isNull()
+                                          | (F.col("posterior_scope") != IMPORT_SCOPE))
+                        .select("tenant_id", "slot_id", location, "banner_id",
+                                quarter_hour(F.col("served_at")).alias("bucket")))
+    live_clicks = (clicks.join(imported, EVENT_KEY, "left_anti")
+                   .select("tenant_id", "slot_id", location, "banner_id",
+                           quarter_hour(timeuuid_time(F.col("impression_id"), F.col("clicked_at"))).alias("bucket"),
+                           F.coalesce(F.col("valid"), F.lit(True)).alias("valid"),
+                           F.coalesce(F.col("invalid_reason"), F.lit(INVALID_REASON)).alias("reason")))
+    return live_impressions, live_clicks
+
+
+def _with_slot_wide(events: DataFrame) -> DataFrame:
+    """Each event once under its location and once under the slot-wide row ('' only once)."""
+    return (events.withColumn("location", F.explode(F.array_distinct(F.array(F.col("location"),
+                                                                             F.lit(SLOT_WIDE))))))
+
+
+def expected_banner_counts(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
+    """banner_counts as the log says: tenant_id, slot_id, location, banner_id, impressions, clicks,
+    filtered_clicks (longs)."""
+    shown = impressions.select(*BANNER_COUNTS_KEY, F.lit(1).alias("i"), F.lit(0).alias("c"), F.lit(0).alias("f"))
+    clicked = clicks.select(*BANNER_COUNTS_KEY, F.lit(0).alias("i"), F.col("valid").cast("int").alias("c"),
+                            (~F.col("valid")).cast("int").alias("f"))
+    return (_with_slot_wide(shown.unionByName(clicked)).groupBy(*BANNER_COUNTS_KEY)
+            .agg(*(F.sum(short).cast("long").alias(name)
+                   for short, name in zip(("i", "c", "f"), BANNER_COUNTS_COLUMNS))))
+
+
+def expected_reasons(clicks: DataFrame) -> DataFrame:
+    """filtered_click_reasons as the log says: tenant_id, slot_id, reason, clicks."""
+    return (clicks.where(~F.col("valid")).groupBy(*REASONS_KEY)
+            .agg(F.count(F.lit(1)).cast("long").alias("clicks")))
+
+
+def expected_traffic(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
+    """traffic_counts as the log says: tenant_id, slot_id, day, location, bucket, banner_id, impressions,
+    clicks. Filtered clicks are not in it."""
+    shown = impressions.select("tenant_id", "slot_id", "location", "banner_id", "bucket",
+                               F.lit(1).alias("i"), F.lit(0).alias("c"))
+    clicked = clicks.where(F.col("valid")).select("tenant_id", "slot_id", "location", "banner_id", "bucket",
+                                                  F.lit(0).alias("i"), F.lit(1).alias("c"))
+    return (_with_slot_wide(shown.unionByName(clicked))
+            .withColumn("day", F.to_date("bucket"))
+            .groupBy(*TRAFFIC_KEY)
+            .agg(F.sum("i").cast("long").alias("impressions"), F.sum("c").cast("long").alias("clicks")))
+
+
+def differences(expected: DataFrame, counted: DataFrame, table: Table) -> DataFrame:
+    """Rows where the counters and the log disagree: the key, each column as ``log_<c>`` and ``counted_<c>``,
+    and ``missing_<c>`` = log − counted (a row absent on one side counts as zeros there)."""
+    log = expected.select(*table.key, *(F.col(c).alias(f"log_{c}") for c in table.columns))
+    counted = counted.select(*table.key, *(F.col(c).alias(f"counted_{c}") for c in table.columns))
+    joined = log.join(counted, table.key, "full_outer")
+    for c in table.columns:
+        joined = (joined.withColumn(f"log_{c}", F.coalesce(F.col(f"log_{c}"), F.lit(0)).cast("long"))
+                  .withColumn(f"counted_{c}", F.coalesce(F.col(f"counted_{c}"), F.lit(0)).cast("long"))
+                  .withColumn(f"missing_{c}", F.col(f"log_{c}") - F.col(f"counted_{c}")))
+    disagree = F.lit(False)
+    for c in table.columns:
+        disagree = disagree | (F.col(f"missing_{c}") != 0)
+    return joined.where(disagree)
+
+
+# -- load -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class TableReport:
+    table: Table
+    rows: list[dict[str, Any]]          # the differing rows, collected
+
+    def missing(self, column: str) -> int:
+        return sum(max(0, r[f"missing_{column}"]) for r in self.rows)
+
+    def ahead(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if any(r[f"missing_{c}"] < 0 for c in self.table.columns)]
+
+
+@dataclass
+class Audit:
+    """What one audit found: per table, the rows that differ; and the banner_counts it read per slot (the
+    quiet check compares them with what the table holds when the repair starts)."""
+
+    reports: dict[str, TableReport]
+    counted_slots: dict[tuple[str, str], dict[tuple[str, str], tuple[int, ...]]]
+    repaired_slots: list[tuple[str, str]] = field(default_factory=list)
+    busy_slots: list[tuple[str, str]] = field(default_factory=list)
+    unknown_batches: int = 0
+
+    @property
+    def consistent(self) -> bool:
+        return not any(report.rows for report in self.reports.values())
+
+    def slots(self) -> list[tuple[str, str]]:
+        """Slots with a row that the log says is missing counts (repairable)."""
+        return sorted({(r["tenant_id"], r["slot_id"]) for report in self.reports.values() for r in report.rows
+                       if any(r[f"missing_{c}"] > 0 for c in report.table.columns)})
+
+
+def slot_counters(db: Database, tenant_id: str, slot_id: str) -> dict[tuple[str, str], tuple[int, ...]]:
+    """The slot's banner_counts now: (location, banner) → (impressions, clicks, filtered clicks)."""
+    rows = db.execute("SELECT location, banner_id, impressions, clicks, filtered_clicks FROM {ks}.banner_counts "
+                      "WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
+    return {(r["location"], r["banner_id"]): tuple(int(r[c] or 0) for c in BANNER_COUNTS_COLUMNS) for r in rows}
+
+
+def _without_zeros(counts: dict[tuple[str, str], tuple[int, ...]]) -> dict[tuple[str, str], tuple[int, ...]]:
+    return {key: values for key, values in counts.items() if any(values)}
+
+
+def quiet_slots(db: Database, audit: Audit, settle: float) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Split the audit's repairable slots into (quiet, busy): a slot is quiet when its banner_counts read now,
+    and again ``settle`` seconds later, are what the audit read."""
+    slots = audit.slots()
+    first = {slot: _without_zeros(slot_counters(db, *slot)) for slot in slots}
+    if slots and settle > 0:
+        time.sleep(settle)
+    quiet, busy = [], []
+    for slot in slots:
+        read = _without_zeros(audit.counted_slots.get(slot, {}))
+        same = first[slot] == read and _without_zeros(slot_counters(db, *slot)) == read
+        (quiet if same else busy).append(slot)
+    return quiet, busy
+
+
+def repair_deltas(audit: Audit, slot: tuple[str, str]
+                  ) -> tuple[dict[tuple, list[int]], dict[tuple, int], dict[tuple, list[int]]]:
+    """The slot's missing counts as the event writer's delta maps (webapp.store.counter_batches and
+    traffic_batches): positive differences only."""
+    deltas: dict[tuple, list[int]] = {}
+    reasons: dict[tuple, int] = {}
+    traffic: dict[tuple, list[int]] = {}
+
+    def add(report: TableReport):
+        for row in report.rows:
+            if (row["tenant_id"], row["slot_id"]) == slot:
+                values = [max(0, row[f"missing_{c}"]) for c in report.table.columns]
+                if any(values):
+                    yield row, values
+
+    for row, values in add(audit.reports[BANNER_COUNTS.name]):
+        deltas[(row["tenant_id"], row["slot_id"], row["location"], row["banner_id"])] = values
+    for row, values in add(audit.reports[REASONS.name]):
+        reasons[(row["tenant_id"], row["slot_id"], row["reason"])] = values[0]
+    for row, values in add(audit.reports[TRAFFIC.name]):
+        bucket = dt.datetime.fromtimestamp(row["bucket_seconds"], dt.timezone.utc)
+        traffic[(row["tenant_id"], row["slot_id"], row["location"], bucket, row["banner_id"])] = values
+    return deltas, reasons, traffic
+
+
+def _chunks(items: dict, size: int = WRITE_CHUNK):
+    keys = list(items)
+    for start in range(0, len(keys), size):
+        yield {key: items[key] for key in keys[start:start + size]}
+
+
+def repair(db: Database, audit: Audit, settle: float) -> Audit:
+    """Add the missing counts of the quiet slots (see the module doc). Returns ``audit`` with the repaired,
+    busy slots and the number of batches whose outcome is unknown."""
+    quiet, busy = quiet_slots(db, audit, settle)
+    session = db.session()
+    for slot in quiet:
+        deltas, reasons, traffic = repair_deltas(audit, slot)
+        batches = [batch for chunk in _chunks(deltas) for batch in store.counter_batches(db, chunk, {}).values()]
+        batches += list(store.counter_batches(db, {}, reasons).values()) if reasons else []
+        batches += [batch for chunk in _chunks(traffic) for batch in store.traffic_batches(db, chunk).values()]
+        for batch in batches:
+            try:
+                session.execute(batch)
+            except (WriteTimeout, OperationTimedOut) as exc:     # outcome unknown: not retried (module doc)
+                audit.unknown_batches += 1
+                progress(f"counter audit: a repair batch of {slot[0]}/{slot[1]} timed out, not retried: {exc}")
+        audit.repaired_slots.append(slot)
+    audit.busy_slots = busy
+    return audit
+
+
+# -- the job --------------------------------------------------------------------------------------------------
+
+def _collect(frame: DataFrame, table: Table) -> list[dict[str, Any]]:
+    if table is TRAFFIC:      # not a timestamp: collect() would turn it into the machine's local wall time
+        frame = (frame.withColumn("bucket_seconds", F.unix_seconds("bucket"))
+                 .withColumn("bucket", F.date_format("bucket", "yyyy-MM-dd HH:mm'Z'")))    # the session is UTC
+    return [row.asDict() for row in frame.orderBy(*table.key).toLocalIterator()]
+
+
+def audit_log(spark: SparkSession, keyspace: str, tenants: list[str] | None = None) -> Audit:
+    """Read the log and the counters once and compare them (nothing is written)."""
+    impressions, clicks, counters = extract(spark, keyspace, tenants)
+    live_impressions, live_clicks = live_events(impressions, clicks)
+    live_impressions, live_clicks = live_impressions.cache(), live_clicks.cache()
+    counted = {name: frame.cache() for name, frame in counters.items()}
+    expected = {BANNER_COUNTS.name: expected_banner_counts(live_impressions, live_clicks),
+                REASONS.name: expected_reasons(live_clicks),
+                TRAFFIC.name: expected_traffic(live_impressions, live_clicks)}
+    reports = {table.name: TableReport(table, _collect(differences(expected[table.name], counted[table.name],
+                                                                   table), table))
+               for table in TABLES}
+    repairable = {(r["tenant_id"], r["slot_id"]) for report in reports.values() for r in report.rows}
+    counted_slots: dict[tuple[str, str], dict[tuple[str, str], tuple[int, ...]]] = defaultdict(dict)
+    if repairable:
+        slots = counted[BANNER_COUNTS.name].join(
+            spark.createDataFrame(sorted(repairable), "tenant_id string, slot_id string"), SLOT_KEY, "left_semi")
+        for row in slots.collect():
+            counted_slots[(row["tenant_id"], row["slot_id"])][(row["location"], row["banner_id"])] = tuple(
+                int(row[c] or 0) for c in BANNER_COUNTS_COLUMNS)
+    for frame in (live_impressions, live_clicks, *counted.values()):
+        frame.unpersist()
+    return Audit(reports, dict(counted_slots))
+
+
+def describe(audit: Audit, show: int) -> str:
+    """The audit as text: one line per table, then up to ``show`` differing rows of each."""
+    lines = []
+    for report in audit.reports.values():
+        table = report.table
+        missing = ", ".join(f"{report.missing(c):,} {c}" for c in table.columns)
+        lines.append(f"{table.name}: {len(report.rows):,} rows differ from the log; missing {missing}; "
+                     f"{len(report.ahead()):,} rows ahead of the log")
+        for row in report.rows[:show]:
+            key = " ".join(str(row[k]) if row[k] != "" else "''" for k in table.key)
+            values = ", ".join(f"{c} {row[f'counted_{c}']:,}/{row[f'log_{c}']:,}" for c in table.columns)
+            lines.append(f"  {key}: counted/log {values}")
+        if len(report.rows) > show:
+            lines.append(f"  … and {len(report.rows) - show:,} more")
+    return "\n".join(lines)
+
+
+def run(spark: SparkSession, config: dict[str, Any], tenants: list[str] | None = None, repair_slots: bool = False,
+        settle: float = 5.0, show: int = 20) -> Audit:
+    """Audit, print, and (``repair_slots``) repair once. The caller owns ``spark``."""
+    keyspace = config["CASSANDRA_KEYSPACE"]
+    started = time.monotonic()
+    scope = f"tenants {', '.join(tenants)}" if tenants else "all tenants"
+    progress(f"counter audit: reading the event log and the counters of {scope} from keyspace {keyspace}")
+    audit = audit_log(spark, keyspace, tenants)
+    progress(f"counter audit: compared in {time.monotonic() - started:.1f}s; "
+             + ("the counters agree with the log" if audit.consistent else
+                f"{sum(len(r.rows) for r in audit.reports.values()):,} rows differ"))
+    print(describe(audit, show))
+    if repair_slots and audit.slots():
+        db = Database(config)
+        try:
+            progress(f"counter audit: {len(audit.slots())} slots miss counts; checking they are quiet for "
+                     f"{settle:g}s before adding them")
+            repair(db, audit, settle)
+        finally:
+            db.shutdown()
+        for tenant_id, slot_id in audit.repaired_slots:
+            print(f"repaired {tenant_id}/{slot_id}")
+        for tenant_id, slot_id in audit.busy_slots:
+            print(f"skipped {tenant_id}/{slot_id}: its counters changed during the audit (traffic); stop its "
+                  f"servers or rerun when it is quiet")
+        progress(f"counter audit: repaired {len(audit.repaired_slots)} slots, skipped {len(audit.busy_slots)} "
+                 f"busy ones, {audit.unknown_batches} batches timed out, in {time.monotonic() - started:.1f}s")
+    return audit
+
+
+def exit_status(audit: Audit, repaired: bool) -> int:
+    """0: nothing left to do; 1: differences remain (or were only reported)."""
+    if audit.consistent:
+        return 0
+    if not repaired:
+        return 1
+    ahead = any(report.ahead() for report in audit.reports.values())
+    return 1 if audit.busy_slots or audit.unknown_batches or ahead else 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m spark_jobs.counter_audit",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--tenant", action="append", dest="tenants", help="only this tenant (repeatable)")
+    parser.add_argument("--keyspace", help="Cassandra keyspace (default CASSANDRA_KEYSPACE)")
+    parser.add_argument("--repair", action="store_true",
+                        help="add the counts the counters miss, to slots that take no traffic meanwhile")
+    parser.add_argument("--settle", type=float, default=5.0,
+                        help="seconds a slot's counters must stay unchanged before its repair (default 5)")
+    parser.add_argument("--show", type=int, default=20, help="differing rows printed per table (default 20)")
+    args = parser.parse_args(argv)
+    if args.settle < 0 or args.show < 0:
+        parser.error("--settle and --show must be ≥ 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = config_module.load()
+    args = parse_args(argv)
+    if args.keyspace:
+        config["CASSANDRA_KEYSPACE"] = args.keyspace
+    spark = build_session(config, "banner-bandit counter audit")
+    try:
+        audit = run(spark, config, args.tenants, args.repair, args.settle, args.show)
+    finally:
+        stop_session(spark)
+    return exit_status(audit, args.repair)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
