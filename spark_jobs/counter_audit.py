@@ -27,8 +27,11 @@ Load      ``--repair`` adds the missing counts (positive differences only) with 
           Counters ahead of the log are reported and left alone: subtracting could erase learning whose log
           rows were removed on purpose.
 
-Exit status: 0 when the counters agree with the log (after the repair, for the slots it repaired), 1 when
-differences remain, 2 on bad arguments.
+Every slot with a differing row is checked the same way when only auditing: a slot that took traffic during
+the audit may differ by events in flight, either way, so it is named and not judged.
+
+Exit status: 0 when the counters agree with the log (or all they missed was added); 1 when a quiet slot still
+differs; 2 on bad arguments; 3 when only slots that took traffic during the audit differ.
 """
 
 from __future__ import annotations
@@ -206,8 +209,9 @@ class TableReport:
 
 @dataclass
 class Audit:
-    """What one audit found: per table, the rows that differ; and the banner_counts it read per slot (the
-    quiet check compares them with what the table holds when the repair starts)."""
+    """What one audit found: per table, the rows that differ; the banner_counts it read of each slot with such
+    rows (the quiet check compares them with the table afterwards); and, once checked, which of those slots
+    took traffic meanwhile (busy: their rows may differ by events in flight, so they are not judged)."""
 
     reports: dict[str, TableReport]
     counted_slots: dict[tuple[str, str], dict[tuple[str, str], tuple[int, ...]]]
@@ -219,10 +223,19 @@ class Audit:
     def consistent(self) -> bool:
         return not any(report.rows for report in self.reports.values())
 
+    def differing_slots(self) -> list[tuple[str, str]]:
+        """Slots with a row that differs from the log, either way."""
+        return sorted({(r["tenant_id"], r["slot_id"]) for report in self.reports.values() for r in report.rows})
+
     def slots(self) -> list[tuple[str, str]]:
         """Slots with a row that the log says is missing counts (repairable)."""
         return sorted({(r["tenant_id"], r["slot_id"]) for report in self.reports.values() for r in report.rows
                        if any(r[f"missing_{c}"] > 0 for c in report.table.columns)})
+
+    def ahead_in_quiet_slots(self) -> bool:
+        """A counter ahead of the log in a slot that took no traffic: not in flight, so someone wrote it."""
+        return any((r["tenant_id"], r["slot_id"]) not in self.busy_slots
+                   for report in self.reports.values() for r in report.ahead())
 
 
 def slot_counters(db: Database, tenant_id: str, slot_id: str) -> dict[tuple[str, str], tuple[int, ...]]:
@@ -237,9 +250,9 @@ def _without_zeros(counts: dict[tuple[str, str], tuple[int, ...]]) -> dict[tuple
 
 
 def quiet_slots(db: Database, audit: Audit, settle: float) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Split the audit's repairable slots into (quiet, busy): a slot is quiet when its banner_counts read now,
-    and again ``settle`` seconds later, are what the audit read."""
-    slots = audit.slots()
+    """Split the audit's differing slots into (quiet, busy), and keep the busy ones in ``audit.busy_slots``: a
+    slot is quiet when its banner_counts read now, and again ``settle`` seconds later, are what the audit read."""
+    slots = audit.differing_slots()
     first = {slot: _without_zeros(slot_counters(db, *slot)) for slot in slots}
     if slots and settle > 0:
         time.sleep(settle)
@@ -248,6 +261,7 @@ def quiet_slots(db: Database, audit: Audit, settle: float) -> tuple[list[tuple[s
         read = _without_zeros(audit.counted_slots.get(slot, {}))
         same = first[slot] == read and _without_zeros(slot_counters(db, *slot)) == read
         (quiet if same else busy).append(slot)
+    audit.busy_slots = busy
     return quiet, busy
 
 
@@ -283,11 +297,12 @@ def _chunks(items: dict, size: int = WRITE_CHUNK):
 
 
 def repair(db: Database, audit: Audit, settle: float) -> Audit:
-    """Add the missing counts of the quiet slots (see the module doc). Returns ``audit`` with the repaired,
+    """Add the missing counts of the quiet slots (see the module doc). Returns ``audit`` with the repaired and
     busy slots and the number of batches whose outcome is unknown."""
-    quiet, busy = quiet_slots(db, audit, settle)
+    quiet, _ = quiet_slots(db, audit, settle)
+    repairable = set(audit.slots())
     session = db.session()
-    for slot in quiet:
+    for slot in (slot for slot in quiet if slot in repairable):
         deltas, reasons, traffic = repair_deltas(audit, slot)
         batches = [batch for chunk in _chunks(deltas) for batch in store.counter_batches(db, chunk, {}).values()]
         batches += list(store.counter_batches(db, {}, reasons).values()) if reasons else []
@@ -299,7 +314,6 @@ def repair(db: Database, audit: Audit, settle: float) -> Audit:
                 audit.unknown_batches += 1
                 progress(f"counter audit: a repair batch of {slot[0]}/{slot[1]} timed out, not retried: {exc}")
         audit.repaired_slots.append(slot)
-    audit.busy_slots = busy
     return audit
 
 
@@ -338,7 +352,7 @@ def audit_log(spark: SparkSession, keyspace: str, tenants: list[str] | None = No
 
 
 def describe(audit: Audit, show: int) -> str:
-    """The audit as text: one line per table, then up to ``show`` differing rows of each."""
+    """The audit as text: one line per table, up to ``show`` differing rows of each, then the busy slots."""
     lines = []
     for report in audit.reports.values():
         table = report.table
@@ -351,12 +365,16 @@ def describe(audit: Audit, show: int) -> str:
             lines.append(f"  {key}: counted/log {values}")
         if len(report.rows) > show:
             lines.append(f"  … and {len(report.rows) - show:,} more")
+    for tenant_id, slot_id in audit.busy_slots:
+        lines.append(f"{tenant_id}/{slot_id} took traffic during the audit: its rows may differ by events in flight, "
+                     f"so they are not judged (nor repaired); rerun when it is quiet")
     return "\n".join(lines)
 
 
 def run(spark: SparkSession, config: dict[str, Any], tenants: list[str] | None = None, repair_slots: bool = False,
         settle: float = 5.0, show: int = 20) -> Audit:
-    """Audit, print, and (``repair_slots``) repair once. The caller owns ``spark``."""
+    """Audit, check which differing slots are quiet, print, and (``repair_slots``) repair them. The caller owns
+    ``spark``."""
     keyspace = config["CASSANDRA_KEYSPACE"]
     started = time.monotonic()
     scope = f"tenants {', '.join(tenants)}" if tenants else "all tenants"
@@ -364,34 +382,39 @@ def run(spark: SparkSession, config: dict[str, Any], tenants: list[str] | None =
     audit = audit_log(spark, keyspace, tenants)
     progress(f"counter audit: compared in {time.monotonic() - started:.1f}s; "
              + ("the counters agree with the log" if audit.consistent else
-                f"{sum(len(r.rows) for r in audit.reports.values()):,} rows differ"))
-    print(describe(audit, show))
-    if repair_slots and audit.slots():
+                f"{sum(len(r.rows) for r in audit.reports.values()):,} rows of "
+                f"{len(audit.differing_slots())} slots differ; checking for {settle:g}s which slots take traffic"))
+    if not audit.consistent:
         db = Database(config)
         try:
-            progress(f"counter audit: {len(audit.slots())} slots miss counts; checking they are quiet for "
-                     f"{settle:g}s before adding them")
-            repair(db, audit, settle)
+            if repair_slots:
+                repair(db, audit, settle)
+            else:
+                quiet_slots(db, audit, settle)
         finally:
             db.shutdown()
+    print(describe(audit, show))
+    if repair_slots:
         for tenant_id, slot_id in audit.repaired_slots:
             print(f"repaired {tenant_id}/{slot_id}")
-        for tenant_id, slot_id in audit.busy_slots:
-            print(f"skipped {tenant_id}/{slot_id}: its counters changed during the audit (traffic); stop its "
-                  f"servers or rerun when it is quiet")
         progress(f"counter audit: repaired {len(audit.repaired_slots)} slots, skipped {len(audit.busy_slots)} "
                  f"busy ones, {audit.unknown_batches} batches timed out, in {time.monotonic() - started:.1f}s")
     return audit
 
 
 def exit_status(audit: Audit, repaired: bool) -> int:
-    """0: nothing left to do; 1: differences remain (or were only reported)."""
+    """0: the counters agree with the log, or all they missed was added; 1: a quiet slot still differs (a
+    repair batch timed out, a counter is ahead of the log, or nothing was repaired); 3: only slots that took
+    traffic during the audit differ, so nothing could be judged there."""
     if audit.consistent:
         return 0
-    if not repaired:
+    if repaired:
+        unresolved = audit.unknown_batches > 0 or audit.ahead_in_quiet_slots()
+    else:
+        unresolved = any(slot not in audit.busy_slots for slot in audit.differing_slots())
+    if unresolved:
         return 1
-    ahead = any(report.ahead() for report in audit.reports.values())
-    return 1 if audit.busy_slots or audit.unknown_batches or ahead else 0
+    return 3 if audit.busy_slots else 0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -166,7 +166,7 @@ def test_audit_finds_lost_counts_and_repair_adds_them_back_once(app, client, spa
     served = counts(db, tenant, slot)
     assert sum(v[0] for (location, _), v in served.items() if location == "") == 31
 
-    clean = counter_audit.run(spark, config, [tenant])
+    clean = counter_audit.run(spark, config, [tenant], settle=0.0)
     assert clean.consistent, counter_audit.describe(clean, 20)       # the audit's rules are the writer's
 
     banner = next(b for (location, b), v in served.items() if location == "mumbai" and v[0] >= 2 and v[1] >= 1)
@@ -183,9 +183,9 @@ def test_audit_finds_lost_counts_and_repair_adds_them_back_once(app, client, spa
                "AND day = ? AND location = 'mumbai' AND bucket = ? AND banner_id = ?",
                (tenant, slot, traffic["day"], traffic["bucket"], banner))
 
-    lost = counter_audit.run(spark, config, [tenant])
+    lost = counter_audit.run(spark, config, [tenant], settle=0.0)
     assert not lost.consistent
-    assert lost.slots() == [(tenant, slot)]
+    assert lost.slots() == [(tenant, slot)] and lost.busy_slots == []
     assert {(r["location"], r["banner_id"], r["missing_impressions"], r["missing_clicks"])
             for r in report_rows(lost, counter_audit.BANNER_COUNTS, tenant)} == {
         ("mumbai", banner, 2, 1), ("", banner, 2, 1)}
@@ -212,7 +212,7 @@ def test_repair_skips_a_slot_taking_traffic_and_never_subtracts(app, client, spa
     db.execute("UPDATE {ks}.banner_counts SET clicks = clicks + 5 WHERE tenant_id = ? AND slot_id = ? "
                "AND location = 'delhi' AND banner_id = 'a'", (tenant, slot))        # ahead of the log
 
-    audit = counter_audit.run(spark, config, [tenant])
+    audit = counter_audit.run(spark, config, [tenant], settle=0.0)
     found = {(r["location"], r["missing_impressions"], r["missing_clicks"])
              for r in report_rows(audit, counter_audit.BANNER_COUNTS, tenant)}
     assert found == {("mumbai", 1, 0), ("", 1, 0), ("delhi", 0, -5)}
@@ -224,6 +224,8 @@ def test_repair_skips_a_slot_taking_traffic_and_never_subtracts(app, client, spa
     before = counts(db, tenant, slot)
     counter_audit.repair(db, audit, settle=0.0)
     assert (audit.repaired_slots, audit.busy_slots) == ([], [(tenant, slot)])
+    assert counter_audit.exit_status(audit, repaired=True) == 3       # only a busy slot differs: not judged
+    assert "took traffic during the audit" in counter_audit.describe(audit, 5)
     assert counts(db, tenant, slot) == before                          # a busy slot gets nothing added
 
     quiet = counter_audit.run(spark, config, [tenant], repair_slots=True, settle=0.5)
@@ -232,7 +234,7 @@ def test_repair_skips_a_slot_taking_traffic_and_never_subtracts(app, client, spa
     after = counts(db, tenant, slot)
     assert after[("mumbai", "a")][0] == before[("mumbai", "a")][0] + 1
     assert after[("delhi", "a")] == before[("delhi", "a")]             # never subtracted
-    left = counter_audit.run(spark, config, [tenant])
+    left = counter_audit.run(spark, config, [tenant], settle=0.0)
     assert {(r["location"], r["missing_impressions"], r["missing_clicks"])
             for r in report_rows(left, counter_audit.BANNER_COUNTS, tenant)} == {("delhi", 0, -5)}
 
