@@ -54,6 +54,7 @@ from spark_jobs.timeuuids import UUID_EPOCH_OFFSET
 from webapp import config as config_module
 from webapp import store
 from webapp.cassandra import Database
+from webapp.events import BUCKET_MINUTES
 
 SLOT_KEY = ["tenant_id", "slot_id"]
 EVENT_KEY = ["tenant_id", "slot_id", "day", "impression_id"]
@@ -63,7 +64,7 @@ REASONS_KEY = ["tenant_id", "slot_id", "reason"]
 REASONS_COLUMNS = ["clicks"]
 TRAFFIC_KEY = ["tenant_id", "slot_id", "day", "location", "bucket", "banner_id"]
 TRAFFIC_COLUMNS = ["impressions", "clicks"]
-BUCKET_SECONDS = 15 * 60          # webapp.events.BUCKET_MINUTES
+BUCKET_SECONDS = BUCKET_MINUTES * 60       # traffic_counts buckets
 INVALID_REASON = "invalid"        # what the writer counts a flagged click without a reason as
 WRITE_CHUNK = 100                 # counter updates per batch: well under Cassandra's batch size limits
 
