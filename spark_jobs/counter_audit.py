@@ -28,10 +28,12 @@ Load      ``--repair`` adds the missing counts (positive differences only) with 
           rows were removed on purpose.
 
 Every slot with a differing row is checked the same way when only auditing: a slot that took traffic during
-the audit may differ by events in flight, either way, so it is named and not judged.
+the audit may miss the events in flight, so it is named and not judged. The counters are read before the log,
+and an event is counted only once its row is written, so a counter ahead of the log is never in flight.
 
-Exit status: 0 when the counters agree with the log (or all they missed was added); 1 when a quiet slot still
-differs; 2 on bad arguments; 3 when only slots that took traffic during the audit differ.
+Exit status: 0 when the counters agree with the log (or all they missed was added); 1 when a counter is ahead
+of the log or a quiet slot still misses counts; 2 on bad arguments; 3 when only slots that took traffic during
+the audit miss counts.
 """
 
 from __future__ import annotations
@@ -233,10 +235,10 @@ class Audit:
         return sorted({(r["tenant_id"], r["slot_id"]) for report in self.reports.values() for r in report.rows
                        if any(r[f"missing_{c}"] > 0 for c in report.table.columns)})
 
-    def ahead_in_quiet_slots(self) -> bool:
-        """A counter ahead of the log in a slot that took no traffic: not in flight, so someone wrote it."""
-        return any((r["tenant_id"], r["slot_id"]) not in self.busy_slots
-                   for report in self.reports.values() for r in report.ahead())
+    def ahead(self) -> bool:
+        """A counter ahead of the log. Never in flight (the counters are read before the log, and an event is
+        counted only once its row is written), so someone wrote it."""
+        return any(report.ahead() for report in self.reports.values())
 
 
 def slot_counters(db: Database, tenant_id: str, slot_id: str) -> dict[tuple[str, str], tuple[int, ...]]:
@@ -328,11 +330,17 @@ def _collect(frame: DataFrame, table: Table) -> list[dict[str, Any]]:
 
 
 def audit_log(spark: SparkSession, keyspace: str, tenants: list[str] | None = None) -> Audit:
-    """Read the log and the counters once and compare them (nothing is written)."""
+    """Read the counters, then the log, once each, and compare them (nothing is written).
+
+    The counters are read first, and kept: the log only grows, so an event that reaches it after the counters
+    were read shows as missing, and its counter, flushed a moment later, makes its slot fail the quiet check.
+    Read the other way round, a slot whose traffic stopped between the two reads could pass that check with
+    counters ahead of the log.
+    """
     impressions, clicks, counters = extract(spark, keyspace, tenants)
+    counted = {name: frame.localCheckpoint(eager=True) for name, frame in counters.items()}
     live_impressions, live_clicks = live_events(impressions, clicks)
     live_impressions, live_clicks = live_impressions.cache(), live_clicks.cache()
-    counted = {name: frame.cache() for name, frame in counters.items()}
     expected = {BANNER_COUNTS.name: expected_banner_counts(live_impressions, live_clicks),
                 REASONS.name: expected_reasons(live_clicks),
                 TRAFFIC.name: expected_traffic(live_impressions, live_clicks)}
@@ -347,7 +355,7 @@ def audit_log(spark: SparkSession, keyspace: str, tenants: list[str] | None = No
         for row in slots.collect():
             counted_slots[(row["tenant_id"], row["slot_id"])][(row["location"], row["banner_id"])] = tuple(
                 int(row[c] or 0) for c in BANNER_COUNTS_COLUMNS)
-    for frame in (live_impressions, live_clicks, *counted.values()):
+    for frame in (live_impressions, live_clicks):
         frame.unpersist()
     return Audit(reports, dict(counted_slots))
 
@@ -404,15 +412,15 @@ def run(spark: SparkSession, config: dict[str, Any], tenants: list[str] | None =
 
 
 def exit_status(audit: Audit, repaired: bool) -> int:
-    """0: the counters agree with the log, or all they missed was added; 1: a quiet slot still differs (a
-    repair batch timed out, a counter is ahead of the log, or nothing was repaired); 3: only slots that took
-    traffic during the audit differ, so nothing could be judged there."""
+    """0: the counters agree with the log, or all they missed was added; 1: a counter is ahead of the log, or
+    a quiet slot still misses counts (not repaired, or a repair batch timed out); 3: only slots that took
+    traffic during the audit miss counts, so nothing could be judged there."""
     if audit.consistent:
         return 0
     if repaired:
-        unresolved = audit.unknown_batches > 0 or audit.ahead_in_quiet_slots()
+        unresolved = audit.unknown_batches > 0 or audit.ahead()
     else:
-        unresolved = any(slot not in audit.busy_slots for slot in audit.differing_slots())
+        unresolved = audit.ahead() or any(slot not in audit.busy_slots for slot in audit.differing_slots())
     if unresolved:
         return 1
     return 3 if audit.busy_slots else 0

@@ -209,34 +209,34 @@ def test_repair_skips_a_slot_taking_traffic_and_never_subtracts(app, client, spa
     serve_and_click(client, tenant, slot, [("mumbai", True), ("delhi", False)] * 3)
     sync(app)
     lose(db, tenant, slot, "mumbai", "a", impressions=1, clicks=0)
-    db.execute("UPDATE {ks}.banner_counts SET clicks = clicks + 5 WHERE tenant_id = ? AND slot_id = ? "
-               "AND location = 'delhi' AND banner_id = 'a'", (tenant, slot))        # ahead of the log
 
     audit = counter_audit.run(spark, config, [tenant], settle=0.0)
-    found = {(r["location"], r["missing_impressions"], r["missing_clicks"])
-             for r in report_rows(audit, counter_audit.BANNER_COUNTS, tenant)}
-    assert found == {("mumbai", 1, 0), ("", 1, 0), ("delhi", 0, -5)}
-    assert [r["location"] for r in audit.reports[counter_audit.BANNER_COUNTS.name].ahead()
-            if r["tenant_id"] == tenant] == ["delhi"]
-
+    assert {(r["location"], r["missing_impressions"], r["missing_clicks"])
+            for r in report_rows(audit, counter_audit.BANNER_COUNTS, tenant)} == {("mumbai", 1, 0), ("", 1, 0)}
     serve_and_click(client, tenant, slot, [("delhi", False)])       # traffic after the audit read the counters
     sync(app)
     before = counts(db, tenant, slot)
     counter_audit.repair(db, audit, settle=0.0)
     assert (audit.repaired_slots, audit.busy_slots) == ([], [(tenant, slot)])
+    assert counts(db, tenant, slot) == before                          # a busy slot gets nothing added
     assert counter_audit.exit_status(audit, repaired=True) == 3       # only a busy slot differs: not judged
     assert "took traffic during the audit" in counter_audit.describe(audit, 5)
-    assert counts(db, tenant, slot) == before                          # a busy slot gets nothing added
 
+    db.execute("UPDATE {ks}.banner_counts SET clicks = clicks + 5 WHERE tenant_id = ? AND slot_id = ? "
+               "AND location = 'delhi' AND banner_id = 'a'", (tenant, slot))        # ahead of the log
     quiet = counter_audit.run(spark, config, [tenant], repair_slots=True, settle=0.5)
     assert quiet.repaired_slots == [(tenant, slot)]
-    assert counter_audit.exit_status(quiet, repaired=True) == 1        # the counters ahead remain, reported
+    assert [r["location"] for r in quiet.reports[counter_audit.BANNER_COUNTS.name].ahead()
+            if r["tenant_id"] == tenant] == ["delhi"]
+    assert counter_audit.exit_status(quiet, repaired=True) == 1        # the counter ahead remains, reported
     after = counts(db, tenant, slot)
     assert after[("mumbai", "a")][0] == before[("mumbai", "a")][0] + 1
-    assert after[("delhi", "a")] == before[("delhi", "a")]             # never subtracted
+    impressions, clicks, filtered = before[("delhi", "a")]
+    assert after[("delhi", "a")] == (impressions, clicks + 5, filtered)   # never subtracted
     left = counter_audit.run(spark, config, [tenant], settle=0.0)
     assert {(r["location"], r["missing_impressions"], r["missing_clicks"])
             for r in report_rows(left, counter_audit.BANNER_COUNTS, tenant)} == {("delhi", 0, -5)}
+    assert counter_audit.exit_status(left, repaired=False) == 1
 
 
 def test_command_line_refuses_bad_arguments():
