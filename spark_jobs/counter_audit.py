@@ -230,8 +230,8 @@ class Audit:
         """Slots with a row that differs from the log, either way."""
         return sorted({(r["tenant_id"], r["slot_id"]) for report in self.reports.values() for r in report.rows})
 
-    def slots(self) -> list[tuple[str, str]]:
-        """Slots with a row that the log says is missing counts (repairable)."""
+    def repairable_slots(self) -> list[tuple[str, str]]:
+        """Slots with a row that misses counts the log has."""
         return sorted({(r["tenant_id"], r["slot_id"]) for report in self.reports.values() for r in report.rows
                        if any(r[f"missing_{c}"] > 0 for c in report.table.columns)})
 
@@ -303,7 +303,7 @@ def repair(db: Database, audit: Audit, settle: float) -> Audit:
     """Add the missing counts of the quiet slots (see the module doc). Returns ``audit`` with the repaired and
     busy slots and the number of batches whose outcome is unknown."""
     quiet, _ = quiet_slots(db, audit, settle)
-    repairable = set(audit.slots())
+    repairable = set(audit.repairable_slots())
     session = db.session()
     for slot in (slot for slot in quiet if slot in repairable):
         deltas, reasons, traffic = repair_deltas(audit, slot)

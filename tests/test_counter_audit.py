@@ -185,7 +185,7 @@ def test_audit_finds_lost_counts_and_repair_adds_them_back_once(app, client, spa
 
     lost = counter_audit.run(spark, config, [tenant], settle=0.0)
     assert not lost.consistent
-    assert lost.slots() == [(tenant, slot)] and lost.busy_slots == []
+    assert lost.repairable_slots() == [(tenant, slot)] and lost.busy_slots == []
     assert {(r["location"], r["banner_id"], r["missing_impressions"], r["missing_clicks"])
             for r in report_rows(lost, counter_audit.BANNER_COUNTS, tenant)} == {
         ("mumbai", banner, 2, 1), ("", banner, 2, 1)}
