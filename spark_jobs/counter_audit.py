@@ -22,7 +22,8 @@ Load      ``--repair`` adds the missing counts (positive differences only) with 
           batches, slot by slot, and only to a *quiet* slot: one whose banner_counts still read as the audit
           read them, and again after ``--settle`` seconds (longer than the writers' COUNTER_FLUSH_SECONDS).
           Counts still in flight in a live process would otherwise be added twice. A slot taking traffic is
-          skipped and named; stop its servers (``make stop``) or rerun when it is quiet. A batch whose outcome
+          skipped and named; stop its servers (``make stop``) or rerun when it is quiet. (A server whose
+          counter batches keep failing holds its counts longer than that: stop the servers first then.) A batch whose outcome
           is unknown (a timeout) is not retried, like the writer's: the next audit shows what is still missing.
           Counters ahead of the log are reported and left alone: subtracting could erase learning whose log
           rows were removed on purpose.
