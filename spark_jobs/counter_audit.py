@@ -242,11 +242,16 @@ class Audit:
         return any(report.ahead() for report in self.reports.values())
 
 
+def _counter_values(row) -> tuple[int, ...]:
+    """A banner_counts row's (impressions, clicks, filtered clicks); a counter never written reads as null."""
+    return tuple(int(row[c] or 0) for c in BANNER_COUNTS_COLUMNS)
+
+
 def slot_counters(db: Database, tenant_id: str, slot_id: str) -> dict[tuple[str, str], tuple[int, ...]]:
     """The slot's banner_counts now: (location, banner) → (impressions, clicks, filtered clicks)."""
     rows = db.execute("SELECT location, banner_id, impressions, clicks, filtered_clicks FROM {ks}.banner_counts "
                       "WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
-    return {(r["location"], r["banner_id"]): tuple(int(r[c] or 0) for c in BANNER_COUNTS_COLUMNS) for r in rows}
+    return {(r["location"], r["banner_id"]): _counter_values(r) for r in rows}
 
 
 def _without_zeros(counts: dict[tuple[str, str], tuple[int, ...]]) -> dict[tuple[str, str], tuple[int, ...]]:
@@ -348,14 +353,14 @@ def audit_log(spark: SparkSession, keyspace: str, tenants: list[str] | None = No
     reports = {table.name: TableReport(table, _collect(differences(expected[table.name], counted[table.name],
                                                                    table), table))
                for table in TABLES}
-    repairable = {(r["tenant_id"], r["slot_id"]) for report in reports.values() for r in report.rows}
+    differing = {(r["tenant_id"], r["slot_id"]) for report in reports.values() for r in report.rows}
     counted_slots: dict[tuple[str, str], dict[tuple[str, str], tuple[int, ...]]] = defaultdict(dict)
-    if repairable:
+    if differing:
         slots = counted[BANNER_COUNTS.name].join(
-            spark.createDataFrame(sorted(repairable), "tenant_id string, slot_id string"), SLOT_KEY, "left_semi")
+            spark.createDataFrame(sorted(differing), "tenant_id string, slot_id string"), SLOT_KEY, "left_semi")
         for row in slots.collect():
-            counted_slots[(row["tenant_id"], row["slot_id"])][(row["location"], row["banner_id"])] = tuple(
-                int(row[c] or 0) for c in BANNER_COUNTS_COLUMNS)
+            counted_slots[(row["tenant_id"], row["slot_id"])][(row["location"], row["banner_id"])] = \
+                _counter_values(row)
     for frame in (live_impressions, live_clicks):
         frame.unpersist()
     return Audit(reports, dict(counted_slots))
