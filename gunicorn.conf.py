@@ -42,9 +42,9 @@ def post_fork(server, worker):
 
     sys.setswitchinterval(switch_interval)
     # Close each connection without waiting for the client to close first, unless it sent bytes the app did
-    # not read (webapp/sockets.py: gunicorn's graceful close held a sync worker up to 2 s per slow client).
+    # not read (webapp/web/sockets.py: gunicorn's graceful close held a sync worker up to 2 s per slow client).
     if os.environ.get("GRACEFUL_CLOSE_WAIT", "0") != "1":
-        from webapp import sockets
+        from webapp.web import sockets
 
         sockets.install()
 
@@ -63,7 +63,7 @@ def post_worker_init(worker):
 
 def worker_exit(server, worker):
     """Flush aggregated counters and wait for in-flight impression writes before the worker goes."""
-    from webapp import runtime as runtime_module
+    from webapp.serving import runtime as runtime_module
 
     app = getattr(worker, "wsgi", None)
     runtime = app.extensions.get("runtime") if app is not None else None

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from webapp.bandits import ThompsonSampler, beta_posterior
-from webapp.clickfilter import ClickFilterSettings, classify
+from bandits import ThompsonSampler, beta_posterior
+from webapp.serving.click_filter import ClickFilterSettings, classify
 
 TRUE_CTR = np.array([0.020, 0.030, 0.035, 0.040, 0.060])   # banner 0 is the worst, 4 the best
 WORST, BEST = 0, 4

@@ -26,8 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from keyspaces import drop_keyspace  # noqa: E402
-from webapp import create_app, runtime, services, store  # noqa: E402
-from webapp.events import traffic_bucket  # noqa: E402
+from webapp import create_app  # noqa: E402
+from webapp.serving import runtime  # noqa: E402
+from webapp.management import services  # noqa: E402
+from webapp.storage import store  # noqa: E402
+from webapp.storage.events import traffic_bucket  # noqa: E402
 
 KEYSPACE = "bb_bench_decay"
 LOCATIONS = ["", "mumbai", "delhi", "pune", "chennai", "kolkata", "goa"]

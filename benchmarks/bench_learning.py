@@ -48,8 +48,8 @@ from scipy import stats as scipy_stats  # noqa: E402
 from simulator import COLD_START, DRIFT, STATIONARY, RunResult, Scenario, run  # noqa: E402
 from simulator.policies import empirical_bayes_prior  # noqa: E402
 from simulator.runner import NEW_CITY_BLOCK, SHARE_BLOCK  # noqa: E402
-from webapp.bandits import ThompsonSampler, thompson_winners  # noqa: E402
-from webapp.posteriors import FIRST_BLOCK  # noqa: E402
+from bandits import ThompsonSampler, thompson_winners  # noqa: E402
+from webapp.learning.posteriors import FIRST_BLOCK  # noqa: E402
 
 DOCS = REPO / "docs"
 BENCHMARKS_MD = DOCS / "BENCHMARKS.md"
@@ -380,7 +380,7 @@ def write_report(ctx: dict[str, Any]) -> str:
         "per-location counters, and serve each refresh interval of **100 impressions** from one posterior "
         "snapshot (the server refreshes its posterior cache once a second, ~100 serves at 100 serves/s per "
         "process; the refresh-interval check below shows the effect). Our Thompson policies call the server's "
-        "own `webapp.bandits` code (`beta_posterior`, `thompson_winners` — a block of draws per city and "
+        "own `bandits` code (`beta_posterior`, `thompson_winners` — a block of draws per city and "
         "snapshot, as the server serves a location —, `DiscountedThompsonSampling`). The candidate row is "
         "`simulator.policies.HierarchicalThompson`, the best learner `make bench-pooling` found for the stationary "
         "aim; the server does not run it, and it is here to show what it would cost at a cold start and a drift. "

@@ -3,7 +3,7 @@
 
 Runs, on the same seeds, our Thompson sampling per city with Beta(1, 1), with the simulator's leave-one-out
 slot-wide pooling (``thompson-pooled``), and with the priors job's empirical-Bayes fit
-(``simulator.policies.empirical_bayes_prior``: webapp/bandits/priors.py on the live counts) at caps 200 (the
+(``simulator.policies.empirical_bayes_prior``: bandits/priors.py on the live counts) at caps 200 (the
 product's), 500, 1,000 and 5,000; the best learner found by hand (``thompson-hierarchical``, a candidate the
 server does not run); beside them references that take the aim apart: the true population prior (read from the
 simulator) with Thompson sampling and with no exploration (``posterior-mean``), the slot's true best banner to

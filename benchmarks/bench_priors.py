@@ -13,9 +13,9 @@ Run from the repository root as ``.venv/bin/python benchmarks/bench_priors.py`` 
    Zipf-like traffic and 10 % without a location, 30 days, half of it marked as imported history; CTRs
    between 1 % and 9 % that differ by city.
    With ``--reuse`` nothing is generated: the job is timed on what the keyspaces hold.
-2. Regret (numpy only, webapp.bandits). For each seed: a population of 5 banners whose CTRs differ by city
+2. Regret (numpy only, bandits). For each seed: a population of 5 banners whose CTRs differ by city
    (θ ~ Beta(μκ, (1 − μ)κ)); a history of 40 cities × 5,000 uniformly rotated impressions; the slot-wide
-   prior fitted from it with webapp.bandits.fit_population (the same formulas as the Spark job; a test
+   prior fitted from it with bandits.fit_population (the same formulas as the Spark job; a test
    checks that they agree); then a new city with CTRs drawn from the same population is served 2,000
    times by Thompson sampling starting from that prior, and from Beta(1, 1), on the same seeds (same
    city, same click draws). Cumulative regret = Σ_t (max_b θ_b − θ_served).
@@ -42,7 +42,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from webapp.bandits import PriorSettings, beta_posterior, fit_population  # noqa: E402
+from bandits import PriorSettings, beta_posterior, fit_population  # noqa: E402
 
 OUT_DIR = REPO / "benchmarks" / "out"
 TENANTS, SLOTS, BANNERS, CITIES, DAYS = 5, 4, 6, 100, 30
@@ -129,7 +129,7 @@ def run_job(keyspace: str, days: int, scan: bool) -> dict[str, float]:
 
 
 def prepare_keyspace(config: dict, keyspace: str, fresh: bool) -> None:
-    from webapp.cassandra import Database
+    from webapp.storage.database import Database
 
     db = Database(config | {"CASSANDRA_KEYSPACE": keyspace})
     try:
@@ -148,7 +148,7 @@ def prepare_keyspace(config: dict, keyspace: str, fresh: bool) -> None:
 def job_benchmark(keyspace: str, reuse: bool, rounds: int) -> list[str]:
     """Two keyspaces, 1M and 10M events (the first 1M identical); job runs interleaved, ``rounds`` each."""
     from spark_jobs.session import build_session
-    from webapp import config as config_module
+    from webapp.web import config as config_module
 
     config = config_module.load({"SPARK_DRIVER_MEMORY": "2g"})
     sizes = {f"{keyspace}_1m": 1_000_000, keyspace: 10_000_000}
@@ -203,7 +203,7 @@ def simulate(seeds: int, horizon: int, settings: PriorSettings, spread: float = 
     """Cumulative regret curves, shape (seeds, horizon), of a new city with the fitted prior and with Beta(1,1).
 
     All seeds advance together (arrays of shape (seeds, K)); each step is ThompsonSampler.select's draw,
-    one Beta sample per banner and the argmax, on the posterior of webapp.bandits.beta_posterior.
+    one Beta sample per banner and the argmax, on the posterior of bandits.beta_posterior.
     ``outlier``: the new city is unlike the others, its CTRs are the slot-wide means in reverse order (the
     prior points at the worst banner), to show what the cap limits.
     """

@@ -6,10 +6,10 @@
                                                 the clicks that became known (possibly of older impressions)
 
 Every policy keeps one bandit per city (the server keeps counters per location). Our Thompson policies
-run the module the server runs — :func:`webapp.bandits.beta_posterior` for the posterior and
-:func:`webapp.bandits.thompson_winners` for the decisions (a block of independent draws per location and
-posterior snapshot, one per request, as ``webapp.posteriors.Posterior.choose`` serves) — and
-:class:`webapp.bandits.DiscountedThompsonSampling`; nothing of them is re-implemented here.
+run the module the server runs — :func:`bandits.beta_posterior` for the posterior and
+:func:`bandits.thompson_winners` for the decisions (a block of independent draws per location and
+posterior snapshot, one per request, as ``webapp.learning.posteriors.Posterior.choose`` serves) — and
+:class:`bandits.DiscountedThompsonSampling`; nothing of them is re-implemented here.
 
 Baselines: uniform random (an A/B/n test), ε-greedy (Sutton & Barto, *Reinforcement Learning*, 2nd ed.,
 2018, §2.2), UCB1 (Auer, Cesa-Bianchi & Fischer, "Finite-time Analysis of the Multiarmed Bandit Problem",
@@ -26,8 +26,8 @@ from functools import partial
 import numpy as np
 from numpy.typing import NDArray
 
-from webapp.bandits import DiscountedThompsonSampling, beta_posterior
-from webapp.bandits.discounted import select_by_scope
+from bandits import DiscountedThompsonSampling, beta_posterior
+from bandits.discounted import select_by_scope
 
 IntArray = NDArray[np.intp]
 FloatArray = NDArray[np.float64]
@@ -289,7 +289,7 @@ class HierarchicalThompson(CountingPolicy):
 
 @dataclass
 class DiscountedThompson:
-    """Our discounted Thompson sampling per city (:class:`webapp.bandits.DiscountedThompsonSampling`).
+    """Our discounted Thompson sampling per city (:class:`bandits.DiscountedThompsonSampling`).
 
     The default γ = 0.9999 (evidence half-life ≈ 6,900 of the city's impressions) was chosen on the drift
     scenario with seeds 1000–1002, which the benchmark does not report, among 0.999, 0.9995, 0.9998, 0.9999
@@ -431,13 +431,13 @@ POLICIES: dict[str, Callable[..., object]] = {
 
 def empirical_bayes_prior(impressions: FloatArray, clicks: FloatArray, max_strength: float = 200.0
                           ) -> tuple[FloatArray, FloatArray]:
-    """City priors as the priors job computes them (:mod:`webapp.bandits.priors`), from live counts only.
+    """City priors as the priors job computes them (:mod:`bandits.priors`), from live counts only.
 
     Per banner, the slot-wide beta-binomial fit over all cities (method of moments, strength capped at
     ``max_strength``) is every city's prior; the city's own live counts are then added by the posterior,
     as serving does (no imported history here, so nothing is counted twice).
     """
-    from webapp.bandits.priors import PriorSettings, fit_population
+    from bandits.priors import PriorSettings, fit_population
 
     settings = PriorSettings(max_strength=max_strength)
     n_cities, n_banners = impressions.shape

@@ -12,13 +12,13 @@ Transform pure DataFrame → DataFrame functions (tested on small inputs):
           ``slot_statistics``  per (tenant, slot, banner): μ, the cities' spread ρ and the bounded strength s;
           ``prior_rows``       the rows of the ``priors`` table: the slot-wide prior (location '') and one
                                shrunk, capped prior per city seen in the window.
-          The formulas are those of webapp/bandits/priors.py (documented there), written as column
+          The formulas are those of bandits/priors.py (documented there), written as column
           expressions; tests check that both give the same numbers.
 Load      upsert the rows, then delete the rows of the same (tenant, slot) that this run no longer produces
           (a city that left the window falls back to the slot-wide prior). Slots without events in the
           window keep their priors. Serving re-reads the table at its next cache refresh (~1 s).
 
-What serving does with the rows (webapp/posteriors.py): a city's posterior is its prior plus the city's live
+What serving does with the rows (webapp/learning/posteriors.py): a city's posterior is its prior plus the city's live
 counters, so a city prior holds the slot-wide prior plus the city's *imported* history only; live events are
 already in the counters and would be counted twice. A city with no row (never seen) uses the slot-wide row,
 and unknown locations use the slot-wide posterior: slot-wide live counters plus the slot-wide row. There the
@@ -39,10 +39,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.session import build_session, progress, read_table, write_table
-from webapp import config as config_module
-from webapp.bandits import PriorSettings
+from webapp.web import config as config_module
+from bandits import PriorSettings
 
-SLOT_WIDE = ""                  # the priors/banner_counts location of slot-wide rows (webapp.events.SLOT_WIDE)
+SLOT_WIDE = ""                  # the priors/banner_counts location of slot-wide rows (webapp.storage.events.SLOT_WIDE)
 IMPORT_SCOPE = "import"         # impressions.posterior_scope of imported history (spark_jobs/import_history.py)
 SLOT_KEY = ["tenant_id", "slot_id"]
 BANNER_KEY = ["tenant_id", "slot_id", "banner_id"]
@@ -158,7 +158,7 @@ def city_counts(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
 
 
 def slot_statistics(counts: DataFrame, settings: PriorSettings) -> DataFrame:
-    """Per (tenant, slot, banner): the population fit of webapp.bandits.priors.fit_population.
+    """Per (tenant, slot, banner): the population fit of bandits.priors.fit_population.
 
     Columns: tenant_id, slot_id, banner_id, slot_impressions, slot_clicks, cities, rho (null when not
     identifiable), mean (μ), strength (s, bounded).
@@ -263,7 +263,7 @@ def load(spark: SparkSession, config: dict[str, Any], keyspace: str, rows: DataF
     stale = [tuple(r) for r in stale_priors(existing, rows).collect()]
     rows.unpersist()
     if stale:
-        from webapp.cassandra import Database
+        from webapp.storage.database import Database
 
         db = Database(config | {"CASSANDRA_KEYSPACE": keyspace})
         try:

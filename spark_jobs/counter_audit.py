@@ -3,7 +3,7 @@
     python -m spark_jobs.counter_audit [--tenant T]… [--repair [--settle 5]] [--show 20]
 
 The event log (``impressions``, ``clicks``) is the truth; ``banner_counts``, ``filtered_click_reasons`` and
-``traffic_counts`` are views of it that each serving process keeps (webapp/events.py). They can fall behind
+``traffic_counts`` are views of it that each serving process keeps (webapp/storage/events.py). They can fall behind
 the log — by what a process killed with SIGKILL had not flushed, or by a counter batch whose write timed out
 (its outcome unknown, so it is not retried) — and are never meant to run ahead of it.
 
@@ -54,10 +54,10 @@ from pyspark.sql import functions as F
 from spark_jobs.city_priors import IMPORT_SCOPE, SLOT_WIDE
 from spark_jobs.session import build_session, progress, read_table, stop_session
 from spark_jobs.timeuuids import UUID_EPOCH_OFFSET
-from webapp import config as config_module
-from webapp import store
-from webapp.cassandra import Database
-from webapp.events import BUCKET_MINUTES
+from webapp.web import config as config_module
+from webapp.storage import store
+from webapp.storage.database import Database
+from webapp.storage.events import BUCKET_MINUTES
 
 SLOT_KEY = ["tenant_id", "slot_id"]
 EVENT_KEY = ["tenant_id", "slot_id", "day", "impression_id"]
@@ -119,7 +119,7 @@ def timeuuid_time(impression_id: Column, fallback: Column) -> Column:
 
 
 def quarter_hour(at: Column) -> Column:
-    """The UTC start of the quarter hour of ``at`` (webapp.events.traffic_bucket)."""
+    """The UTC start of the quarter hour of ``at`` (webapp.storage.events.traffic_bucket)."""
     seconds = F.unix_seconds(at)
     return F.timestamp_seconds(seconds - F.pmod(seconds, F.lit(BUCKET_SECONDS)))
 
@@ -276,7 +276,7 @@ def quiet_slots(db: Database, audit: Audit, settle: float) -> tuple[list[tuple[s
 
 def repair_deltas(audit: Audit, slot: tuple[str, str]
                   ) -> tuple[dict[tuple, list[int]], dict[tuple, int], dict[tuple, list[int]]]:
-    """The slot's missing counts as the event writer's delta maps (webapp.store.counter_batches and
+    """The slot's missing counts as the event writer's delta maps (webapp.storage.store.counter_batches and
     traffic_batches): positive differences only."""
     deltas: dict[tuple, list[int]] = {}
     reasons: dict[tuple, int] = {}

@@ -45,9 +45,9 @@ from pyspark.sql import types as T
 from spark_jobs.city_priors import IMPORT_SCOPE
 from spark_jobs.session import build_session, progress, write_table
 from spark_jobs.timeuuids import timeuuid
-from webapp import config as config_module
-from webapp import validation
-from webapp.errors import InvalidInput
+from webapp.web import config as config_module
+from webapp.web import validation
+from webapp.web.errors import InvalidInput
 
 HEADER = ("time", "tenant", "slot", "banner", "location", "customer_id", "referrer_id", "clicked")
 CLICKED = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}

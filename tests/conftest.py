@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from webapp import create_app, runtime
+from webapp import create_app
+from webapp.serving import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"

@@ -9,8 +9,9 @@ import uuid
 import numpy as np
 from cassandra.util import uuid_from_time
 
-from webapp import accounts, runtime
-from webapp.events import Click, Impression
+from webapp.dashboard import accounts
+from webapp.serving import runtime
+from webapp.storage.events import Click, Impression
 
 PASSWORD = "correct horse battery staple"
 _CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 from spark_jobs.session import build_session
-from webapp import config as config_module
+from webapp.web import config as config_module
 
 
 def job_config(**overrides) -> dict:

@@ -7,7 +7,9 @@ import pytest
 
 from tests.conftest import gen_slot, make_config
 from tests.dashboard import PASSWORD, csrf_token, gen_user, login, page_token
-from webapp import accounts, create_app, services
+from webapp import create_app
+from webapp.dashboard import accounts
+from webapp.management import services
 
 PUBLIC = {"admin.login"}
 SESSION = {"admin.login", "admin.logout"}      # hold no tenant's data; walking them would end the session

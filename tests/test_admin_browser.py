@@ -24,7 +24,9 @@ import requests
 
 from tests.conftest import ADMIN_TOKEN, make_config
 from tests.dashboard import PASSWORD, gen_user, simulate_history
-from webapp import accounts, create_app, services
+from webapp import create_app
+from webapp.dashboard import accounts
+from webapp.management import services
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -17,8 +17,11 @@ from scipy import stats
 
 from tests.conftest import gen_slot, make_config, sync
 from tests.dashboard import PASSWORD, csrf_token, gen_user, login, simulate_history
-from webapp import accounts, create_app, services, store
-from webapp.events import traffic_bucket
+from webapp import create_app
+from webapp.dashboard import accounts
+from webapp.management import services
+from webapp.storage import store
+from webapp.storage.events import traffic_bucket
 
 XSS = "<script>window.__xss = 1</script>"
 

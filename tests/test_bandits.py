@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from webapp.bandits import BetaPrior, ThompsonSampler, beta_posterior, win_probabilities
+from bandits import BetaPrior, ThompsonSampler, beta_posterior, win_probabilities
 
 
 def test_posterior_is_prior_plus_clicks_and_non_clicks():
@@ -92,7 +92,7 @@ def test_sampler_rejects_empty_arms():
 
 
 def test_thompson_winners_match_single_draws_in_distribution():
-    from webapp.bandits import thompson_winners
+    from bandits import thompson_winners
     alpha, beta = np.array([2.0, 1.0, 1.0]), np.array([1.0, 1.0, 3.0])
     block = thompson_winners(alpha, beta, np.random.default_rng(1), 60_000)
     sampler = ThompsonSampler(2)

@@ -15,7 +15,7 @@ from spark_jobs import city_priors, import_history
 from spark_jobs.sample_history import SampleSpec, generate
 from tests.conftest import gen_slot, sync
 from tests.spark_support import job_config, local_spark
-from webapp.cassandra import Database
+from webapp.storage.database import Database
 
 CAP = 200.0
 TODAY = dt.datetime.now(dt.timezone.utc).date()

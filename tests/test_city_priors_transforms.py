@@ -1,6 +1,6 @@
 """The Spark side of the priors and the import as pure DataFrame functions on small createDataFrame inputs.
 
-No Cassandra here: the Spark formulas are checked against the numpy ones (webapp/bandits/priors.py), the
+No Cassandra here: the Spark formulas are checked against the numpy ones (bandits/priors.py), the
 timeuuids against Python's uuid module, the CSV validation against hand-written expectations.
 """
 
@@ -17,7 +17,7 @@ from spark_jobs import city_priors as job
 from spark_jobs import import_history
 from spark_jobs.timeuuids import timeuuid
 from tests.spark_support import local_spark
-from webapp.bandits import PriorSettings, city_priors, fit_population
+from bandits import PriorSettings, city_priors, fit_population
 
 COUNT_COLUMNS = ["tenant_id", "slot_id", "location", "banner_id", "impressions", "clicks",
                  "history_impressions", "history_clicks"]

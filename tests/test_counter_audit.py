@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from spark_jobs import counter_audit
 from tests.conftest import INSTANT_CLICKS, gen_slot, sync
 from tests.spark_support import job_config, local_spark
-from webapp.cassandra import Database
+from webapp.storage.database import Database
 
 DAY = dt.date(2026, 11, 30)
 IMPRESSION_SCHEMA = ("tenant_id string, slot_id string, day date, impression_id string, served_at timestamp, "

@@ -1,12 +1,12 @@
-"""Discounted Thompson sampling and per-scope Thompson decisions (webapp.bandits)."""
+"""Discounted Thompson sampling and per-scope Thompson decisions (bandits)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from webapp.bandits import DiscountedThompsonSampling, beta_posterior, thompson_winners
-from webapp.bandits.discounted import select_by_scope
+from bandits import DiscountedThompsonSampling, beta_posterior, thompson_winners
+from bandits.discounted import select_by_scope
 
 
 def test_select_by_scope_serves_each_scope_from_a_block_of_thompson_winners():

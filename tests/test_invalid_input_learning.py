@@ -9,7 +9,7 @@ import pytest
 
 from simulator import BannerSlotEnv, Scenario
 from simulator.policies import UCB1, DiscountedThompson, EpsilonGreedy, ThompsonPooled, slot_wide_prior
-from webapp.bandits import DiscountedThompsonSampling
+from bandits import DiscountedThompsonSampling
 
 
 @pytest.mark.parametrize("gamma", [0, -0.5, 1.0001, 2, float("nan"), float("inf"), "0.9", None, True])

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tests.conftest import gen_slot, sync
-from webapp import store
+from webapp.storage import store
 
 BANNER = {"image_url": "https://cdn.example.com/a.png", "target_url": "https://shop.example.com/a", "alt": "A"}
 

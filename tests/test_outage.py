@@ -30,7 +30,8 @@ from spark_jobs.session import stop_session
 from tests.conftest import ADMIN_TOKEN
 from tests.spark_support import job_config, local_spark
 from tests.test_workers import free_port
-from webapp import create_app, store
+from webapp import create_app
+from webapp.storage import store
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_PORT = 9044

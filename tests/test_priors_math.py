@@ -1,12 +1,12 @@
-"""Empirical-Bayes city priors (webapp/bandits/priors.py), without services."""
+"""Empirical-Bayes city priors (bandits/priors.py), without services."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from webapp.bandits import PriorSettings, city_priors, fit_population
-from webapp.bandits.priors import pooled_rate, prior_strength, spread_rho
+from bandits import PriorSettings, city_priors, fit_population
+from bandits.priors import pooled_rate, prior_strength, spread_rho
 
 
 def beta_binomial_cities(rng: np.random.Generator, mean: float, strength: float, impressions: np.ndarray):

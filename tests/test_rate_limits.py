@@ -1,4 +1,4 @@
-"""Rate limits per client on the public endpoints (webapp.limits.client_limit over the `limits` package) and
+"""Rate limits per client on the public endpoints (webapp.web.rate_limits.client_limit over the `limits` package) and
 the dashboard login (Flask-Limiter), with tiny configured limits."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import gen_slot, sync
-from webapp import create_app, store
+from webapp import create_app
+from webapp.storage import store
 
 ALICE = {"REMOTE_ADDR": "198.51.100.7"}
 BOB = {"REMOTE_ADDR": "198.51.100.8"}
@@ -125,7 +126,7 @@ def test_worker_memory_storage_counts_and_expires_without_a_thread_per_hit():
 
     from limits import RateLimitItemPerSecond, storage, strategies
 
-    from webapp.limits import WorkerMemoryStorage
+    from webapp.web.rate_limits import WorkerMemoryStorage
 
     store_ = storage.storage_from_string("worker-memory://")
     assert isinstance(store_, WorkerMemoryStorage)

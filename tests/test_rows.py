@@ -1,4 +1,4 @@
-"""webapp.rows.RowBinder gives the bytes the driver's own bind() gives, on the real prepared statements."""
+"""webapp.storage.rows.RowBinder gives the bytes the driver's own bind() gives, on the real prepared statements."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import uuid
 import pytest
 from cassandra.query import BatchStatement, BatchType
 
-from webapp import store
-from webapp.events import Click, Impression
-from webapp.rows import RowBinder
+from webapp.storage import store
+from webapp.storage.events import Click, Impression
+from webapp.storage.rows import RowBinder
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 UTC = dt.timezone.utc

@@ -9,7 +9,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from tests.conftest import gen_slot, sync
-from webapp import store
+from webapp.storage import store
 
 
 def csp(response) -> dict[str, str]:

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tests.conftest import gen_slot, sync
-from webapp import store
+from webapp.storage import store
 
 
 def today() -> dt.date:
@@ -255,7 +255,7 @@ def test_click_url_is_what_url_for_builds(app, base_url):
     under a script root (a reverse proxy mounting the service under a path) and another scheme/port."""
     from flask import url_for
 
-    from webapp.serving import click_url
+    from webapp.serving.views import click_url
 
     token = "eyJhIjoxfQ.ZyX-_a.b1_c-D"
     with app.test_request_context("/v1/serve/t/s", base_url=base_url):
@@ -273,7 +273,7 @@ def test_impressions_are_written_in_single_partition_batches_and_counted_once(ap
     ids = [client.get(f"/v1/serve/{tenant}/{slot}?location=Pune").get_json()["impression_id"] for _ in range(10)]
     ids += [client.get(f"/v1/serve/{other_tenant}/{other_slot}").get_json()["impression_id"] for _ in range(3)]
     with app.app_context():
-        from webapp import runtime
+        from webapp.serving import runtime
         events = runtime.get(app).events
         assert events.backlog == 13                       # queued (and spooled), not yet sent
         before = events.stats["impression_batches"]
@@ -295,7 +295,7 @@ def test_timeuuids_are_version_1_of_now_unique_and_ordered():
 
     from cassandra.util import datetime_from_uuid1
 
-    from webapp.serving import timeuuid
+    from webapp.serving.views import timeuuid
 
     before = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     ids = [timeuuid() for _ in range(10_000)]
@@ -317,8 +317,8 @@ def test_click_tokens_are_itsdangerous_timestamp_signatures_of_the_secret():
 
     from itsdangerous import TimestampSigner
 
-    from webapp.errors import InvalidToken
-    from webapp.tokens import SALT, ClickClaim, ClickTokens
+    from webapp.web.errors import InvalidToken
+    from webapp.serving.tokens import SALT, ClickClaim, ClickTokens
 
     tokens = ClickTokens("a-secret", window_seconds=60)
     claim = ClickClaim(uuid.uuid1(), "t", "s", "b", "pune", dt.date.today())

@@ -13,7 +13,7 @@ from simulator import ENV_ID, BannerSlotEnv, Scenario, impressions_to_share, run
 from simulator.__main__ import main as simulator_cli
 from simulator.policies import (HierarchicalThompson, MabwiserThompson, PosteriorMeanGreedy, ThompsonPerCity,
                                 ThompsonPooled, ThompsonSlot, empirical_bayes_prior, slot_wide_prior)
-from webapp.bandits import beta_posterior
+from bandits import beta_posterior
 
 SMALL = Scenario(name="small", n_banners=5, n_cities=4, horizon=20_000, batch_size=100, base_ctr=0.1,
                  banner_spread=0.7)
@@ -219,8 +219,8 @@ def test_mabwiser_policy_counts_what_it_was_told():
 
 
 def test_empirical_bayes_prior_is_the_priors_jobs_slot_wide_fit_per_banner():
-    """The simulator's EB prior is webapp.bandits.priors' fit (not a copy): same α, β for every city, capped."""
-    from webapp.bandits.priors import PriorSettings, fit_population
+    """The simulator's EB prior is bandits.priors' fit (not a copy): same α, β for every city, capped."""
+    from bandits.priors import PriorSettings, fit_population
 
     rng = np.random.default_rng(3)
     impressions = rng.integers(200, 5000, size=(6, 3)).astype(float)

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import gen_slot, sync
-from webapp import runtime, services, store
-from webapp.bandits.discounted import time_decay_weights
-from webapp.decay import Rows, decayed_counts
-from webapp.events import traffic_bucket
+from webapp.serving import runtime
+from webapp.management import services
+from webapp.storage import store
+from bandits.discounted import time_decay_weights
+from webapp.learning.decay import Rows, decayed_counts
+from webapp.storage.events import traffic_bucket
 
 NOW = dt.datetime(2026, 11, 23, 12, 7, tzinfo=dt.timezone.utc)
 

@@ -1,4 +1,4 @@
-"""How a sync worker closes a connection (webapp/sockets.py), on real loopback TCP sockets."""
+"""How a sync worker closes a connection (webapp/web/sockets.py), on real loopback TCP sockets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from webapp.sockets import close_after_response
+from webapp.web.sockets import close_after_response
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from webapp.spool import Spool, SpoolFull
+from webapp.storage.spool import Spool, SpoolFull
 
 
 def test_segment_is_deleted_once_closed_and_written(tmp_path):

@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from tests.conftest import ADMIN_TOKEN
-from webapp import create_app, store
+from webapp import create_app
+from webapp.storage import store
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 3

@@ -1,6 +1,6 @@
 """Marshmallow schemas of the JSON bodies, from which apispec writes the OpenAPI document (/openapi.json).
 
-They describe the contract; the views still validate with webapp.validation, whose messages are the ones
+They describe the contract; the views still validate with webapp.web.validation, whose messages are the ones
 clients see. The schemathesis run in the test suite checks that every response matches these schemas.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
-from webapp import validation
-from webapp.tokens import MAX_TOKEN_LENGTH, TOKEN_RE
+from webapp.web import validation
+from webapp.serving.tokens import MAX_TOKEN_LENGTH, TOKEN_RE
 
 IDENTIFIER = validate.Regexp(validation.ID_RE.pattern)
 # No C0/C1 control characters (the API also refuses format, surrogate, private-use and unassigned ones).
@@ -59,7 +59,7 @@ class ServeDocument(Closed):
 class ClickBody(Closed):
     token = fields.String(required=True, validate=[validate.Length(min=1, max=MAX_TOKEN_LENGTH),
                                                    validate.Regexp(TOKEN_RE.pattern)])
-    # maxLength is MAX_PARAM_LENGTH, filled in from the config by webapp.openapi
+    # maxLength is MAX_PARAM_LENGTH, filled in from the config by webapp.web.openapi
     customer_id = fields.String(allow_none=True, validate=PLAIN_TEXT)
     referrer_id = fields.String(allow_none=True, validate=PLAIN_TEXT)
 

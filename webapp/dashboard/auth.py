@@ -8,10 +8,10 @@ from flask import Response, current_app, flash, redirect, render_template, reque
 from flask_limiter.util import get_remote_address
 from flask_login import UserMixin, login_user, logout_user
 
-from webapp import accounts
-from webapp.admin import bp
-from webapp.admin.forms import LoginForm
-from webapp.limits import limiter
+from webapp.dashboard import accounts
+from webapp.dashboard import bp
+from webapp.dashboard.forms import LoginForm
+from webapp.web.rate_limits import limiter
 
 
 class DashboardUser(UserMixin):

@@ -78,7 +78,7 @@ def security_headers(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Sessions, CSRF and login for ``app``; registers the blueprint. The login rate limit (webapp.limits'
+    """Sessions, CSRF and login for ``app``; registers the blueprint. The login rate limit (webapp.web.rate_limits'
     limiter, initialized before) is a decorator of the login view."""
     try:
         parse_many(app.config["LOGIN_RATE_LIMIT"])
@@ -93,7 +93,7 @@ def init_app(app: Flask) -> None:
     login_manager = LoginManager(app)
     login_manager.login_view = "admin.login"
 
-    from webapp.admin import auth, views  # noqa: F401 - registers the routes on bp
+    from webapp.dashboard import auth, views  # noqa: F401 - registers the routes on bp
 
     login_manager.user_loader(auth.load_user)
     app.register_blueprint(bp)

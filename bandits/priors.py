@@ -27,7 +27,7 @@ slot-wide prior, which is the empirical-Bayes posterior, and then scales it down
     α_i = μ·s + h_c,   β_i = (1 − μ)·s + h_n − h_c,   and if α_i + β_i > cap: (α_i, β_i) *= cap / (α_i + β_i)
 
 so its mean (μ·s + h_c)/(s + h_n) stays near the city's own rate when h_n ≫ s and near μ when h_n ≪ s.
-Serving adds the city's live counts to it (see webapp/posteriors.py); live events are *not* added here, or
+Serving adds the city's live counts to it (see webapp/learning/posteriors.py); live events are *not* added here, or
 they would be counted twice. The Spark job (spark_jobs/city_priors.py) computes the same formulas with
 DataFrame expressions; tests check that both agree.
 """
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from webapp.bandits.thompson import BetaPrior
+from bandits.thompson import BetaPrior
 
 
 @dataclass(frozen=True)

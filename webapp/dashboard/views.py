@@ -1,5 +1,5 @@
 """Dashboard pages: tenants, slots, banners, embed code, results, users. Access is checked by
-webapp.admin.guard before any of these runs; every write goes through webapp.services."""
+webapp.dashboard.guard before any of these runs; every write goes through webapp.management.services."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from wtforms import SelectChoice
 
-from webapp import accounts, media, services, validation
-from webapp.admin import bp, platform_only
-from webapp.admin.forms import ActiveForm, BannerForm, EmptyForm, LoginForm, SlotForm, TenantForm, UserForm
-from webapp.errors import DomainError, InvalidInput, NotFound
+from webapp.dashboard import accounts
+from webapp.serving import media
+from webapp.management import services
+from webapp.web import validation
+from webapp.dashboard import bp, platform_only
+from webapp.dashboard.forms import ActiveForm, BannerForm, EmptyForm, LoginForm, SlotForm, TenantForm, UserForm
+from webapp.web.errors import DomainError, InvalidInput, NotFound
 
 RESULT_RANGES = {1: "last 24 hours", 3: "last 3 days", 7: "last 7 days", 30: "last 30 days"}
 DEFAULT_RANGE_DAYS = 7

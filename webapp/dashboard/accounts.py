@@ -14,9 +14,10 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from webapp import store, validation
-from webapp.cassandra import Database
-from webapp.errors import InvalidInput
+from webapp.storage import store
+from webapp.web import validation
+from webapp.storage.database import Database
+from webapp.web.errors import InvalidInput
 
 ROLE_PLATFORM = "platform"
 ROLE_TENANT = "tenant"

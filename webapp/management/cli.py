@@ -7,8 +7,9 @@ from flask import Flask, current_app
 
 import sys
 
-from webapp import accounts, services
-from webapp.errors import DomainError
+from webapp.dashboard import accounts
+from webapp.management import services
+from webapp.web.errors import DomainError
 
 DEMO_BANNERS = [
     ("summer-sale", "Summer Sale: 40% off"),

@@ -7,8 +7,9 @@ import hmac
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
-from webapp import services, validation
-from webapp.errors import Unauthorized
+from webapp.management import services
+from webapp.web import validation
+from webapp.web.errors import Unauthorized
 
 bp = Blueprint("api", __name__, url_prefix="/v1/admin")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from cassandra.query import BatchStatement, BatchType
 
-from webapp.cassandra import Database
+from webapp.storage.database import Database
 
 
 def utcnow() -> dt.datetime:

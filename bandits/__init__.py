@@ -1,8 +1,8 @@
 """Pure bandit math: numpy only. Imported by the server, the Spark jobs, the simulator and the benchmarks."""
 
-from webapp.bandits.discounted import DiscountedThompsonSampling
-from webapp.bandits.priors import PopulationFit, PriorSettings, city_priors, fit_population
-from webapp.bandits.thompson import (
+from bandits.discounted import DiscountedThompsonSampling
+from bandits.priors import PopulationFit, PriorSettings, city_priors, fit_population
+from bandits.thompson import (
     UNIFORM_PRIOR,
     BetaPrior,
     ThompsonSampler,

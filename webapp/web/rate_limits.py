@@ -4,7 +4,7 @@ for the public endpoints (serve, embed, click).
 Limits are keyed by the client's IP address (behind a reverse proxy set TRUSTED_PROXIES so that the
 address comes from X-Forwarded-For). The settings are Flask-Limiter's own config keys (RATELIMIT_ENABLED,
 RATELIMIT_STORAGE_URI, RATELIMIT_STRATEGY, RATELIMIT_HEADERS_ENABLED, RATELIMIT_SWALLOW_ERRORS), defaulted
-in webapp.config; the limits of our endpoints are RATELIMIT_SERVE and RATELIMIT_CLICK.
+in webapp.web.config; the limits of our endpoints are RATELIMIT_SERVE and RATELIMIT_CLICK.
 
 Why not Flask-Limiter's decorator on /v1/serve: it resolves and filters every limit of the route on each
 request (twice: in its before_request hook and in the decorator), ~0.25 ms of CPU per serve, where one
@@ -33,7 +33,7 @@ from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import STRATEGIES, RateLimiter
 from werkzeug.exceptions import TooManyRequests
 
-from webapp.errors import wants_json
+from webapp.web.errors import wants_json
 
 
 

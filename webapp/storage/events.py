@@ -1,6 +1,6 @@
 """The event writer: every event is spooled, written to Cassandra, counted once.
 
-Impressions: appended to the local spool (webapp/spool.py) before the serve is answered, then queued and
+Impressions: appended to the local spool (webapp/storage/spool.py) before the serve is answered, then queued and
 written asynchronously every IMPRESSION_WRITE_SECONDS, as UNLOGGED batches of at most IMPRESSION_BATCH_ROWS
 rows of one partition (one mutation each: a fraction of the CPU of one request per row, on both sides); a
 failed write is retried until Cassandra takes it. An impression is counted when its row write succeeds —
@@ -35,10 +35,10 @@ from cassandra import Unavailable
 from cassandra.query import BatchStatement, BatchType
 from cassandra.util import datetime_from_uuid1
 
-from webapp import store
-from webapp.cassandra import Database
-from webapp.rows import RowBinder
-from webapp.spool import Segment, Spool
+from webapp.storage import store
+from webapp.storage.database import Database
+from webapp.storage.rows import RowBinder
+from webapp.storage.spool import Segment, Spool
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Click:
     customer_id: str
     referrer_id: str
     valid: bool = True
-    invalid_reason: str | None = None    # webapp.clickfilter.REASONS
+    invalid_reason: str | None = None    # webapp.serving.click_filter.REASONS
     user_agent: str = ""
     ip: str = ""
 

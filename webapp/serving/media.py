@@ -13,9 +13,10 @@ import re
 
 from flask import Blueprint, Response, current_app, url_for
 
-from webapp import store, validation
-from webapp.cassandra import Database
-from webapp.errors import InvalidInput, NotFound
+from webapp.storage import store
+from webapp.web import validation
+from webapp.storage.database import Database
+from webapp.web.errors import InvalidInput, NotFound
 
 bp = Blueprint("media", __name__)
 

@@ -12,7 +12,7 @@ from zoneinfo import available_timezones
 from flask import Request
 from werkzeug.utils import cached_property
 
-from webapp.errors import InvalidInput
+from webapp.web.errors import InvalidInput
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 MAX_URL_LENGTH = 2048

@@ -11,7 +11,7 @@ from flask_wtf.file import FileField
 from wtforms import BooleanField, HiddenField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from webapp import accounts
+from webapp.dashboard import accounts
 
 
 @cache

@@ -11,8 +11,8 @@ Written with discounted counts ñ_b (impressions) and c̃_b (clicks) this is
 
     ñ_b ← γ ñ_b + [b served],   c̃_b ← γ c̃_b + r · [b served],   posterior Beta(α0 + c̃, β0 + ñ − c̃)
 
-which is the plain posterior of :func:`webapp.bandits.beta_posterior` applied to discounted counts, so this
-class computes it with that function and draws with :func:`webapp.bandits.thompson_winners`, as the server
+which is the plain posterior of :func:`bandits.beta_posterior` applied to discounted counts, so this
+class computes it with that function and draws with :func:`bandits.thompson_winners`, as the server
 does (one block of draws per scope and posterior snapshot, one draw per request). γ = 1 is plain
 Thompson sampling; a banner's data is forgotten with a half-life of ln 2 / −ln γ decisions of its scope
 (γ = 0.999: ≈ 693) and the posterior never holds more than 1 / (1 − γ) impressions' worth of evidence.
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from webapp.bandits.thompson import beta_posterior, thompson_winners
+from bandits.thompson import beta_posterior, thompson_winners
 
 
 @dataclass

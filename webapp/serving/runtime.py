@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 from flask import Flask, current_app
 
-from webapp import metrics
-from webapp.cassandra import Database
-from webapp.events import EventWriter
-from webapp.posteriors import PosteriorCache
-from webapp.spool import Spool
-from webapp.tokens import ClickTokens
+from webapp.web import metrics
+from webapp.storage.database import Database
+from webapp.storage.events import EventWriter
+from webapp.learning.posteriors import PosteriorCache
+from webapp.storage.spool import Spool
+from webapp.serving.tokens import ClickTokens
 
 log = logging.getLogger(__name__)
 

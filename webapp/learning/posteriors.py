@@ -9,7 +9,7 @@ with (α0, β0) the location's prior for b, else the slot-wide prior for b, else
 slot has no counts or priors for (or no location) uses the slot-wide posterior: slot-wide counts with the
 slot-wide prior.
 
-A slot with a decay half-life learns from time-decayed counts instead (webapp.decay): the same formula over
+A slot with a decay half-life learns from time-decayed counts instead (webapp.learning.decay): the same formula over
 Σ weight · count, with old evidence halving every half-life.
 """
 
@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from webapp import store
-from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, thompson_winners
-from webapp.cassandra import Database
-from webapp.clickfilter import ClickFilterSettings
-from webapp.decay import DecayedCounts
-from webapp.events import SLOT_WIDE
+from webapp.storage import store
+from bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, thompson_winners
+from webapp.storage.database import Database
+from webapp.serving.click_filter import ClickFilterSettings
+from webapp.learning.decay import DecayedCounts
+from webapp.storage.events import SLOT_WIDE
 
 log = logging.getLogger(__name__)
 

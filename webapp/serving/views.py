@@ -10,13 +10,17 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
-from webapp import clickfilter, metrics, runtime, store, validation
-from webapp.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
-from webapp.events import UNREACHABLE, Click, Impression
-from webapp.limits import click_limit, serve_limit
-from webapp.security import embeddable
-from webapp.spool import SpoolFull
-from webapp.tokens import ClickClaim
+from webapp.serving import click_filter
+from webapp.web import metrics
+from webapp.serving import runtime
+from webapp.storage import store
+from webapp.web import validation
+from webapp.web.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
+from webapp.storage.events import UNREACHABLE, Click, Impression
+from webapp.web.rate_limits import click_limit, serve_limit
+from webapp.web.security import embeddable
+from webapp.storage.spool import SpoolFull
+from webapp.serving.tokens import ClickClaim
 
 bp = Blueprint("serving", __name__)
 _SERVED = metrics.SERVES.labels(status="200")     # the labelled child, looked up once
@@ -214,10 +218,10 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tupl
     user_agent = (request.headers.get("User-Agent") or "")[:512]
     ip = request.remote_addr or ""
     settings = rt.cache.click_filter(claim.tenant_id)
-    bucket = clickfilter.window_bucket(now.timestamp(), settings)
+    bucket = click_filter.window_bucket(now.timestamp(), settings)
     reason = None
     if settings.enabled:
-        reason = clickfilter.classify(
+        reason = click_filter.classify(
             settings, delay_seconds=now.timestamp() - claim.served_epoch, user_agent=user_agent,
             customer_clicks=_click_rate(rt, claim.tenant_id, "customer", customer_id, bucket)
             if settings.max_clicks_per_customer else None,

@@ -6,7 +6,7 @@ bucket to now; a click counts in its impression's bucket — instead of the cumu
 
     ñ = Σ_b w_b · impressions_b,   c̃ = Σ_b w_b · clicks_b,   posterior Beta(α0 + c̃, β0 + ñ − c̃)
 
-This is discounted Thompson sampling (webapp.bandits.discounted) on a wall-clock: after the best banner
+This is discounted Thompson sampling (bandits.discounted) on a wall-clock: after the best banner
 changes, the old evidence halves every half-life and the posterior follows the new rates. Buckets older than
 HORIZON_HALF_LIVES half-lives (weight < 0.4 %), and than MAX_HORIZON_DAYS, are left out.
 
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from webapp import store
-from webapp.bandits.discounted import time_decay_weights
-from webapp.cassandra import Database
-from webapp.events import BUCKET_MINUTES, traffic_bucket
+from webapp.storage import store
+from bandits.discounted import time_decay_weights
+from webapp.storage.database import Database
+from webapp.storage.events import BUCKET_MINUTES, traffic_bucket
 
 MIN_HALF_LIFE_HOURS = 0.25
 MAX_HALF_LIFE_HOURS = 720.0

@@ -1,6 +1,6 @@
 """The service layer shared by the management API and the dashboard: validated writes and slot reports.
 
-Every function validates its arguments with the same rules (webapp.validation) whatever the caller, and
+Every function validates its arguments with the same rules (webapp.web.validation) whatever the caller, and
 raises a DomainError on bad input or a missing parent, before anything is written.
 """
 
@@ -15,13 +15,15 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from webapp import decay, store, validation
-from webapp.config import DEFAULTS
-from webapp.bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, win_probabilities
-from webapp.cassandra import Database
-from webapp.clickfilter import ClickFilterSettings
-from webapp.errors import Conflict, InvalidInput, NotFound
-from webapp.events import SLOT_WIDE
+from webapp.learning import decay
+from webapp.storage import store
+from webapp.web import validation
+from webapp.web.config import DEFAULTS
+from bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, win_probabilities
+from webapp.storage.database import Database
+from webapp.serving.click_filter import ClickFilterSettings
+from webapp.web.errors import Conflict, InvalidInput, NotFound
+from webapp.storage.events import SLOT_WIDE
 
 P_BEST_DRAWS = 20_000
 WINNER_P_BEST = 0.95          # a banner this likely to be best is marked the winner
@@ -225,7 +227,7 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
 
     The posterior is Beta(α0 + clicks, β0 + impressions − clicks), with (α0, β0) the location's prior, else
     the slot-wide prior, else Beta(1, 1) — the same rule serving uses for a known location. A slot with a
-    decay half-life uses the time-decayed counts (webapp.decay) as serving does; impressions and clicks stay
+    decay half-life uses the time-decayed counts (webapp.learning.decay) as serving does; impressions and clicks stay
     the cumulative counts.
     """
     slot = require_slot(db, tenant_id, slot_id)

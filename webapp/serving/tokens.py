@@ -15,7 +15,7 @@ import json
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from itsdangerous.signer import HMACAlgorithm
 
-from webapp.errors import InvalidToken
+from webapp.web.errors import InvalidToken
 
 MAX_TOKEN_LENGTH = 2048
 SALT = "banner-bandit.click.v1"

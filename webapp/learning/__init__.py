@@ -1,0 +1,1 @@
+"""Learning on the server: the per-process posterior cache and time-decayed counts."""

@@ -1,0 +1,1 @@
+"""Web plumbing: configuration, errors, security headers, rate limits, metrics, validation, OpenAPI."""
