@@ -22,7 +22,8 @@ What it does, in order:
 5. Waits for asynchronous writes, stops gunicorn with SIGTERM (workers flush pending writes on exit),
    and checks that the ``impression_id`` of every 200 response to ``/v1/serve`` (warm-ups included)
    is in the keyspace's ``impressions`` table.
-6. Prints a Markdown block for docs/BENCHMARKS.md and writes it to benchmarks/out/serve.md.
+6. Prints a Markdown block and writes it to its section of docs/BENCHMARKS.md (benchmarks/report.py) and to
+   benchmarks/out/serve.md.
 
 The load generators, and why two: the load generator shares the machine's two cores with gunicorn and
 Cassandra, so it must be cheap. wrk (C, Debian package) is: about 0.1 ms of CPU per request here, although
@@ -68,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keyspaces import PREFIX, drop_keyspace  # this folder (the script's own)
+from report import write_section  # this folder
 
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "benchmarks" / "out"
@@ -906,7 +908,8 @@ def main() -> int:
     markdown = render_markdown(outcome.phases, check, context, args)
     (OUT_DIR / "serve.md").write_text(markdown)
     print("\n" + markdown, flush=True)
-    log(f"written to {(OUT_DIR / 'serve.md').relative_to(REPO)}")
+    written = write_section("serve", markdown)
+    log(f"written to {(OUT_DIR / 'serve.md').relative_to(REPO)} and {written.relative_to(REPO)}")
     ok = check.missing == 0 and check.ok_without_id == 0 and check.ok_responses > 0
     return 0 if ok else 1
 
