@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""After a drift, which Thompson sampling regains 90 % of the traffic on the new best banner first (issue 5)?
+"""After a drift, which Thompson sampling regains 90 % of the traffic on the new best banner first?
 
 Runs, on the same seeds, plain and discounted Thompson sampling per city, each without and with city priors
 pooled from the other cities, in the drift scenario (and, for the price of forgetting, in the stationary

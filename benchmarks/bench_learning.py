@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Learning benchmark (issue 5): how fast each policy finds the best banner and what exploring costs.
+"""Learning benchmark: how fast each policy finds the best banner and what exploring costs.
 
 Run from the repository root as ``.venv/bin/python benchmarks/bench_learning.py`` (``make bench-learning``).
 
@@ -56,7 +56,7 @@ FULL_REPORT = REPO / "benchmarks" / "out" / "learning.md"                 # git-
 RAW_RESULTS = REPO / "benchmarks" / "out" / "learning_results.pkl"      # git-ignored; for --report-only
 CLEAR_MARGIN = 1.2          # "faster" counts as clear when the other takes ≥ 1.2× as long
 
-# key → (simulator policy, parameters). Since the priors issue landed, "with city priors" is the priors job's
+# key → (simulator policy, parameters). Since the priors job landed, "with city priors" is the priors job's
 # empirical-Bayes fit (simulator.policies.empirical_bayes_prior) on the live counts: at the product's cap
 # (CITY_PRIOR_MAX_STRENGTH = 200) and at 1,000, the cap `make bench-pooling` found best for the stationary aim.
 EB_1000 = partial(empirical_bayes_prior, max_strength=1000.0)
@@ -526,7 +526,7 @@ def evaluate_aims(main: dict[str, list[RunResult]], times, scenarios, sensitivit
     dr = by_policy(main[scenarios[2].name])
     aims = []
     first = scenarios[0]
-    # the aim names "our Thompson sampling": per city, and with the city priors of the priors issue
+    # the aim names "our Thompson sampling": per city, and with the city priors of the priors job
     ours = {key: [r.clicks_vs_oracle for r in st[key]] for key in ("thompson", "thompson-priors",
                                                                     "thompson-priors-1000")}
     best = max(ours, key=lambda key: np.mean(ours[key]))
@@ -595,7 +595,7 @@ def evaluate_aims(main: dict[str, list[RunResult]], times, scenarios, sensitivit
             f"gets ~1.4 % of the traffic). The same policy earns "
             f"{100 * np.mean([r.clicks_vs_oracle for r in one]):.1f} % of the oracle's clicks with one city and "
             f"{100 * np.mean([r.clicks_vs_oracle for r in longer]):.1f} % with 20 cities over "
-            f"{5 * horizon:,} impressions (sensitivity table below); pooling cities (the priors issue) is what "
+            f"{5 * horizon:,} impressions (sensitivity table below); pooling cities (city priors) is what "
             f"closes most of the gap at this traffic.")
     if not aims[2]["met"].startswith("met"):
         notes.append(

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Which city prior helps Thompson sampling most in the stationary scenario (issue 5's 97 % aim)?
+"""Which city prior helps Thompson sampling most in the stationary scenario (the 97 % aim)?
 
 Runs, on the same seeds, our Thompson sampling per city with Beta(1, 1), with the simulator's leave-one-out
 slot-wide pooling (``thompson-pooled``), and with the priors job's empirical-Bayes fit
