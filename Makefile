@@ -147,7 +147,7 @@ STEPS ?= 2000
 simulate-service: venv cassandra
 	@$(PY) -m simulator service --keyspace bb_simulator --steps $(STEPS)
 
-# -- Spark jobs (spark_jobs/, README "City priors") ------------------------------------------------------------
+# -- Spark jobs (spark_jobs/, docs/operations.md) --------------------------------------------------------------
 HISTORY_CSV ?= .run/history.csv
 
 spark-jars:
