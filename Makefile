@@ -137,7 +137,7 @@ bench-outage: venv cassandra
 bench-bots: venv
 	@PYTHONPATH=. $(PY) benchmarks/bench_bots.py
 
-# Learning benchmark (issue 5): SEEDS seeds of three scenarios, all policies; writes docs/.
+# Learning benchmark: SEEDS seeds of three scenarios, all policies; writes docs/.
 SEEDS ?= 32
 bench-learning: venv
 	@$(PY) benchmarks/bench_learning.py --seeds $(SEEDS)
@@ -147,7 +147,7 @@ STEPS ?= 2000
 simulate-service: venv cassandra
 	@$(PY) -m simulator service --keyspace bb_simulator --steps $(STEPS)
 
-# -- Spark jobs (spark_jobs/, README "City priors") ------------------------------------------------------------
+# -- Spark jobs (spark_jobs/, docs/operations.md) --------------------------------------------------------------
 HISTORY_CSV ?= .run/history.csv
 
 spark-jars:

@@ -6,7 +6,7 @@ import tempfile
 bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 # One sync worker per core (at least 2): a serve never waits on I/O (decisions from memory, writes
 # asynchronous), so more workers than cores only add context switches (benchmarks: 2 workers on 2 cores
-# served 626 req/s, 4 workers 392).
+# served more than 4 workers did, in make bench-serve).
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, os.cpu_count() or 2))
 worker_class = "sync"
 # No preload: each worker builds its app, and so its own Cassandra session, after the fork.

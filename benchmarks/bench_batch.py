@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_serve import listening_pid, process_cpu_seconds  # noqa: E402  (this folder)
 from keyspaces import drop_keyspace  # noqa: E402
+from report import stamp, write_section  # noqa: E402  (this folder)
 from webapp import create_app  # noqa: E402
 from webapp.serving import runtime  # noqa: E402
 from webapp.storage import store  # noqa: E402
@@ -124,13 +125,16 @@ def main() -> None:
             print(f"round {number + 1}, {rows:5d} rows per batch: Cassandra {per_cassandra:6.1f} µs, this process "
                   f"{per_client:6.1f} µs per impression ({after[2] - before[2]:.1f} s)", flush=True)
     drop_keyspace(KEYSPACE)
-    print("\n| rows per batch | Cassandra CPU per impression, median (min–max) | writer's CPU per impression, "
-          "median (min–max) |\n|---:|---:|---:|")
+    table = ["| rows per batch | Cassandra CPU per impression, median (min–max) | writer's CPU per impression, "
+             "median (min–max) |", "|---:|---:|---:|"]
     for rows in args.rows:
         cass = [r[0] for r in results[rows]]
         client = [r[1] for r in results[rows]]
-        print(f"| {rows} | {statistics.median(cass):.0f} µs ({min(cass):.0f}–{max(cass):.0f}) | "
-              f"{statistics.median(client):.0f} µs ({min(client):.0f}–{max(client):.0f}) |")
+        table.append(f"| {rows} | {statistics.median(cass):.0f} µs ({min(cass):.0f}–{max(cass):.0f}) | "
+                     f"{statistics.median(client):.0f} µs ({min(client):.0f}–{max(client):.0f}) |")
+    print("\n" + "\n".join(table))
+    write_section("batch", f"{stamp('make bench-batch')} {args.impressions:,} impressions per measurement, "
+                  f"{args.rounds} rounds.\n\n" + "\n".join(table))
 
 
 if __name__ == "__main__":

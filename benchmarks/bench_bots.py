@@ -18,6 +18,7 @@ import numpy as np
 
 from bandits import ThompsonSampler, beta_posterior
 from webapp.serving.click_filter import ClickFilterSettings, classify
+from report import stamp, write_section  # this folder
 
 TRUE_CTR = np.array([0.020, 0.030, 0.035, 0.040, 0.060])   # banner 0 is the worst, 4 the best
 WORST, BEST = 0, 4
@@ -106,17 +107,20 @@ def main() -> None:
                   f"best banner's share of the last 10% {result['late_share_best']:.1%}, worst's "
                   f"{result['late_share_worst']:.1%}, bot clicks {result['bot_click_share']:.1%} of clicks, "
                   f"flagged {result['flagged']} ({time.perf_counter() - started:.1f}s)", flush=True)
-    print(f"\n| scenario | seeds where the best banner took ≥ {CONVERGED:.0%} of the last 10% "
-          "| best banner's traffic share, last 10% (mean) "
-          "| worst banner's share (mean) | bot share of all clicks (mean) | clicks flagged (mean) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    table = [f"| scenario | seeds where the best banner took ≥ {CONVERGED:.0%} of the last 10% "
+             "| best banner's traffic share, last 10% (mean) "
+             "| worst banner's share (mean) | bot share of all clicks (mean) | clicks flagged (mean) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, _, _ in scenarios:
         results = [r for n, _, r in rows if n == name]
-        print(f"| {name} | {sum(r['late_share_best'] >= CONVERGED for r in results)} / {len(results)} "
+        table.append(f"| {name} | {sum(r['late_share_best'] >= CONVERGED for r in results)} / {len(results)} "
               f"| {np.mean([r['late_share_best'] for r in results]):.1%} "
               f"| {np.mean([r['late_share_worst'] for r in results]):.1%} "
               f"| {np.mean([r['bot_click_share'] for r in results]):.1%} "
               f"| {np.mean([r['flagged'] for r in results]):.0f} |")
+    print("\n" + "\n".join(table))
+    write_section("bots", f"{stamp('make bench-bots')} {args.steps:,} human visitors, seeds 1–{args.seeds}.\n\n"
+                  + "\n".join(table))
 
 
 if __name__ == "__main__":

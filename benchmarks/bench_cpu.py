@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import machine_cpu_seconds as cpu_times  # noqa: E402  (this folder)
+from report import stamp, write_section  # noqa: E402  (this folder)
 
 
 def work(iterations: int) -> float:
@@ -52,14 +53,16 @@ def main() -> None:
     busy1, steal1 = cpu_times()
     ordered = sorted(samples)
     fastest, median, slowest = ordered[0], statistics.median(ordered), ordered[-1]
-    print()
-    print(f"- One sample: fastest {fastest:.0f} ms, median {median:.0f} ms, slowest {slowest:.0f} ms "
-          f"(slowest / fastest = {slowest / fastest:.2f}); samples more than 25% above the fastest: "
-          f"{sum(s > fastest * 1.25 for s in samples)} of {len(samples)}.")
-    print(f"- Machine meanwhile: busy {(busy1 - busy0) / wall:.2f} cores (this probe included), "
-          f"steal {(steal1 - steal0) / wall:.2f} cores, over {wall:.0f} s.")
-    print(f"- Command: `make bench-cpu` (`benchmarks/bench_cpu.py --samples {args.samples} --pause {args.pause:g} "
-          f"--iterations {args.iterations}`).")
+    block = "\n".join([
+        f"- One sample: fastest {fastest:.0f} ms, median {median:.0f} ms, slowest {slowest:.0f} ms "
+        f"(slowest / fastest = {slowest / fastest:.2f}); samples more than 25% above the fastest: "
+        f"{sum(s > fastest * 1.25 for s in samples)} of {len(samples)}.",
+        f"- Machine meanwhile: busy {(busy1 - busy0) / wall:.2f} cores (this probe included), "
+        f"steal {(steal1 - steal0) / wall:.2f} cores, over {wall:.0f} s.",
+        f"- Command: `make bench-cpu` (`benchmarks/bench_cpu.py --samples {args.samples} --pause {args.pause:g} "
+        f"--iterations {args.iterations}`)."])
+    print("\n" + block)
+    write_section("cpu", f"{stamp('make bench-cpu')}\n\n{block}")
 
 
 if __name__ == "__main__":

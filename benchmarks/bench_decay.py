@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from keyspaces import drop_keyspace  # noqa: E402
+from report import stamp, write_section  # noqa: E402  (this folder)
 from webapp import create_app  # noqa: E402
 from webapp.serving import runtime  # noqa: E402
 from webapp.management import services  # noqa: E402
@@ -99,12 +100,15 @@ def main() -> None:
         finally:
             runtime.get(app).shutdown()          # stops the background thread before its tables go
             db.session().execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
-    print(f"\nOne slot, {rows:,} traffic_counts rows ({args.days} days × 96 quarter hours × {len(LOCATIONS)} "
-          f"locations × {len(BANNERS)} banners), load average {os.getloadavg()[0]:.2f}:\n")
-    print("| cache.refresh() | wall (ms) | CPU (ms) |\n| --- | ---: | ---: |")
-    print(f"| no decay, median of {args.rounds} | {plain[0]:.1f} | {plain[1]:.1f} |")
-    print(f"| half-life 24 h, first refresh (reads the horizon) | {first[0]:.1f} | {first[1]:.1f} |")
-    print(f"| half-life 24 h, median of the next {args.rounds} | {decayed[0]:.1f} | {decayed[1]:.1f} |")
+    block = "\n".join([
+        f"One slot, {rows:,} traffic_counts rows ({args.days} days × 96 quarter hours × {len(LOCATIONS)} "
+        f"locations × {len(BANNERS)} banners), load average {os.getloadavg()[0]:.2f}:", "",
+        "| cache.refresh() | wall (ms) | CPU (ms) |\n| --- | ---: | ---: |",
+        f"| no decay, median of {args.rounds} | {plain[0]:.1f} | {plain[1]:.1f} |",
+        f"| half-life 24 h, first refresh (reads the horizon) | {first[0]:.1f} | {first[1]:.1f} |",
+        f"| half-life 24 h, median of the next {args.rounds} | {decayed[0]:.1f} | {decayed[1]:.1f} |"])
+    print("\n" + block)
+    write_section("decay", f"{stamp('make bench-decay')}\n\n{block}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""After a drift, which Thompson sampling regains 90 % of the traffic on the new best banner first (issue 5)?
+"""After a drift, which Thompson sampling regains 90 % of the traffic on the new best banner first?
 
 Runs, on the same seeds, plain and discounted Thompson sampling per city, each without and with city priors
 pooled from the other cities, in the drift scenario (and, for the price of forgetting, in the stationary
@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulator import DRIFT, STATIONARY, run  # noqa: E402
 from simulator.policies import empirical_bayes_prior, slot_wide_prior  # noqa: E402
+from report import stamp, write_section  # noqa: E402  (this folder)
 
 EB_1000 = partial(empirical_bayes_prior, max_strength=1000.0)
 LOO_200 = partial(slot_wide_prior, max_strength=200.0)
@@ -80,17 +81,20 @@ def main() -> None:
             print(f"  [{done}/{len(jobs)}] {scenario}, seed {seed}: {label}: "
                   f"{100 * row['share']:.1f}% of the oracle{extra}", flush=True)
 
-    print("\n| policy | drift: until 50 % on the new best (median, seeds reached) | until 90 % | "
-          "90 % per seed (thousands; – = not reached) | regret after the drift | drift: % of oracle | "
-          "stationary: % of oracle |\n| --- | ---: | ---: | --- | ---: | ---: | ---: |")
+    table = ["| policy | drift: until 50 % on the new best (median, seeds reached) | until 90 % | "
+             "90 % per seed (thousands; – = not reached) | regret after the drift | drift: % of oracle | "
+             "stationary: % of oracle |", "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
     for label in POLICIES:
         drift = [rows[("drift", label)][s] for s in seeds]
         still = [rows[("stationary", label)][s] for s in seeds]
         per_seed = " ".join("–" if r["t90"] is None else f"{r['t90'] // 1000}" for r in drift)
-        print(f"| {label} | {reach([r['t50'] for r in drift])} | {reach([r['t90'] for r in drift])} | {per_seed} | "
+        table.append(f"| {label} | {reach([r['t50'] for r in drift])} | {reach([r['t90'] for r in drift])} | {per_seed} | "
               f"{np.mean([r['regret_after'] for r in drift]):,.0f} | "
               f"{100 * np.mean([r['share'] for r in drift]):.1f} | {100 * np.mean([r['share'] for r in still]):.1f} |")
 
+    print("\n" + "\n".join(table))
+    write_section("drift", f"{stamp(f'make bench-drift SEEDS={args.seeds}')} Seeds {seeds[0]}–{seeds[-1]}.\n\n"
+                  + "\n".join(table))
     horizon_after = DRIFT.horizon - DRIFT.drift_at
     print("\nDiscounted vs plain with the same prior, 90 % on the new best banner (a seed that never gets there "
           f"counts as {horizon_after:,}, the rest of the horizon):")

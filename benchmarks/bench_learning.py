@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Learning benchmark (issue 5): how fast each policy finds the best banner and what exploring costs.
+"""Learning benchmark: how fast each policy finds the best banner and what exploring costs.
 
 Run from the repository root as ``.venv/bin/python benchmarks/bench_learning.py`` (``make bench-learning``).
 
@@ -10,8 +10,8 @@ Run from the repository root as ``.venv/bin/python benchmarks/bench_learning.py`
 3. Decision time per serve, ours (as the server serves: blocks of ``thompson_winners``; and one
    ``ThompsonSampler.select`` call per decision) vs MABWiser's predict, K = 10, 100, 1000, in this one
    process after the pool has finished.
-4. Writes the section "Learning (issue 5)" of docs/BENCHMARKS.md (between markers, the rest of the file is
-   kept) and docs/learning_*.png, and prints the aims with their numbers.
+4. Writes its section of docs/BENCHMARKS.md (the aims and their figures; benchmarks/report.py), the whole
+   report to benchmarks/out/learning.md, and docs/learning_*.png, and prints the aims with their numbers.
 
 Seeds 0…N−1 (``--seeds``, default 32) are reported; γ of discounted Thompson sampling was chosen on seeds
 1000–1002, which are not. Everything is deterministic given the seeds except the timings.
@@ -24,7 +24,6 @@ import datetime as dt
 import os
 import pickle
 import platform
-import re
 import sys
 import textwrap
 import time
@@ -50,17 +49,14 @@ from simulator.policies import empirical_bayes_prior  # noqa: E402
 from simulator.runner import NEW_CITY_BLOCK, SHARE_BLOCK  # noqa: E402
 from bandits import ThompsonSampler, thompson_winners  # noqa: E402
 from webapp.learning.posteriors import FIRST_BLOCK  # noqa: E402
+from report import stamp, write_section  # noqa: E402  (this folder)
 
 DOCS = REPO / "docs"
-BENCHMARKS_MD = DOCS / "BENCHMARKS.md"
-BEGIN, END = "<!-- learning-benchmark:begin -->", "<!-- learning-benchmark:end -->"
-# Written by hand inside the generated section, after the aims (what later commands found about them): a rerun
-# keeps whatever stands between these markers.
-NOTES_BEGIN, NOTES_END = "<!-- learning-notes:begin -->", "<!-- learning-notes:end -->"
+FULL_REPORT = REPO / "benchmarks" / "out" / "learning.md"                 # git-ignored; every table of a run
 RAW_RESULTS = REPO / "benchmarks" / "out" / "learning_results.pkl"      # git-ignored; for --report-only
 CLEAR_MARGIN = 1.2          # "faster" counts as clear when the other takes ≥ 1.2× as long
 
-# key → (simulator policy, parameters). Since the priors issue landed, "with city priors" is the priors job's
+# key → (simulator policy, parameters). Since the priors job landed, "with city priors" is the priors job's
 # empirical-Bayes fit (simulator.policies.empirical_bayes_prior) on the live counts: at the product's cap
 # (CITY_PRIOR_MAX_STRENGTH = 200) and at 1,000, the cap `make bench-pooling` found best for the stationary aim.
 EB_1000 = partial(empirical_bayes_prior, max_strength=1000.0)
@@ -362,8 +358,7 @@ def write_report(ctx: dict[str, Any]) -> str:
     st, cs, dr = (by_policy(main[s.name]) for s in ctx["scenarios"])
     aims = ctx["aims"]
     lines = [
-        BEGIN,
-        "## Learning (issue 5)",
+        "## Learning",
         "",
         f"Produced by `make bench-learning` (`benchmarks/bench_learning.py --seeds {len(seeds)}`) on "
         f"{ctx['finished']:%Y-%m-%d %H:%M} UTC in {ctx['wall'] / 60:.1f} min wall time: {os.cpu_count()} cores, "
@@ -394,9 +389,6 @@ def write_report(ctx: dict[str, Any]) -> str:
         "| aim | result | met? |",
         "|---|---|---|",
         *[f"| {a['aim']} | {a['result']} | **{a['met']}** |" for a in aims],
-        "",
-        NOTES_BEGIN,
-        NOTES_END,
         "",
         *ctx["aim_notes"],
         "",
@@ -477,7 +469,6 @@ def write_report(ctx: dict[str, Any]) -> str:
         "### Sensitivity (fewer seeds)",
         "",
         *ctx["sensitivity"],
-        END,
     ]
     return "\n".join(lines) + "\n"
 
@@ -535,7 +526,7 @@ def evaluate_aims(main: dict[str, list[RunResult]], times, scenarios, sensitivit
     dr = by_policy(main[scenarios[2].name])
     aims = []
     first = scenarios[0]
-    # the aim names "our Thompson sampling": per city, and with the city priors of the priors issue
+    # the aim names "our Thompson sampling": per city, and with the city priors of the priors job
     ours = {key: [r.clicks_vs_oracle for r in st[key]] for key in ("thompson", "thompson-priors",
                                                                     "thompson-priors-1000")}
     best = max(ours, key=lambda key: np.mean(ours[key]))
@@ -604,7 +595,7 @@ def evaluate_aims(main: dict[str, list[RunResult]], times, scenarios, sensitivit
             f"gets ~1.4 % of the traffic). The same policy earns "
             f"{100 * np.mean([r.clicks_vs_oracle for r in one]):.1f} % of the oracle's clicks with one city and "
             f"{100 * np.mean([r.clicks_vs_oracle for r in longer]):.1f} % with 20 cities over "
-            f"{5 * horizon:,} impressions (sensitivity table below); pooling cities (the priors issue) is what "
+            f"{5 * horizon:,} impressions (sensitivity table below); pooling cities (city priors) is what "
             f"closes most of the gap at this traffic.")
     if not aims[2]["met"].startswith("met"):
         notes.append(
@@ -620,19 +611,23 @@ def jobs_signature(jobs) -> list[tuple[str, str, int, tuple[str, ...]]]:
     return [(tag, scenario.describe(), seed, tuple(policies)) for tag, scenario, seed, policies in jobs]
 
 
-def update_benchmarks_md(section: str) -> None:
-    DOCS.mkdir(exist_ok=True)
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.S)
-    notes = re.compile(re.escape(NOTES_BEGIN) + ".*?" + re.escape(NOTES_END), re.S)
-    if old := pattern.search(text):
-        kept = notes.search(old.group(0))
-        if kept:
-            section = notes.sub(lambda _: kept.group(0), section, count=1)
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS_MD.write_text(text)
+def summary(ctx: dict[str, Any]) -> str:
+    """The section of docs/BENCHMARKS.md: the command, machine and date, the aims table, the notes on the aims."""
+    aims, command = ctx["aims"], f"make bench-learning SEEDS={len(ctx['seeds'])}"
+    return "\n".join([
+        f"{stamp(command)} {ctx['wall'] / 60:.1f} min wall time; "
+        f"numpy {np.__version__}, mabwiser {ctx['versions']['mabwiser']}, gymnasium {ctx['versions']['gymnasium']}.",
+        "",
+        "| aim | result | met? |",
+        "|---|---|---|",
+        *[f"| {a['aim']} | {a['result']} | **{a['met']}** |" for a in aims],
+        "",
+        *ctx["aim_notes"],
+        "",
+        "Every table of the run (stationary, new-city cold start, drift, decision time, sensitivity): "
+        f"`{FULL_REPORT.relative_to(REPO)}`. Figures: "
+        + ", ".join(f"[{name}]({path.name})" for name, path in ctx["figures"].items()) + ".",
+    ]) + "\n"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -713,19 +708,23 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()[0]
     # with --report-only: the simulations of the saved run plus this run's timing and plotting
     wall = (simulated if args.report_only else 0.0) + time.monotonic() - started
-    section = write_report({
+    ctx = {
         "seeds": seeds, "main": main_results, "policies": policies, "scenarios": scenarios, "aims": aims,
         "aim_notes": notes, "figures": figures, "times": times,
         "sensitivity": sensitivity_section(sensitivity, list(range(args.sensitivity_seeds)), args.horizon),
         "finished": dt.datetime.now(dt.timezone.utc), "wall": wall, "load_before": load_before,
         "load_after": load_after,
         "versions": {"mabwiser": version("mabwiser"), "gymnasium": version("gymnasium")},
-    })
+    }
+    section = write_report(ctx)
+    FULL_REPORT.parent.mkdir(parents=True, exist_ok=True)
+    FULL_REPORT.write_text(section)
     if args.no_write:
         print(section)
     else:
-        update_benchmarks_md(section)
-        log(f"wrote {BENCHMARKS_MD.relative_to(REPO)} and {', '.join(p.name for p in figures.values())}")
+        written = write_section("learning", summary(ctx))
+        log(f"wrote {written.relative_to(REPO)}, {FULL_REPORT.relative_to(REPO)} and "
+            f"{', '.join(p.name for p in figures.values())}")
     for aim in aims:
         log(f"aim {aim['met'].upper()}: {aim['aim']}: {aim['result']}")
     log(f"total {wall / 60:.1f} min")

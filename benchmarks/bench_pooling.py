@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Which city prior helps Thompson sampling most in the stationary scenario (issue 5's 97 % aim)?
+"""Which city prior helps Thompson sampling most in the stationary scenario (the 97 % aim)?
 
 Runs, on the same seeds, our Thompson sampling per city with Beta(1, 1), with the simulator's leave-one-out
 slot-wide pooling (``thompson-pooled``), and with the priors job's empirical-Bayes fit
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from simulator import STATIONARY, RunResult, Scenario, run  # noqa: E402
 from simulator.env import BannerSlotEnv  # noqa: E402
 from simulator.policies import empirical_bayes_prior  # noqa: E402
+from report import stamp, write_section  # noqa: E402  (this folder)
 
 CAP_200 = "thompson + empirical-Bayes city priors (priors job, cap 200)"
 CAP_500 = "thompson + empirical-Bayes city priors, cap 500"
@@ -125,10 +126,10 @@ def share(result: RunResult, city: int | None = None) -> float:
     return 100 * result.per_city["expected_clicks"][city] / result.per_city["oracle_expected_clicks"][city]
 
 
-def stationary_table(results: dict[str, list[RunResult]]) -> None:
-    print("\n| Policy | % of oracle's clicks: mean ± standard error (min–max) | seeds ≥ 97 % | regret (mean) | "
+def stationary_table(results: dict[str, list[RunResult]]) -> list[str]:
+    table = ["| Policy | % of oracle's clicks: mean ± standard error (min–max) | seeds ≥ 97 % | regret (mean) | "
           "− cap 1,000's %, paired: mean ± standard error | % of the slot oracle's clicks, paired: mean ± "
-          "standard error (seeds ≥ 97 %) |\n| --- | --- | ---: | ---: | ---: | ---: |")
+          "standard error (seeds ≥ 97 %) |", "| --- | --- | ---: | ---: | ---: | ---: |"]
     baseline = np.array([share(r) for r in results[CAP_1000]])
     # The slot oracle serves the slot's best banner to everyone: the SLOT_BEST row's clicks, seed by seed.
     slot_oracle = np.array([r.expected_clicks for r in results[SLOT_BEST]])
@@ -137,10 +138,11 @@ def stationary_table(results: dict[str, list[RunResult]]) -> None:
         diff = shares - baseline                       # the same seeds in the same order: paired
         paired = "" if label == CAP_1000 else f"{diff.mean():+.1f} ± {standard_error(diff):.1f}"
         of_slot = 100 * np.array([r.expected_clicks for r in runs]) / slot_oracle
-        print(f"| {label} | {shares.mean():.1f} ± {standard_error(shares):.1f} ({shares.min():.1f}–"
+        table.append(f"| {label} | {shares.mean():.1f} ± {standard_error(shares):.1f} ({shares.min():.1f}–"
               f"{shares.max():.1f}) | {np.count_nonzero(shares >= 97.0)}/{shares.size} | "
               f"{np.mean([r.regret for r in runs]):.0f} | {paired} | {of_slot.mean():.1f} ± "
               f"{standard_error(of_slot):.1f} ({np.count_nonzero(of_slot >= 97.0)}/{of_slot.size}) |")
+    return table
 
 
 def outlier_table(results: dict[str, list[RunResult]]) -> None:
@@ -177,7 +179,11 @@ def main() -> None:
             print(f"  [{done}/{len(jobs)}] {scenario.name}, seed {seed}: {label}: {share(result):.1f}% of the "
                   f"oracle, regret {result.regret:.0f}", flush=True)
             results[scenario][label].append(result)
-    stationary_table(results[STATIONARY])
+    table = stationary_table(results[STATIONARY])
+    print("\n" + "\n".join(table))
+    command = f"make bench-pooling SEEDS={args.seeds} FIRST_SEED={args.first_seed}"
+    write_section("pooling" if args.first_seed == 0 else "pooling-held-out",
+                  f"{stamp(command)} Seeds {seeds[0]}–{seeds[-1]}.\n\n" + "\n".join(table))
     outlier_table(results[OUTLIER])
 
 

@@ -20,7 +20,8 @@ Run from the repository root as ``.venv/bin/python benchmarks/bench_priors.py`` 
    times by Thompson sampling starting from that prior, and from Beta(1, 1), on the same seeds (same
    city, same click draws). Cumulative regret = Σ_t (max_b θ_b − θ_served).
 
-Prints a Markdown block for docs/BENCHMARKS.md and writes it to benchmarks/out/priors.md.
+Prints a Markdown block and writes it to its section of docs/BENCHMARKS.md (benchmarks/report.py) and to
+benchmarks/out/priors.md.
 ``--skip-job`` runs only the simulation. The job timings print the load average: other work on the machine
 slows Spark down.
 """
@@ -43,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bandits import PriorSettings, beta_posterior, fit_population  # noqa: E402
+from report import write_section  # noqa: E402  (this folder)
 
 OUT_DIR = REPO / "benchmarks" / "out"
 TENANTS, SLOTS, BANNERS, CITIES, DAYS = 5, 4, 6, 100, 30
@@ -305,6 +307,7 @@ def main() -> int:
     text = "\n".join(block) + "\n"
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "priors.md").write_text(text)
+    write_section("priors", text)
     print(text)
     return 0
 

@@ -22,16 +22,17 @@ What it does, in order:
 5. Waits for asynchronous writes, stops gunicorn with SIGTERM (workers flush pending writes on exit),
    and checks that the ``impression_id`` of every 200 response to ``/v1/serve`` (warm-ups included)
    is in the keyspace's ``impressions`` table.
-6. Prints a Markdown block for docs/BENCHMARKS.md and writes it to benchmarks/out/serve.md.
+6. Prints a Markdown block and writes it to its section of docs/BENCHMARKS.md (benchmarks/report.py) and to
+   benchmarks/out/serve.md.
 
 The load generators, and why two: the load generator shares the machine's two cores with gunicorn and
-Cassandra, so it must be cheap. wrk (C, Debian package) is: about 0.1 ms of CPU per request here, although
+Cassandra, so it must be cheap. wrk (C, Debian package) is: little CPU per request, although
 gunicorn's sync workers close every connection. But wrk has no rate control, and Debian has no wrk2, so
 the constant-rate phases use openloop (benchmarks/openloop.c, one thread, epoll, a connection per request):
 each request is due at start + i / rate whatever became of the earlier ones, and its latency counts from
 that due time, so a stall of the server (or of the generator) is in the figure rather than hidden by sending
-later (coordinated omission). It replaced vegeta (Go), which took 0.30-0.44 of the two cores at these rates
-(runs P-U in docs/BENCHMARKS.md). The impression ids come from wrk's Lua ``response()`` hook
+later (coordinated omission). It replaced vegeta (Go), which took a large share of the two cores at these rates
+(measured then; see the git history of docs/BENCHMARKS.md). The impression ids come from wrk's Lua ``response()`` hook
 (benchmarks/wrk_phase.lua: one file per wrk thread) and from the response bodies openloop records.
 Latency percentiles: wrk's own (exact to the microsecond), and computed here, exactly, from openloop's
 per-request results.
@@ -68,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keyspaces import PREFIX, drop_keyspace  # this folder (the script's own)
+from report import write_section  # this folder
 
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "benchmarks" / "out"
@@ -410,7 +412,7 @@ def run_openloop(openloop: Path, load: Load, endpoint: str, work_dir: Path,
         # first, so each one leaves a TIME_WAIT (60 s) on the server side of its address pair; at ~750 new
         # connections a second the 28,000 ephemeral ports of one address come round within 40 s, a new SYN lands
         # on an old pair, and the refused ones are retried after 1 s, 3 s: whole rounds of ping and serve
-        # collapsed so (runs Q, R). Four addresses per phase leave room for phases four times as long.
+        # collapsed so (seen in earlier runs). Four addresses per phase leave room for phases four times as long.
         source = ["-s", ",".join(f"127.0.0.{next(_LOOPBACK_SOURCES)}" for _ in range(4))]
     run([str(openloop), "-a", parts[0].hostname or "127.0.0.1", "-p", str(parts[0].port or 80),
          "-r", str(load.rate), "-d", f"{load.duration_s:g}", "-t", str(targets_file), "-o", str(results_file),
@@ -906,7 +908,8 @@ def main() -> int:
     markdown = render_markdown(outcome.phases, check, context, args)
     (OUT_DIR / "serve.md").write_text(markdown)
     print("\n" + markdown, flush=True)
-    log(f"written to {(OUT_DIR / 'serve.md').relative_to(REPO)}")
+    written = write_section("serve", markdown)
+    log(f"written to {(OUT_DIR / 'serve.md').relative_to(REPO)} and {written.relative_to(REPO)}")
     ok = check.missing == 0 and check.ok_without_id == 0 and check.ok_responses > 0
     return 0 if ok else 1
 

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from keyspaces import drop_keyspace  # noqa: E402
+from report import stamp, write_section  # noqa: E402  (this folder)
 from webapp import create_app  # noqa: E402
 from webapp.serving import runtime  # noqa: E402
 from webapp.management import services  # noqa: E402
@@ -83,9 +84,11 @@ def main() -> None:
                 client.get(PING)
             serve = cpu_per_request(client, SERVE, args.requests, args.rounds)
             ping = cpu_per_request(client, PING, args.requests, args.rounds)
-            print(f"\nprocess CPU per request, best of {args.rounds} × {args.requests} (load average "
-                  f"{os.getloadavg()[0]:.2f}): serve {serve:.0f} µs, ping {ping:.0f} µs, serve − ping "
-                  f"{serve - ping:.0f} µs")
+            line = (f"process CPU per request, best of {args.rounds} × {args.requests} (load average "
+                    f"{os.getloadavg()[0]:.2f}): serve {serve:.0f} µs, ping {ping:.0f} µs, serve − ping "
+                    f"{serve - ping:.0f} µs")
+            print("\n" + line)
+            write_section("profile-serve", f"{stamp('make profile-serve')}\n\n{line}.")
             if args.profile:
                 served, pinged = own_times(client, SERVE, 3000), own_times(client, PING, 3000)
                 rows = []

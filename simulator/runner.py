@@ -22,7 +22,7 @@ from simulator.scenario import Scenario
 SHARE_BLOCK = 2000          # impressions per block when measuring the share of the best banner (slot-wide)
 NEW_CITY_BLOCK = 200        # the same, counted in the new city's own impressions
 TARGET_SHARE = 0.9
-SHARES = (0.5, 0.9)         # thresholds reported (0.9 is the issue's; 0.5 shows progress short of it)
+SHARES = (0.5, 0.9)         # thresholds reported (0.9 is the drift aim's; 0.5 shows progress short of it)
 CURVE_POINTS = 200
 
 
@@ -130,7 +130,7 @@ def run(scenario: Scenario, policy: str, seed: int, **params: Any) -> RunResult:
                                        ("oracle_expected_clicks", optimal))},
     )
     if scenario.drift_at is not None:
-        # the new best banner slot-wide (the drifted one), as the aim names it
+        # the new best banner slot-wide (the drifted one), as the drift aim names it
         on_new = env.served[scenario.drift_at:] == env.new_best_banner
         blocks = on_new.size // SHARE_BLOCK
         result.drift = {

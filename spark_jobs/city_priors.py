@@ -23,7 +23,7 @@ counters, so a city prior holds the slot-wide prior plus the city's *imported* h
 already in the counters and would be counted twice. A city with no row (never seen) uses the slot-wide row,
 and unknown locations use the slot-wide posterior: slot-wide live counters plus the slot-wide row. There the
 row's data overlaps the counters by at most ``s ≤ CITY_PRIOR_MAX_STRENGTH`` pseudo-impressions with the same
-mean: a bounded, mean-preserving over-confidence that fades as live traffic grows (see README).
+mean: a bounded, mean-preserving over-confidence that fades as live traffic grows (see docs/learning.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A per-slot decay half-life (issue 5): serving and the stats API learn from time-decayed traffic."""
+"""A per-slot decay half-life: serving and the stats API learn from time-decayed traffic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Time-decayed counts: what a slot with a decay half-life learns from (issue 5's per-slot decay).
+"""Time-decayed counts: what a slot with a decay half-life learns from (the per-slot decay option).
 
 A slot may set ``decay_half_life_hours`` (PUT /v1/admin/tenants/<t>/slots/<s>). Its posteriors then come from
 the quarter-hour rows of traffic_counts, each weighted by 2^(−age / half-life) — age from the middle of the

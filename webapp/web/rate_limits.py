@@ -7,8 +7,8 @@ RATELIMIT_STORAGE_URI, RATELIMIT_STRATEGY, RATELIMIT_HEADERS_ENABLED, RATELIMIT_
 in webapp.web.config; the limits of our endpoints are RATELIMIT_SERVE and RATELIMIT_CLICK.
 
 Why not Flask-Limiter's decorator on /v1/serve: it resolves and filters every limit of the route on each
-request (twice: in its before_request hook and in the decorator), ~0.25 ms of CPU per serve, where one
-``hit`` on a parsed limit costs ~0.03 ms (profiled; docs/BENCHMARKS.md). :func:`client_limit` does just the
+request (twice: in its before_request hook and in the decorator), several times the CPU of what one
+``hit`` on a parsed limit costs (profiled with `make profile-serve`). :func:`client_limit` does just the
 hit, with the same storage, strategy, 429 answer and headers. The default storage, worker-memory://
 (limits' memory storage, see WorkerMemoryStorage), is per process: with N gunicorn workers a client gets up to
 N times the limit. A shared storage
@@ -73,7 +73,7 @@ limiter = Limiter(get_remote_address)
 @limiter.request_filter
 def _outside_the_dashboard() -> bool:
     """Flask-Limiter guards the dashboard (its login) only. Without this filter its before_request hook
-    resolves the (empty) limits of every request, the public ones included: ~0.1 ms per serve, profiled."""
+    resolves the (empty) limits of every request, the public ones included: a cost on every serve, profiled."""
     return request.blueprint != "admin"
 
 
