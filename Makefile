@@ -14,13 +14,14 @@ CASSANDRA_HOSTS ?=
 comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
-.PHONY: help venv cassandra cassandra-stop schema demo run stop test bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
+.PHONY: help venv cassandra cassandra-stop schema demo run stop test docs-config bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
 .PHONY: spark-jars priors audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
 	@echo "make test         the whole test suite (starts the local Cassandra if needed)"
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
+	@echo "make docs-config  regenerate docs/configuration.md from the settings (webapp/web/config.py)"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
 	@echo "make bench-pooling  city priors vs the 97% stationary aim, and a reversed city (SEEDS=32 FIRST_SEED=0, ~8 min)"
 	@echo "make bench-drift  plain vs discounted Thompson sampling after a drift, with and without city priors (SEEDS=32, ~6 min)"
@@ -100,6 +101,10 @@ stop:
 
 test: venv chromium spark-jars
 	@$(PY) -m pytest
+
+# docs/configuration.md is generated from the settings (webapp/web/config.py); tests/test_config.py checks it.
+docs-config: venv
+	@$(PY) -m webapp.web.config --markdown > docs/configuration.md
 
 # The dashboard's browser tests drive Debian's Chromium (headless) through Playwright.
 chromium:

@@ -1,13 +1,19 @@
-# gunicorn settings for Banner Bandit. PORT and WEB_CONCURRENCY come from the environment.
+# gunicorn settings for Banner Bandit. Its variables (BIND_HOST, PORT, WEB_CONCURRENCY, …) are settings of
+# webapp.web.config like the app's: read and validated here, at the master's start (docs/configuration.md).
 import os
 import shutil
 import tempfile
 
-bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
+from webapp.web.config import read as _read_settings
+
+_settings = _read_settings()
+
+_host = f"[{_settings.BIND_HOST}]" if ":" in _settings.BIND_HOST else _settings.BIND_HOST    # IPv6
+bind = f"{_host}:{_settings.PORT}"
 # One sync worker per core (at least 2): a serve never waits on I/O (decisions from memory, writes
 # asynchronous), so more workers than cores only add context switches (benchmarks: 2 workers on 2 cores
 # served more than 4 workers did, in make bench-serve).
-workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, os.cpu_count() or 2))
+workers = _settings.WEB_CONCURRENCY or max(2, os.cpu_count() or 2)
 worker_class = "sync"
 # No preload: each worker builds its app, and so its own Cassandra session, after the fork.
 preload_app = False
@@ -17,14 +23,14 @@ keepalive = 5
 # Longest request line gunicorn reads (its maximum; default 4094). The documented query parameters at their
 # longest, percent-encoded as UTF-8, need about 6 KB: beyond the limit gunicorn answers 414 itself.
 limit_request_line = 8190
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+accesslog = _settings.GUNICORN_ACCESS_LOG or None
 errorlog = "-"
 loglevel = "info"
 # The worker's heartbeat file gets a utime() on every turn of a sync worker's loop, before each request. On a
 # disk-backed filesystem that call can wait for the journal while it commits, and Cassandra's flushes and fsyncs
 # on the same disk can make those commits slow (gunicorn's own docs warn of it). A RAM filesystem has no journal.
 _ram_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or _ram_dir
+worker_tmp_dir = _settings.GUNICORN_WORKER_TMP_DIR or _ram_dir
 # gunicorn's control socket has one default path per user: several servers on one machine (tests,
 # benchmarks, `make run`) would fight over it, and we do not use it.
 control_socket_disable = True
@@ -34,7 +40,7 @@ control_socket_disable = True
 # request thread shares the GIL with its background thread (cache refresh, batched writes) and the Cassandra
 # driver's I/O thread; every socket read or write of a request gives the GIL up, and with the default it can
 # wait 5 ms to get it back, several times per request: that was the p99 of /v1/serve (docs/BENCHMARKS.md).
-switch_interval = float(os.environ.get("PYTHON_SWITCH_INTERVAL") or 0.0005)
+switch_interval = _settings.PYTHON_SWITCH_INTERVAL
 
 
 def post_fork(server, worker):
@@ -43,7 +49,7 @@ def post_fork(server, worker):
     sys.setswitchinterval(switch_interval)
     # Close each connection without waiting for the client to close first, unless it sent bytes the app did
     # not read (webapp/web/sockets.py: gunicorn's graceful close held a sync worker up to 2 s per slow client).
-    if os.environ.get("GRACEFUL_CLOSE_WAIT", "0") != "1":
+    if not _settings.GRACEFUL_CLOSE_WAIT:
         from webapp.web import sockets
 
         sockets.install()
@@ -56,7 +62,7 @@ def post_worker_init(worker):
     request of the worker."""
     import gc
 
-    if os.environ.get("GC_FREEZE", "1") != "0":
+    if _settings.GC_FREEZE:
         gc.collect()
         gc.freeze()
 
@@ -74,13 +80,16 @@ def worker_exit(server, worker):
 # Prometheus multiprocess mode: every worker writes its samples here; /metrics sums them.
 # A fresh directory per server start (stale files of an earlier run would be summed too), in RAM when there is
 # one: the samples are memory-mapped files written on every request, and need no disk (see worker_tmp_dir).
-_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+_own_metrics_dir = None        # made by on_starting unless PROMETHEUS_MULTIPROC_DIR is set; removed by on_exit
 
 
 def on_starting(server):
-    """Made when the master starts, before any worker: not when this file is only read (--print-config)."""
-    if _own_metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="banner-bandit-metrics-", dir=_ram_dir)
+    """Made when the master starts, before any worker: not when this file is only read (--print-config).
+    Passed to the workers in their environment, where their app's settings (and prometheus_client) read it."""
+    global _own_metrics_dir
+    if not _settings.PROMETHEUS_MULTIPROC_DIR:
+        _own_metrics_dir = tempfile.mkdtemp(prefix="banner-bandit-metrics-", dir=_ram_dir)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
 
 
 def child_exit(server, worker):
@@ -90,5 +99,5 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _own_metrics_dir and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

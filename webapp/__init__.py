@@ -8,14 +8,13 @@ from typing import Any
 
 from flask import Flask
 
-from webapp.web import config as config_module
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: config, then each integration's init_app, then the blueprints. Connects nothing."""
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    from webapp.web import config as config_module
     from webapp.web import validation
 
     app.request_class = validation.Utf8Request

@@ -17,8 +17,8 @@ import numpy as np
 
 from webapp.learning import decay
 from webapp.storage import store
+from webapp.web import config
 from webapp.web import validation
-from webapp.web.config import DEFAULTS
 from bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, win_probabilities
 from webapp.storage.database import Database
 from webapp.serving.click_filter import ClickFilterSettings
@@ -152,7 +152,7 @@ def list_slots(db: Database, tenant_id: str) -> list[dict[str, Any]]:
 
 def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, *, image_url: Any,
                target_url: Any, alt: Any, active: Any,
-               max_banners: int = DEFAULTS["MAX_BANNERS_PER_SLOT"]) -> tuple[bool, dict[str, Any]]:
+               max_banners: int = config.default("MAX_BANNERS_PER_SLOT")) -> tuple[bool, dict[str, Any]]:
     """Create or replace a banner; a slot holds at most ``max_banners`` (paused ones count too).
 
     Pass the app's MAX_BANNERS_PER_SLOT. The count is read before the write, so two creations racing for

@@ -1,14 +1,13 @@
 """Prometheus metrics (prometheus_client), exposed at /metrics.
 
-Under gunicorn every worker writes its samples to PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py)
-and /metrics aggregates all workers; without it (tests, flask run) the process's own registry is used.
+Under gunicorn every worker writes its samples to PROMETHEUS_MULTIPROC_DIR (a setting; gunicorn.conf.py makes
+one per server start) and /metrics aggregates all workers; without it (tests, flask run) the process's own
+registry is used.
 """
 
 from __future__ import annotations
 
-import os
-
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,
                                generate_latest, multiprocess)
 
@@ -32,7 +31,7 @@ bp = Blueprint("metrics", __name__)
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if current_app.config["PROMETHEUS_MULTIPROC_DIR"]:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
