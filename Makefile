@@ -38,11 +38,14 @@ help:
 	@echo "make import-history  import HISTORY_CSV (default .run/history.csv; a sample is generated if absent)"
 	@echo "make bench-priors job time on 1M/10M events and the regret simulation (docs/BENCHMARKS.md)"
 
-$(VENV)/.installed: requirements.txt
+# The pinned requirements of every part (requirements/*.txt, all included by requirements.txt), then the
+# project itself, editable and without dependencies: scripts and benchmarks import its packages as installed.
+$(VENV)/.installed: requirements.txt $(wildcard requirements/*.txt) pyproject.toml
 	@test -x $(PY) || { echo "[setup] creating virtualenv $(VENV)"; $(PYTHON_SYS) -m venv $(VENV); }
 	@echo "[setup] installing Python dependencies (requirements.txt)"
 	@$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 	@$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -108,7 +111,7 @@ chromium:
 	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }
 
 bench-serve: venv cassandra
-	@PYTHONPATH=. $(PY) benchmarks/bench_serve.py
+	@$(PY) benchmarks/bench_serve.py
 
 bench-pooling: venv
 	@$(PY) benchmarks/bench_pooling.py --seeds $${SEEDS:-32} --first-seed $${FIRST_SEED:-0}
@@ -135,7 +138,7 @@ bench-outage: venv cassandra
 	@$(PY) -m pytest tests/test_outage.py -q -s -p no:logging
 
 bench-bots: venv
-	@PYTHONPATH=. $(PY) benchmarks/bench_bots.py
+	@$(PY) benchmarks/bench_bots.py
 
 # Learning benchmark (issue 5): SEEDS seeds of three scenarios, all policies; writes docs/.
 SEEDS ?= 32
