@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serve import machine_cpu_seconds as cpu_times  # noqa: E402  (this folder)
+from bench_serve import machine_cpu_seconds as cpu_times  # this folder
 
 
 def work(iterations: int) -> float:

@@ -23,14 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from keyspaces import drop_keyspace  # noqa: E402
-from webapp import create_app  # noqa: E402
-from webapp.serving import runtime  # noqa: E402
-from webapp.management import services  # noqa: E402
-from webapp.storage import store  # noqa: E402
-from webapp.storage.events import traffic_bucket  # noqa: E402
+from keyspaces import drop_keyspace  # this folder
+from webapp import create_app
+from webapp.management import services
+from webapp.serving import runtime
+from webapp.storage import store
+from webapp.storage.events import traffic_bucket
 
 KEYSPACE = "bb_bench_decay"
 LOCATIONS = ["", "mumbai", "delhi", "pune", "chennai", "kolkata", "goa"]
