@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ADMIN_TOKEN, make_config
-from tests.dashboard import PASSWORD, gen_user, simulate_history
+from tests.helpers import ADMIN_TOKEN, PASSWORD, free_port, gen_user, make_config, simulate_history
 from webapp import create_app
 from webapp.dashboard import accounts
 from webapp.management import services
@@ -38,14 +37,6 @@ XSS_ALT = "<script>window.__xss = 1</script>"
 TIMEOUT_MS = 30_000
 CLICK_DELAY_MS = 1500     # look before clicking: the click filter flags clicks within 0.5 s of the serve
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_in_page(page, expression: str, timeout: float = 30.0):
