@@ -14,12 +14,13 @@ CASSANDRA_HOSTS ?=
 comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
-.PHONY: help venv cassandra cassandra-stop schema demo run stop test lint bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
+.PHONY: help venv cassandra cassandra-stop schema demo run stop test test-unit lint bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
 .PHONY: spark-jars priors audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
 	@echo "make test         the whole test suite (starts the local Cassandra if needed)"
+	@echo "make test-unit    the pure tests only, in seconds: no Cassandra, Spark, browser or slow test"
 	@echo "make lint         ruff check (rules in pyproject.toml)"
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
@@ -104,6 +105,10 @@ stop:
 
 test: venv chromium spark-jars
 	@$(PY) -m pytest
+
+# The tests that need nothing but Python (markers in pyproject.toml, set by tests/conftest.py).
+test-unit: venv
+	@$(PY) -m pytest -m "not cassandra and not spark and not browser and not slow"
 
 # ruff, pinned in requirements/test.txt; its rules are in pyproject.toml.
 lint: venv

@@ -1,5 +1,5 @@
-"""Fixtures: the project's real Cassandra (started or reused), a unique keyspace per run, the app.
-Helpers that tests call themselves are in tests/helpers.py."""
+"""Fixtures: the project's real Cassandra (started or reused), a unique keyspace per run, the app; and the
+markers that say what a test needs. Helpers that tests call themselves are in tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -14,6 +14,21 @@ from tests.helpers import ADMIN_TOKEN, make_config
 from webapp import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A test that uses one of these fixtures, directly or through another fixture, gets the marker:
+# `make test-unit` deselects them (tests that need a browser are marked in their module).
+FIXTURE_MARKERS = {
+    "cassandra": {"cassandra", "keyspace"},
+    "spark": {"spark"},        # the Spark test modules' session fixture
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needed = set(getattr(item, "fixturenames", ()))     # the closure: fixtures of fixtures included
+        for marker, fixtures in FIXTURE_MARKERS.items():
+            if needed & fixtures:
+                item.add_marker(marker)
 
 
 def _local_cassandra() -> bool:

@@ -36,7 +36,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 XSS_ALT = "<script>window.__xss = 1</script>"
 TIMEOUT_MS = 30_000
 CLICK_DELAY_MS = 1500     # look before clicking: the click filter flags clicks within 0.5 s of the serve
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def wait_in_page(page, expression: str, timeout: float = 30.0):

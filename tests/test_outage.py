@@ -33,7 +33,7 @@ from webapp.storage import store
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_PORT = 9044
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.spark]   # and cassandra, by its fixture
 logging.getLogger("cassandra").setLevel(logging.ERROR)     # the node is down on purpose
 
 NODE_ENV = {
