@@ -14,12 +14,14 @@ CASSANDRA_HOSTS ?=
 comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
-.PHONY: help venv cassandra cassandra-stop schema demo run stop test docs-config bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
+.PHONY: help venv cassandra cassandra-stop schema demo run stop test test-unit lint docs-config bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
 .PHONY: spark-jars priors audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
 	@echo "make test         the whole test suite (starts the local Cassandra if needed)"
+	@echo "make test-unit    the pure tests only, in seconds: no Cassandra, Spark, browser or slow test"
+	@echo "make lint         ruff check (rules in pyproject.toml)"
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make docs-config  regenerate docs/configuration.md from the settings (webapp/web/config.py)"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
@@ -39,11 +41,14 @@ help:
 	@echo "make import-history  import HISTORY_CSV (default .run/history.csv; a sample is generated if absent)"
 	@echo "make bench-priors job time on 1M/10M events and the regret simulation (docs/BENCHMARKS.md)"
 
-$(VENV)/.installed: requirements.txt
+# The pinned requirements of every part (requirements/*.txt, all included by requirements.txt), then the
+# project itself, editable and without dependencies: scripts and benchmarks import its packages as installed.
+$(VENV)/.installed: requirements.txt $(wildcard requirements/*.txt) pyproject.toml
 	@test -x $(PY) || { echo "[setup] creating virtualenv $(VENV)"; $(PYTHON_SYS) -m venv $(VENV); }
 	@echo "[setup] installing Python dependencies (requirements.txt)"
 	@$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 	@$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -106,6 +111,14 @@ test: venv chromium spark-jars
 docs-config: venv
 	@$(PY) -m webapp.web.config --markdown > docs/configuration.md
 
+# The tests that need nothing but Python (markers in pyproject.toml, set by tests/conftest.py).
+test-unit: venv
+	@$(PY) -m pytest -m "not cassandra and not spark and not browser and not slow"
+
+# ruff, pinned in requirements/test.txt; its rules are in pyproject.toml.
+lint: venv
+	@$(VENV)/bin/ruff check .
+
 # The dashboard's browser tests drive Debian's Chromium (headless) through Playwright.
 chromium:
 	@test -x /usr/bin/chromium || { echo "[setup] installing Debian's chromium for the browser tests"; \
@@ -113,7 +126,7 @@ chromium:
 	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }
 
 bench-serve: venv cassandra
-	@PYTHONPATH=. $(PY) benchmarks/bench_serve.py
+	@$(PY) benchmarks/bench_serve.py
 
 bench-pooling: venv
 	@$(PY) benchmarks/bench_pooling.py --seeds $${SEEDS:-32} --first-seed $${FIRST_SEED:-0}
@@ -140,7 +153,7 @@ bench-outage: venv cassandra
 	@$(PY) -m pytest tests/test_outage.py -q -s -p no:logging
 
 bench-bots: venv
-	@PYTHONPATH=. $(PY) benchmarks/bench_bots.py
+	@$(PY) benchmarks/bench_bots.py
 
 # Learning benchmark: SEEDS seeds of three scenarios, all policies; writes docs/.
 SEEDS ?= 32

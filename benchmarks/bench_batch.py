@@ -27,18 +27,17 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench_serve import listening_pid, process_cpu_seconds  # this folder
+from keyspaces import drop_keyspace
+from webapp import create_app
+from webapp.serving import runtime
+from webapp.serving.views import timeuuid
+from webapp.storage import store
+from webapp.storage.events import Impression
+from webapp.storage.rows import RowBinder
 
-from bench_serve import listening_pid, process_cpu_seconds  # noqa: E402  (this folder)
-from keyspaces import drop_keyspace  # noqa: E402
-from report import stamp, write_section  # noqa: E402  (this folder)
-from webapp import create_app  # noqa: E402
-from webapp.serving import runtime  # noqa: E402
-from webapp.storage import store  # noqa: E402
-from webapp.storage.events import Impression  # noqa: E402
-from webapp.storage.rows import RowBinder  # noqa: E402
-from webapp.serving.views import timeuuid  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+from report import stamp, write_section
 
 KEYSPACE = "bb_bench_batch"
 CITIES = ["mumbai", "delhi", "pune", "chennai", "kolkata", "bengaluru"]

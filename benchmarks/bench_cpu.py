@@ -13,13 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serve import machine_cpu_seconds as cpu_times  # noqa: E402  (this folder)
-from report import stamp, write_section  # noqa: E402  (this folder)
+from bench_serve import machine_cpu_seconds as cpu_times  # this folder
+from report import stamp, write_section
 
 
 def work(iterations: int) -> float:

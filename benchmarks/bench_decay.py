@@ -23,15 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from keyspaces import drop_keyspace  # noqa: E402
-from report import stamp, write_section  # noqa: E402  (this folder)
-from webapp import create_app  # noqa: E402
-from webapp.serving import runtime  # noqa: E402
-from webapp.management import services  # noqa: E402
-from webapp.storage import store  # noqa: E402
-from webapp.storage.events import traffic_bucket  # noqa: E402
+from keyspaces import drop_keyspace  # this folder
+from webapp import create_app
+from webapp.management import services
+from webapp.serving import runtime
+from webapp.storage import store
+from webapp.storage.events import traffic_bucket
+from report import stamp, write_section
 
 KEYSPACE = "bb_bench_decay"
 LOCATIONS = ["", "mumbai", "delhi", "pune", "chennai", "kolkata", "goa"]

@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from functools import partial
 from multiprocessing import Pool
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from simulator import DRIFT, STATIONARY, run  # noqa: E402
-from simulator.policies import empirical_bayes_prior, slot_wide_prior  # noqa: E402
-from report import stamp, write_section  # noqa: E402  (this folder)
+from simulator import DRIFT, STATIONARY, run
+from simulator.policies import empirical_bayes_prior, slot_wide_prior
+from report import stamp, write_section
 
 EB_1000 = partial(empirical_bayes_prior, max_strength=1000.0)
 LOO_200 = partial(slot_wide_prior, max_strength=200.0)

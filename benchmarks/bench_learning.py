@@ -33,24 +33,21 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+from scipy import stats as scipy_stats
+
+from bandits import ThompsonSampler, thompson_winners
+from simulator import COLD_START, DRIFT, STATIONARY, RunResult, Scenario, run
+from simulator.policies import empirical_bayes_prior
+from simulator.runner import NEW_CITY_BLOCK, SHARE_BLOCK
+from webapp.learning.posteriors import FIRST_BLOCK
+
+matplotlib.use("Agg")     # figures to files only (pyplot picks its backend at the first figure)
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from scipy import stats as scipy_stats  # noqa: E402
-
-from simulator import COLD_START, DRIFT, STATIONARY, RunResult, Scenario, run  # noqa: E402
-from simulator.policies import empirical_bayes_prior  # noqa: E402
-from simulator.runner import NEW_CITY_BLOCK, SHARE_BLOCK  # noqa: E402
-from bandits import ThompsonSampler, thompson_winners  # noqa: E402
-from webapp.learning.posteriors import FIRST_BLOCK  # noqa: E402
-from report import stamp, write_section  # noqa: E402  (this folder)
-
+from report import stamp, write_section
 DOCS = REPO / "docs"
 FULL_REPORT = REPO / "benchmarks" / "out" / "learning.md"                 # git-ignored; every table of a run
 RAW_RESULTS = REPO / "benchmarks" / "out" / "learning_results.pkl"      # git-ignored; for --report-only

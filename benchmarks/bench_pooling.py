@@ -21,18 +21,14 @@ from __future__ import annotations
 import argparse
 import os
 from functools import partial
-import sys
 from multiprocessing import Pool
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from simulator import STATIONARY, RunResult, Scenario, run  # noqa: E402
-from simulator.env import BannerSlotEnv  # noqa: E402
-from simulator.policies import empirical_bayes_prior  # noqa: E402
-from report import stamp, write_section  # noqa: E402  (this folder)
+from simulator import STATIONARY, RunResult, Scenario, run
+from simulator.env import BannerSlotEnv
+from simulator.policies import empirical_bayes_prior
+from report import stamp, write_section
 
 CAP_200 = "thompson + empirical-Bayes city priors (priors job, cap 200)"
 CAP_500 = "thompson + empirical-Bayes city priors, cap 500"

@@ -40,12 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bandits import PriorSettings, beta_posterior, fit_population
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from bandits import PriorSettings, beta_posterior, fit_population  # noqa: E402
-from report import write_section  # noqa: E402  (this folder)
-
+from report import write_section
 OUT_DIR = REPO / "benchmarks" / "out"
 TENANTS, SLOTS, BANNERS, CITIES, DAYS = 5, 4, 6, 100, 30
 

@@ -43,7 +43,6 @@ The exit status is 1 when an impression id is missing from Cassandra (or no serv
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
 import itertools
 import json
@@ -64,7 +63,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -22,14 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from keyspaces import drop_keyspace  # this folder
+from webapp import create_app
+from webapp.management import services
+from webapp.serving import runtime
 
-from keyspaces import drop_keyspace  # noqa: E402
-from report import stamp, write_section  # noqa: E402  (this folder)
-from webapp import create_app  # noqa: E402
-from webapp.serving import runtime  # noqa: E402
-from webapp.management import services  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+from report import stamp, write_section
 
 KEYSPACE = "bb_bench_profile"
 SERVE = "/v1/serve/p/hero?location=Mumbai"

@@ -5,7 +5,7 @@
 #   scripts/spark.sh jars     print the jar paths, comma-separated (for spark-submit --jars)
 #
 # Everything lives under SPARK_JARS_DIR (default: <repo>/.spark/jars, git-ignored); afterwards the jobs run
-# offline. pyspark itself comes from requirements.txt. See scripts/spark/pom.xml for what is fetched and why.
+# offline. pyspark itself comes from requirements/spark.txt. See scripts/spark/pom.xml for what is fetched and why.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

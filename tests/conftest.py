@@ -1,4 +1,5 @@
-"""Fixtures: the project's real Cassandra (started or reused), a unique keyspace per run, the app."""
+"""Fixtures: the project's real Cassandra (started or reused), a unique keyspace per run, the app; and the
+markers that say what a test needs. Helpers that tests call themselves are in tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -9,11 +10,25 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ADMIN_TOKEN, make_config
 from webapp import create_app
-from webapp.serving import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_TOKEN = "test-admin-token"
+
+# A test that uses one of these fixtures, directly or through another fixture, gets the marker:
+# `make test-unit` deselects them (tests that need a browser are marked in their module).
+FIXTURE_MARKERS = {
+    "cassandra": {"cassandra", "keyspace"},
+    "spark": {"spark"},        # the Spark test modules' session fixture
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needed = set(getattr(item, "fixturenames", ()))     # the closure: fixtures of fixtures included
+        for marker, fixtures in FIXTURE_MARKERS.items():
+            if needed & fixtures:
+                item.add_marker(marker)
 
 
 def _local_cassandra() -> bool:
@@ -38,21 +53,6 @@ def keyspace(cassandra) -> str:
     yield name
     db.drop_keyspace()
     db.shutdown()
-
-
-def make_config(keyspace: str, **overrides) -> dict:
-    config = {
-        "CASSANDRA_KEYSPACE": keyspace,
-        "ADMIN_API_TOKEN": ADMIN_TOKEN,
-        "SECRET_KEY": "test-secret",
-        "BACKGROUND_THREADS": False,       # tests drive flush/refresh with sync()
-        "RANDOM_SEED": 20261123,
-        "RATELIMIT_SERVE": "1000000/minute",   # limits on but out of the way; tests/test_rate_limits.py
-        "RATELIMIT_CLICK": "1000000/minute",   # sets small ones
-        "TESTING": True,
-    }
-    config.update(overrides)
-    return config
 
 
 @pytest.fixture
@@ -87,35 +87,3 @@ def client(app):
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def sync(app) -> None:
-    """Write this process's counters and re-read the posterior cache (what the background loop does)."""
-    with app.app_context():
-        runtime.get(app).sync()
-
-
-# Simulated visitors click at once and all from 127.0.0.1, as no real crowd would, so tests that learn
-# from such clicks lift the click filter's delay and rate rules (the filter is tested in
-# test_click_filter.py).
-INSTANT_CLICKS = {"min_delay_seconds": 0, "max_clicks_per_customer": 0, "max_clicks_per_ip": 0}
-
-
-def gen_slot(client, banners: dict[str, bool] | list[str], tenant: str | None = None,
-             slot: str = "hero", click_filter: dict | None = INSTANT_CLICKS) -> tuple[str, str]:
-    """Create a tenant with a unique ID, a slot and banners (id → active) through the management API."""
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    tenant = tenant or f"t{uuid.uuid4().hex[:10]}"
-    if isinstance(banners, list):
-        banners = {b: True for b in banners}
-    body = {"name": tenant} if click_filter is None else {"name": tenant, "click_filter": click_filter}
-    assert client.put(f"/v1/admin/tenants/{tenant}", json=body, headers=headers).status_code in (200, 201)
-    assert client.put(f"/v1/admin/tenants/{tenant}/slots/{slot}", json={"name": "Hero"},
-                      headers=headers).status_code in (200, 201)
-    for banner, active in banners.items():
-        response = client.put(f"/v1/admin/tenants/{tenant}/slots/{slot}/banners/{banner}", headers=headers,
-                              json={"image_url": f"https://cdn.example.com/{banner}.png",
-                                    "target_url": f"https://shop.example.com/{banner}",
-                                    "alt": f"Banner {banner}", "active": active})
-        assert response.status_code in (200, 201), response.get_json()
-    return tenant, slot

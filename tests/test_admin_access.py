@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import gen_slot, make_config
-from tests.dashboard import PASSWORD, csrf_token, gen_user, login, page_token
+from tests.helpers import PASSWORD, csrf_token, gen_slot, gen_user, login, make_config, page_token
 from webapp import create_app
 from webapp.dashboard import accounts
 from webapp.management import services

@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ADMIN_TOKEN, make_config
-from tests.dashboard import PASSWORD, gen_user, simulate_history
+from tests.helpers import ADMIN_TOKEN, PASSWORD, free_port, gen_user, make_config, simulate_history
 from webapp import create_app
 from webapp.dashboard import accounts
 from webapp.management import services
@@ -37,15 +36,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 XSS_ALT = "<script>window.__xss = 1</script>"
 TIMEOUT_MS = 30_000
 CLICK_DELAY_MS = 1500     # look before clicking: the click filter flags clicks within 0.5 s of the serve
-pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def wait_in_page(page, expression: str, timeout: float = 30.0):

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.conftest import gen_slot, make_config, sync
-from tests.dashboard import PASSWORD, csrf_token, gen_user, login, simulate_history
+from tests.helpers import PASSWORD, csrf_token, gen_slot, gen_user, login, make_config, simulate_history, sync
 from webapp import create_app
 from webapp.dashboard import accounts
 from webapp.management import services

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import gen_slot
+from tests.helpers import gen_slot
 
 
 def tid() -> str:

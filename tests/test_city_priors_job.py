@@ -4,7 +4,6 @@ with the priors they produce (Flask test client)."""
 from __future__ import annotations
 
 import datetime as dt
-import math
 import uuid
 from collections import Counter
 
@@ -13,7 +12,7 @@ from cassandra.concurrent import execute_concurrent_with_args
 
 from spark_jobs import city_priors, import_history
 from spark_jobs.sample_history import SampleSpec, generate
-from tests.conftest import gen_slot, sync
+from tests.helpers import gen_slot, sync
 from tests.spark_support import job_config, local_spark
 from webapp.storage.database import Database
 

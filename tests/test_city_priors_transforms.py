@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
+from bandits import PriorSettings, city_priors, fit_population
 from spark_jobs import city_priors as job
 from spark_jobs import import_history
 from spark_jobs.timeuuids import timeuuid
 from tests.spark_support import local_spark
-from bandits import PriorSettings, city_priors, fit_population
 
 COUNT_COLUMNS = ["tenant_id", "slot_id", "location", "banner_id", "impressions", "clicks",
                  "history_impressions", "history_clicks"]

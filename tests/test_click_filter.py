@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-from tests.conftest import gen_slot, sync
-from webapp.storage import store
+from tests.helpers import gen_slot, sync
 from webapp.serving.click_filter import ClickFilterSettings, classify, is_bot_user_agent
+from webapp.storage import store
 
 HUMAN = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
 

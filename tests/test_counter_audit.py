@@ -4,14 +4,13 @@ Spark session against the test Cassandra, with events the service itself served,
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import pytest
 from cassandra.util import uuid_from_time
 from pyspark.sql import functions as F
 
 from spark_jobs import counter_audit
-from tests.conftest import INSTANT_CLICKS, gen_slot, sync
+from tests.helpers import INSTANT_CLICKS, gen_slot, sync
 from tests.spark_support import job_config, local_spark
 from webapp.storage.database import Database
 

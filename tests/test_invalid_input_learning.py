@@ -7,9 +7,9 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from bandits import DiscountedThompsonSampling
 from simulator import BannerSlotEnv, Scenario
 from simulator.policies import UCB1, DiscountedThompson, EpsilonGreedy, ThompsonPooled, slot_wide_prior
-from bandits import DiscountedThompsonSampling
 
 
 @pytest.mark.parametrize("gamma", [0, -0.5, 1.0001, 2, float("nan"), float("inf"), "0.9", None, True])

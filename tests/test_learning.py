@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from tests.conftest import gen_slot, sync
+from tests.helpers import gen_slot, sync
 
 
 def simulate(app, client, tenant, slot, true_ctr: dict[str, dict[str, float]], rounds: int,

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import gen_slot, sync
+from tests.helpers import gen_slot, sync
 from webapp.storage import store
 
 BANNER = {"image_url": "https://cdn.example.com/a.png", "target_url": "https://shop.example.com/a", "alt": "A"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ADMIN_TOKEN
+from tests.helpers import ADMIN_TOKEN, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,12 +91,6 @@ def test_openapi_limits_follow_the_config(app_factory):
     assert document["components"]["parameters"]["location"]["schema"]["maxLength"] == 40
     assert document["components"]["schemas"]["ClickBody"]["properties"]["customer_id"]["maxLength"] == 40
     assert document["components"]["parameters"]["tenant"]["schema"]["pattern"].startswith("^[A-Za-z0-9]")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ and repaired (spark_jobs/counter_audit.py), after which they agree with it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import signal
 import subprocess
@@ -20,22 +21,19 @@ import time
 import uuid
 from pathlib import Path
 
-import logging
-
 import pytest
 import requests
 
 from spark_jobs import counter_audit
 from spark_jobs.session import stop_session
-from tests.conftest import ADMIN_TOKEN
+from tests.helpers import ADMIN_TOKEN, free_port
 from tests.spark_support import job_config, local_spark
-from tests.test_workers import free_port
 from webapp import create_app
 from webapp.storage import store
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_PORT = 9044
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.spark]   # and cassandra, by its fixture
 logging.getLogger("cassandra").setLevel(logging.ERROR)     # the node is down on purpose
 
 NODE_ENV = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import gen_slot, sync
+from tests.helpers import gen_slot, sync
 from webapp import create_app
 from webapp.storage import store
 

@@ -8,7 +8,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from tests.conftest import gen_slot, sync
+from tests.helpers import gen_slot, sync
 from webapp.storage import store
 
 

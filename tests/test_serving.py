@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import gen_slot, sync
+from tests.helpers import gen_slot, sync
 from webapp.storage import store
 
 
@@ -317,8 +317,8 @@ def test_click_tokens_are_itsdangerous_timestamp_signatures_of_the_secret():
 
     from itsdangerous import TimestampSigner
 
-    from webapp.web.errors import InvalidToken
     from webapp.serving.tokens import SALT, ClickClaim, ClickTokens
+    from webapp.web.errors import InvalidToken
 
     tokens = ClickTokens("a-secret", window_seconds=60)
     claim = ClickClaim(uuid.uuid1(), "t", "s", "b", "pune", dt.date.today())

@@ -9,11 +9,19 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from bandits import beta_posterior
 from simulator import ENV_ID, BannerSlotEnv, Scenario, impressions_to_share, run
 from simulator.__main__ import main as simulator_cli
-from simulator.policies import (HierarchicalThompson, MabwiserThompson, PosteriorMeanGreedy, ThompsonPerCity,
-                                ThompsonPooled, ThompsonSlot, empirical_bayes_prior, slot_wide_prior)
-from bandits import beta_posterior
+from simulator.policies import (
+    HierarchicalThompson,
+    MabwiserThompson,
+    PosteriorMeanGreedy,
+    ThompsonPerCity,
+    ThompsonPooled,
+    ThompsonSlot,
+    empirical_bayes_prior,
+    slot_wide_prior,
+)
 
 SMALL = Scenario(name="small", n_banners=5, n_cities=4, horizon=20_000, batch_size=100, base_ctr=0.1,
                  banner_spread=0.7)

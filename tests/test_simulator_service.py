@@ -6,7 +6,7 @@ import pytest
 
 from simulator import Scenario
 from simulator.service import ServiceClient, gunicorn, run_service
-from tests.conftest import ADMIN_TOKEN
+from tests.helpers import ADMIN_TOKEN
 
 pytestmark = pytest.mark.slow
 

@@ -7,12 +7,12 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from tests.conftest import gen_slot, sync
-from webapp.serving import runtime
-from webapp.management import services
-from webapp.storage import store
 from bandits.discounted import time_decay_weights
+from tests.helpers import gen_slot, sync
 from webapp.learning.decay import Rows, decayed_counts
+from webapp.management import services
+from webapp.serving import runtime
+from webapp.storage import store
 from webapp.storage.events import traffic_bucket
 
 NOW = dt.datetime(2026, 11, 23, 12, 7, tzinfo=dt.timezone.utc)

@@ -85,6 +85,7 @@ def test_close_leaves_pending_segments_for_replay(tmp_path):
     os.close(fd)
 
 
+@pytest.mark.slow    # thousands of fsynced segments: seconds of disk I/O
 def test_a_replay_scan_never_takes_a_segment_that_is_being_opened(tmp_path):
     """Regression (a 500 in `make bench-serve`): the writer created a segment file and locked it in two steps,
     and a replay scan in between — this process's background thread, or another worker's — locked the new,

@@ -1,9 +1,11 @@
-"""Helpers for the dashboard tests: users, logging in through the real form, CSRF tokens, simulated traffic."""
+"""Test helpers: configuration, test data made through the public API (``gen_*``), dashboard logins,
+simulated traffic, a free port. Fixtures are in conftest.py; test modules import these explicitly."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import socket
 import uuid
 
 import numpy as np
@@ -13,8 +15,64 @@ from webapp.dashboard import accounts
 from webapp.serving import runtime
 from webapp.storage.events import Click, Impression
 
+ADMIN_TOKEN = "test-admin-token"
 PASSWORD = "correct horse battery staple"
 _CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def make_config(keyspace: str, **overrides) -> dict:
+    """The app's configuration for a test on ``keyspace``: no background threads, a fixed seed, limits high."""
+    config = {
+        "CASSANDRA_KEYSPACE": keyspace,
+        "ADMIN_API_TOKEN": ADMIN_TOKEN,
+        "SECRET_KEY": "test-secret",
+        "BACKGROUND_THREADS": False,       # tests drive flush/refresh with sync()
+        "RANDOM_SEED": 20261123,
+        "RATELIMIT_SERVE": "1000000/minute",   # limits on but out of the way; tests/test_rate_limits.py
+        "RATELIMIT_CLICK": "1000000/minute",   # sets small ones
+        "TESTING": True,
+    }
+    config.update(overrides)
+    return config
+
+
+def sync(app) -> None:
+    """Write this process's counters and re-read the posterior cache (what the background loop does)."""
+    with app.app_context():
+        runtime.get(app).sync()
+
+
+# Simulated visitors click at once and all from 127.0.0.1, as no real crowd would, so tests that learn
+# from such clicks lift the click filter's delay and rate rules (the filter is tested in
+# test_click_filter.py).
+INSTANT_CLICKS = {"min_delay_seconds": 0, "max_clicks_per_customer": 0, "max_clicks_per_ip": 0}
+
+
+def gen_slot(client, banners: dict[str, bool] | list[str], tenant: str | None = None,
+             slot: str = "hero", click_filter: dict | None = INSTANT_CLICKS) -> tuple[str, str]:
+    """Create a tenant with a unique ID, a slot and banners (id → active) through the management API."""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    tenant = tenant or f"t{uuid.uuid4().hex[:10]}"
+    if isinstance(banners, list):
+        banners = dict.fromkeys(banners, True)
+    body = {"name": tenant} if click_filter is None else {"name": tenant, "click_filter": click_filter}
+    assert client.put(f"/v1/admin/tenants/{tenant}", json=body, headers=headers).status_code in (200, 201)
+    assert client.put(f"/v1/admin/tenants/{tenant}/slots/{slot}", json={"name": "Hero"},
+                      headers=headers).status_code in (200, 201)
+    for banner, active in banners.items():
+        response = client.put(f"/v1/admin/tenants/{tenant}/slots/{slot}/banners/{banner}", headers=headers,
+                              json={"image_url": f"https://cdn.example.com/{banner}.png",
+                                    "target_url": f"https://shop.example.com/{banner}",
+                                    "alt": f"Banner {banner}", "active": active})
+        assert response.status_code in (200, 201), response.get_json()
+    return tenant, slot
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a gunicorn the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def gen_user(app, role: str = accounts.ROLE_PLATFORM, tenant: str = "", username: str | None = None) -> str:
@@ -53,7 +111,7 @@ def simulate_history(app, tenant: str, slot: str, true_ctr: dict[str, float], ho
     Returns banner → [impressions, clicks] as written.
     """
     rng = np.random.default_rng(seed)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     written: dict[str, list[int]] = {b: [0, 0] for b in true_ctr}
     with app.app_context():
         rt = runtime.get(app)
