@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import uuid
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
+from eventlog.timeuuids import timeuuid
 from webapp.serving import click_filter
 from webapp.web import metrics
 from webapp.serving import runtime
@@ -43,24 +43,6 @@ def click_url(token: str) -> str:
     ``request.url_root`` (which re-parses the URL). Tokens are URL-safe (letters, digits, '_', '-', '.'):
     nothing to quote."""
     return f"{request.scheme}://{request.host}{request.script_root}/v1/click/{token}"
-
-
-_node = (0, 0)      # (pid, node) of this process's timeuuids
-
-
-def timeuuid() -> uuid.UUID:
-    """A version-1 UUID (Cassandra timeuuid) of now, unique across processes and machines.
-
-    ``uuid.uuid1()`` asks libuuid, which locks and rewrites a clock file on every call (16 µs here); given a
-    node it is computed in Python (4 µs) from the clock, a random clock sequence and the node. The node is
-    random per process (multicast bit set, as RFC 4122 § 4.5 asks of a node that is not a MAC address), so
-    two processes never share one; within the process uuid1 keeps timestamps strictly increasing.
-    """
-    global _node
-    pid = os.getpid()
-    if _node[0] != pid:             # first call in this process (gunicorn forks workers)
-        _node = (pid, int.from_bytes(os.urandom(6), "big") | (1 << 40))
-    return uuid.uuid1(node=_node[1])
 
 
 def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
