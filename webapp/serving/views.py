@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
+from bandits.policy import Context
 from eventlog.timeuuids import timeuuid
 from webapp.serving import click_filter
 from webapp.web import metrics
@@ -66,17 +67,19 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
         raise NotFound(f"unknown tenant/slot {tenant}/{slot}")
     if not state.active:
         raise NotFound(f"slot {tenant}/{slot} has no active banner")
-    posterior = state.posterior(location)
-    index, propensity = rt.choose(posterior)
-    banner = state.active[index]
+    policy = state.policy
+    choice = rt.choose(policy, Context(location, customer_id, referrer_id))
+    banner = state.active[choice.arm]
+    logged = choice.state           # the Thompson columns stay written; null for a policy without them
+    propensity = choice.propensity
 
     impression = Impression(
         tenant_id=tenant, slot_id=slot, impression_id=timeuuid(),
         served_at=dt.datetime.now(dt.timezone.utc),
         banner_id=banner.banner_id, location=location, customer_id=customer_id, referrer_id=referrer_id,
-        posterior_scope=posterior.scope, alpha=float(posterior.alpha[index]),
-        beta=float(posterior.beta[index]), prior_source=posterior.prior_sources[index],
-        propensity=propensity,
+        posterior_scope=logged.get("scope"), alpha=logged.get("alpha"), beta=logged.get("beta"),
+        prior_source=logged.get("prior"), propensity=propensity,
+        policy=policy.name, policy_state=choice.state_json,
     )
     try:
         rt.events.record_impression(impression)
@@ -90,8 +93,9 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
         "banner": {"id": banner.banner_id, "image_url": banner.image_url, "alt": banner.alt},
         "click_url": click_url(token),
         "token": token,
-        "posterior": {"scope": posterior.scope, "alpha": impression.alpha, "beta": impression.beta,
+        "posterior": {"scope": impression.posterior_scope, "alpha": impression.alpha, "beta": impression.beta,
                       "prior": impression.prior_source, "propensity": round(propensity, 4)},
+        "policy": policy.name,
     }
     return document, banner.target_url
 

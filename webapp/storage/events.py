@@ -21,6 +21,7 @@ to traffic_counts: the time series the dashboard charts.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import uuid
@@ -34,6 +35,7 @@ from cassandra.concurrent import execute_concurrent_with_args
 from cassandra import Unavailable
 from cassandra.query import BatchStatement, BatchType
 
+from bandits.registry import DEFAULT_POLICY
 from eventlog import counting
 from eventlog.counting import BUCKET_MINUTES, SLOT_WIDE, traffic_bucket  # noqa: F401 - re-exported
 from webapp.storage import store
@@ -57,11 +59,13 @@ class Impression:
     location: str                   # normalized, '' when none
     customer_id: str
     referrer_id: str
-    posterior_scope: str            # 'location' | 'slot'
-    alpha: float
-    beta: float
-    prior_source: str
-    propensity: float
+    posterior_scope: str            # 'location' | 'slot'   } the Thompson columns, kept for the jobs and
+    alpha: float                    #                       } reports that read them (null for a policy
+    beta: float                     #                       } without a Beta posterior)
+    prior_source: str               #                       }
+    propensity: float               # P(this banner | context) under the policy
+    policy: str = DEFAULT_POLICY    # bandits.registry.POLICIES name of the policy that chose
+    policy_state: str = ""          # JSON of the policy's state for the choice (bandits.policy.Choice)
 
     @property
     def day(self) -> dt.date:
@@ -70,7 +74,7 @@ class Impression:
     def row(self) -> tuple:
         return (self.tenant_id, self.slot_id, self.day, self.impression_id, self.served_at, self.banner_id,
                 self.location, self.customer_id, self.referrer_id, self.posterior_scope, self.alpha,
-                self.beta, self.prior_source, self.propensity)
+                self.beta, self.prior_source, self.propensity, self.policy, self.policy_state)
 
     def to_record(self) -> dict[str, Any]:
         return {**vars(self), "kind": "impression", "impression_id": self.impression_id.hex,
@@ -78,9 +82,16 @@ class Impression:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Impression:
+        """The impression of a spool record; a record written before the policy fields (Thompson sampling's
+        state in the posterior columns only) gets them from those columns."""
         fields = {k: v for k, v in record.items() if k != "kind"}
         fields["impression_id"] = uuid.UUID(hex=fields["impression_id"])
         fields["served_at"] = dt.datetime.fromisoformat(fields["served_at"])
+        if "policy" not in fields:
+            fields["policy"] = DEFAULT_POLICY
+            fields["policy_state"] = json.dumps(
+                {"scope": fields["posterior_scope"], "alpha": fields["alpha"], "beta": fields["beta"],
+                 "prior": fields["prior_source"]}, separators=(",", ":"))
         return cls(**fields)
 
 
