@@ -49,7 +49,7 @@ from simulator import COLD_START, DRIFT, STATIONARY, RunResult, Scenario, run  #
 from simulator.policies import empirical_bayes_prior  # noqa: E402
 from simulator.runner import NEW_CITY_BLOCK, SHARE_BLOCK  # noqa: E402
 from bandits import ThompsonSampler, thompson_winners  # noqa: E402
-from webapp.learning.posteriors import FIRST_BLOCK  # noqa: E402
+from bandits.city_thompson import FIRST_BLOCK  # noqa: E402
 
 DOCS = REPO / "docs"
 BENCHMARKS_MD = DOCS / "BENCHMARKS.md"
