@@ -1,4 +1,6 @@
-"""Pure bandit math: numpy only. Imported by the server, the Spark jobs, the simulator and the benchmarks."""
+"""Pure bandit math and the server's policies: numpy only. Imported by the server, the Spark jobs, the simulator
+and the benchmarks. A policy follows :class:`bandits.policy.Policy` and is registered in
+:data:`bandits.registry.POLICIES` (docs/extending.md)."""
 
 from bandits.discounted import DiscountedThompsonSampling
 from bandits.priors import PopulationFit, PriorSettings, city_priors, fit_population
@@ -10,7 +12,10 @@ from bandits.thompson import (
     thompson_winners,
     win_probabilities,
 )
+from bandits.policy import ArmExplanation, Choice, Context, Policy, SlotStatistics, prior_for
+from bandits.registry import DEFAULT_POLICY, POLICIES, UnknownPolicy, policy_class
 
-__all__ = ["UNIFORM_PRIOR", "BetaPrior", "DiscountedThompsonSampling", "PopulationFit", "PriorSettings",
-           "ThompsonSampler", "beta_posterior", "city_priors", "fit_population", "thompson_winners",
-           "win_probabilities"]
+__all__ = ["DEFAULT_POLICY", "POLICIES", "UNIFORM_PRIOR", "ArmExplanation", "BetaPrior", "Choice", "Context",
+           "DiscountedThompsonSampling", "Policy", "PopulationFit", "PriorSettings", "SlotStatistics",
+           "ThompsonSampler", "UnknownPolicy", "beta_posterior", "city_priors", "fit_population", "policy_class",
+           "prior_for", "thompson_winners", "win_probabilities"]

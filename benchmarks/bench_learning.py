@@ -42,7 +42,7 @@ from bandits import ThompsonSampler, thompson_winners
 from simulator import COLD_START, DRIFT, STATIONARY, RunResult, Scenario, run
 from simulator.policies import empirical_bayes_prior
 from simulator.runner import NEW_CITY_BLOCK, SHARE_BLOCK
-from webapp.learning.posteriors import FIRST_BLOCK
+from bandits.city_thompson import FIRST_BLOCK
 
 matplotlib.use("Agg")     # figures to files only (pyplot picks its backend at the first figure)
 

@@ -8,7 +8,7 @@
 Every policy keeps one bandit per city (the server keeps counters per location). Our Thompson policies
 run the module the server runs — :func:`bandits.beta_posterior` for the posterior and
 :func:`bandits.thompson_winners` for the decisions (a block of independent draws per location and
-posterior snapshot, one per request, as ``webapp.learning.posteriors.Posterior.choose`` serves) — and
+posterior snapshot, one per request, as ``bandits.city_thompson.Posterior.choose`` serves) — and
 :class:`bandits.DiscountedThompsonSampling`; nothing of them is re-implemented here.
 
 Baselines: uniform random (an A/B/n test), ε-greedy (Sutton & Barto, *Reinforcement Learning*, 2nd ed.,

@@ -38,12 +38,11 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from eventlog.counting import IMPORT_SCOPE, SLOT_WIDE
 from spark_jobs.session import build_session, progress, read_table, write_table
 from webapp.web import config as config_module
 from bandits import PriorSettings
 
-SLOT_WIDE = ""                  # the priors/banner_counts location of slot-wide rows (webapp.storage.events.SLOT_WIDE)
-IMPORT_SCOPE = "import"         # impressions.posterior_scope of imported history (spark_jobs/import_history.py)
 SLOT_KEY = ["tenant_id", "slot_id"]
 BANNER_KEY = ["tenant_id", "slot_id", "banner_id"]
 PRIOR_KEY = ["tenant_id", "slot_id", "location", "banner_id"]

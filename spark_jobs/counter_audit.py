@@ -8,7 +8,8 @@ the log — by what a process killed with SIGKILL had not flushed, or by a count
 (its outcome unknown, so it is not retried) — and are never meant to run ahead of it.
 
 Extract   both event tables and the three counter tables, whole (``--tenant`` filters in Spark).
-Transform pure DataFrame → DataFrame functions with the event writer's rules (tested on small inputs):
+Transform pure DataFrame → DataFrame functions with the event writer's rules, eventlog/counting.py (tested on
+          small inputs, and against ``eventlog.counting.counter_rows``):
           ``expected_banner_counts``  per (tenant, slot, location, banner) and the slot-wide row (location ''):
                                       impressions, valid clicks, filtered clicks;
           ``expected_reasons``        filtered clicks per (tenant, slot, reason);
@@ -51,13 +52,12 @@ from cassandra import OperationTimedOut, WriteTimeout
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.city_priors import IMPORT_SCOPE, SLOT_WIDE
+from eventlog.counting import BUCKET_SECONDS, IMPORT_SCOPE, INVALID_REASON, SLOT_WIDE
 from spark_jobs.session import build_session, progress, read_table, stop_session
-from spark_jobs.timeuuids import UUID_EPOCH_OFFSET
+from spark_jobs.timeuuids import timeuuid_time
 from webapp.web import config as config_module
 from webapp.storage import store
 from webapp.storage.database import Database
-from webapp.storage.events import BUCKET_MINUTES
 
 SLOT_KEY = ["tenant_id", "slot_id"]
 EVENT_KEY = ["tenant_id", "slot_id", "day", "impression_id"]
@@ -67,8 +67,6 @@ REASONS_KEY = ["tenant_id", "slot_id", "reason"]
 REASONS_COLUMNS = ["clicks"]
 TRAFFIC_KEY = ["tenant_id", "slot_id", "day", "location", "bucket", "banner_id"]
 TRAFFIC_COLUMNS = ["impressions", "clicks"]
-BUCKET_SECONDS = BUCKET_MINUTES * 60       # traffic_counts buckets
-INVALID_REASON = "invalid"        # what the writer counts a flagged click without a reason as
 WRITE_CHUNK = 100                 # counter updates per batch: well under Cassandra's batch size limits
 
 
@@ -107,19 +105,8 @@ def extract(spark: SparkSession, keyspace: str, tenants: list[str] | None = None
 
 # -- transform ------------------------------------------------------------------------------------------------
 
-def timeuuid_time(impression_id: Column, fallback: Column) -> Column:
-    """The time inside a version-1 UUID string (``fallback`` for other versions), as the event writer's
-    ``Click.served_at`` reads it: t = 100-ns ticks since 1582-10-15 (see spark_jobs/timeuuids.py)."""
-    def part(start: int, length: int) -> Column:
-        return F.conv(F.substring(impression_id, start, length), 16, 10).cast("long")
-
-    ticks = F.shiftleft(part(16, 3), 48) + F.shiftleft(part(10, 4), 32) + part(1, 8)   # time_hi, mid, low
-    served_at = F.timestamp_micros(F.floor((ticks - F.lit(UUID_EPOCH_OFFSET)) / 10).cast("long"))
-    return F.when(F.substring(impression_id, 15, 1) == "1", served_at).otherwise(fallback)
-
-
 def quarter_hour(at: Column) -> Column:
-    """The UTC start of the quarter hour of ``at`` (webapp.storage.events.traffic_bucket)."""
+    """The UTC start of the quarter hour of ``at`` (eventlog.counting.traffic_bucket)."""
     seconds = F.unix_seconds(at)
     return F.timestamp_seconds(seconds - F.pmod(seconds, F.lit(BUCKET_SECONDS)))
 
@@ -146,7 +133,8 @@ def live_events(impressions: DataFrame, clicks: DataFrame) -> tuple[DataFrame, D
 
 
 def _with_slot_wide(events: DataFrame) -> DataFrame:
-    """Each event once under its location and once under the slot-wide row ('' only once)."""
+    """Each event once under each of its ``eventlog.counting.counted_locations``: its location and the
+    slot-wide row ('' only once)."""
     return (events.withColumn("location", F.explode(F.array_distinct(F.array(F.col("location"),
                                                                              F.lit(SLOT_WIDE))))))
 

@@ -42,7 +42,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs.city_priors import IMPORT_SCOPE
+from eventlog.counting import IMPORT_SCOPE
 from spark_jobs.session import build_session, progress, write_table
 from spark_jobs.timeuuids import timeuuid
 from webapp.web import config as config_module

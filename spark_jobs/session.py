@@ -99,14 +99,14 @@ def stop_session(spark: SparkSession) -> None:
 
 
 def ship_project_code(spark: SparkSession) -> None:
-    """Send bandits/, webapp/ and spark_jobs/ to the executors' Python (what ``--py-files`` would do).
+    """Send bandits/, eventlog/, webapp/ and spark_jobs/ to the executors' Python (what ``--py-files`` would do).
 
     Python functions that run on executors (the history import's row validation) import them; the priors
     job itself runs as column expressions in the JVM. Executors still need requirements.txt installed.
     """
     archive = Path(tempfile.mkdtemp(prefix="banner-bandit-")) / "banner_bandit_code.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
-        for package in ("bandits", "webapp", "spark_jobs"):
+        for package in ("bandits", "eventlog", "webapp", "spark_jobs"):
             for path in sorted((ROOT / package).rglob("*.py")):
                 bundle.write(path, path.relative_to(ROOT).as_posix())
     spark.sparkContext.addPyFile(str(archive))

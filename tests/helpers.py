@@ -11,6 +11,7 @@ import uuid
 import numpy as np
 from cassandra.util import uuid_from_time
 
+from bandits.policy import Context
 from webapp.dashboard import accounts
 from webapp.serving import runtime
 from webapp.storage.events import Click, Impression
@@ -119,18 +120,17 @@ def simulate_history(app, tenant: str, slot: str, true_ctr: dict[str, float], ho
         for h in range(hours, 0, -1):
             hour_start = now - dt.timedelta(hours=h)
             state = rt.cache.slot(tenant, slot)
-            posterior = state.posterior(location)
             for _ in range(serves_per_hour):
                 served_at = hour_start + dt.timedelta(seconds=float(rng.uniform(0, 3600)))
-                index, propensity = rt.choose(posterior)
-                banner = state.active[index].banner_id
+                choice = rt.choose(state.policy, Context(location))
+                banner = state.active[choice.arm].banner_id
                 impression_id = uuid_from_time(served_at)
                 rt.events.record_impression(Impression(
                     tenant_id=tenant, slot_id=slot, impression_id=impression_id, served_at=served_at,
                     banner_id=banner, location=location, customer_id="", referrer_id="simulated",
-                    posterior_scope=posterior.scope, alpha=float(posterior.alpha[index]),
-                    beta=float(posterior.beta[index]), prior_source=posterior.prior_sources[index],
-                    propensity=propensity))
+                    posterior_scope=choice.state["scope"], alpha=choice.state["alpha"],
+                    beta=choice.state["beta"], prior_source=choice.state["prior"],
+                    propensity=choice.propensity, policy=state.policy.name, policy_state=choice.state_json))
                 written[banner][0] += 1
                 if rng.random() < true_ctr[banner]:
                     rt.events.record_click(Click(

@@ -4,11 +4,13 @@ Spark session against the test Cassandra, with events the service itself served,
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from cassandra.util import uuid_from_time
 from pyspark.sql import functions as F
 
+from eventlog import counting
 from spark_jobs import counter_audit
 from tests.helpers import INSTANT_CLICKS, gen_slot, sync
 from tests.spark_support import job_config, local_spark
@@ -106,6 +108,42 @@ def test_expected_counts_follow_the_event_writers_rules(spark):
         ("t", "s", DAY, "pune", "13:00", "a", 0, 1),   # the impression's quarter hour, not the click's
         ("t", "s", DAY, "", "13:00", "a", 0, 1),
     }
+
+
+def writer_rows(table: str) -> set[tuple]:
+    """LOG's counter rows by eventlog.counting.counter_rows (the event writer's rules), summed per key."""
+    events = []
+    for served_at, location, banner, scope, click in LOG:
+        imported = counting.is_imported(scope)
+        events.append(counting.Event("impression", "t", "s", location or counting.SLOT_WIDE, banner, served_at,
+                                     imported=imported))
+        if click is not None:
+            events.append(counting.Event("click", "t", "s", location or counting.SLOT_WIDE, banner,
+                                         counting.click_served_at(uuid.UUID(impression_id(served_at)), served_at),
+                                         valid=click[0], invalid_reason=click[1], imported=imported))
+    served_at, location, banner = ORPHAN_CLICK
+    events.append(counting.Event("click", "t", "s", location, banner, served_at))
+    sums: dict[tuple, list[int]] = {}
+    for row in (row for event in events for row in counting.counter_rows(event) if row.table == table):
+        total = sums.setdefault(row.key, [0] * len(row.values))
+        for i, value in enumerate(row.values):
+            total[i] += value
+    return {(*key, *values) for key, values in sums.items()}
+
+
+def test_the_audits_transforms_and_the_writers_counting_rules_agree(spark):
+    live_impressions, live_clicks = counter_audit.live_events(*log_frames(spark))
+    banner_counts = counter_audit.expected_banner_counts(live_impressions, live_clicks)
+    assert rows(banner_counts, counter_audit.BANNER_COUNTS_KEY + counter_audit.BANNER_COUNTS_COLUMNS) == \
+        writer_rows("banner_counts")
+    assert rows(counter_audit.expected_reasons(live_clicks), counter_audit.REASONS_KEY + ["clicks"]) == \
+        writer_rows("filtered_click_reasons")
+    traffic = counter_audit.expected_traffic(live_impressions, live_clicks).withColumn(
+        "bucket", F.unix_seconds("bucket"))      # collect() would give the machine's local wall time
+    got = {(*r[:4], dt.datetime.fromtimestamp(r[4], dt.timezone.utc), *r[5:])
+           for r in rows(traffic, counter_audit.TRAFFIC_KEY + counter_audit.TRAFFIC_COLUMNS)}
+    assert got == writer_rows("traffic_counts")
+    assert len(got) == 8
 
 
 def test_a_clicks_quarter_hour_is_its_impressions_even_at_the_edge(spark):

@@ -26,7 +26,8 @@ def impression(**changes) -> Impression:
     fields = dict(tenant_id="rows", slot_id="hero", impression_id=uuid.uuid1(),
                   served_at=dt.datetime(2026, 11, 23, 23, 59, 59, 999999, tzinfo=UTC), banner_id="b1",
                   location="mumbai", customer_id="c-1", referrer_id="r-1", posterior_scope="location",
-                  alpha=3.0, beta=41.0, prior_source="city", propensity=0.25)
+                  alpha=3.0, beta=41.0, prior_source="city", propensity=0.25, policy="thompson",
+                  policy_state='{"scope":"location","alpha":3.0,"beta":41.0,"prior":"city"}')
     fields.update(changes)
     return Impression(**fields)
 
@@ -42,6 +43,9 @@ def impression_rows() -> list[tuple]:
         impression(alpha=1.0, beta=1.0, propensity=1.0).row(),
         impression(alpha=1e-300, beta=1e300, propensity=5e-324).row(),
         impression(served_at=dt.datetime(1970, 1, 1, tzinfo=UTC)).row(),
+        impression(policy="", policy_state="").row(),                                           # empty state
+        impression(policy_state='{"arm":"क्रेता","p":[0.5,0.5]}').row(),                             # non-ASCII JSON
+        impression(posterior_scope=None, alpha=None, beta=None, prior_source=None).row(),       # no Thompson columns
     ]
     # values of other Python types than the serving path uses go to the driver's serializer
     base = list(impression().row())
@@ -55,7 +59,7 @@ def impression_rows() -> list[tuple]:
         (4, 1_795_000_000_000),                                           # milliseconds
         (10, 3),                                                          # int for a double
         (11, math.inf), (13, -0.0),
-        (6, None), (12, None),                                            # nulls
+        (6, None), (12, None), (15, None),                                # nulls
     ]
     for index, value in odd:
         row = list(base)
@@ -86,7 +90,7 @@ def test_click_rows_bind_to_the_drivers_bytes(db):
 
 def test_a_row_of_the_wrong_length_is_refused(db):
     binder = RowBinder(db.prepare(store.INSERT_IMPRESSION))
-    with pytest.raises(ValueError, match="13 values for 14 columns"):
+    with pytest.raises(ValueError, match="15 values for 16 columns"):
         binder.bind(impression().row()[:-1])
 
 
@@ -100,7 +104,8 @@ def test_a_batch_of_bound_rows_reads_back(db):
         batch.add(binder.bind(item.row()))
     assert batch.routing_key == statement.bind(written[0].row()).routing_key
     db.session().execute(batch)
-    rows = db.execute("SELECT impression_id, served_at, customer_id, alpha, beta, propensity, location "
+    rows = db.execute("SELECT impression_id, served_at, customer_id, alpha, beta, propensity, location, policy, "
+                      "policy_state "
                       "FROM {ks}.impressions WHERE tenant_id = ? AND slot_id = ? AND day = ?",
                       ("rows", "hero", dt.date(2026, 11, 23)))
     found = {row["impression_id"]: row for row in rows}
@@ -109,3 +114,4 @@ def test_a_batch_of_bound_rows_reads_back(db):
         assert row["customer_id"] == item.customer_id
         assert row["served_at"].replace(tzinfo=UTC) == item.served_at
         assert (row["alpha"], row["beta"], row["propensity"], row["location"]) == (3.0, 41.0, 0.25, "mumbai")
+        assert (row["policy"], row["policy_state"]) == (item.policy, item.policy_state)

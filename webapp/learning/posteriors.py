@@ -1,13 +1,9 @@
 """The per-process posterior cache: configuration, counts and priors, re-read from Cassandra in the background.
 
 Serving never waits on Cassandra after the first load: it reads an immutable snapshot that a background
-thread replaces every CACHE_REFRESH_SECONDS. Posterior for banner b in (tenant, slot, location):
-
-    Beta(α0 + clicks, β0 + impressions − clicks)
-
-with (α0, β0) the location's prior for b, else the slot-wide prior for b, else Beta(1, 1). A location the
-slot has no counts or priors for (or no location) uses the slot-wide posterior: slot-wide counts with the
-slot-wide prior.
+thread replaces every CACHE_REFRESH_SECONDS. Each slot of a snapshot holds its policy (bandits/registry.py,
+by the slot's ``policy`` name), built from the slot's counts and priors; the policy's math is in bandits/
+(per-city Thompson sampling: bandits/city_thompson.py).
 
 A slot with a decay half-life learns from time-decayed counts instead (webapp.learning.decay): the same formula over
 Σ weight · count, with old evidence halving every half-life.
@@ -20,22 +16,20 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
-from webapp.storage import store
-from bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, thompson_winners
-from webapp.storage.database import Database
-from webapp.serving.click_filter import ClickFilterSettings
+from bandits import BetaPrior
+from bandits.city_thompson import FIRST_BLOCK, Posterior  # noqa: F401 - re-exported (benchmarks)
+from bandits.policy import Policy, SlotStatistics
+from bandits.registry import UnknownPolicy, policy_class
 from webapp.learning.decay import DecayedCounts
-from webapp.storage.events import SLOT_WIDE
+from webapp.serving.click_filter import ClickFilterSettings
+from webapp.storage import store
+from webapp.storage.database import Database
 
 log = logging.getLogger(__name__)
 
-FIRST_BLOCK = 512       # Thompson draws precomputed for a (slot, location) at its first serve of a snapshot
 
 
 @dataclass(frozen=True)
@@ -48,82 +42,20 @@ class Banner:
 
 
 @dataclass
-class Posterior:
-    """Posterior of the active banners of one (tenant, slot, location); arrays have shape (K,).
-
-    Decisions come from a block of precomputed independent Thompson draws (``thompson_winners``): each
-    serve takes the next one, so every serve is still a fresh draw from the current posterior, and the
-    block's win frequencies are the propensities (P(banner wins the draw), Monte Carlo).
-    """
-
-    scope: str                          # 'location' or 'slot'
-    alpha: NDArray[np.float64]
-    beta: NDArray[np.float64]
-    prior_sources: tuple[str, ...]
-    _winners: NDArray[np.intp] | None = None
-    _cursor: int = 0
-    _propensities: NDArray[np.float64] | None = None
-
-    def choose(self, rng: np.random.Generator, draws: int) -> tuple[int, float]:
-        """(index of the banner to serve, its propensity). Not thread-safe: the caller holds a lock."""
-        if self._winners is None or self._cursor >= len(self._winners):
-            # Blocks grow while a location is busy: a rarely served city costs FIRST_BLOCK draws per snapshot.
-            size = min(draws, FIRST_BLOCK if self._winners is None else 2 * len(self._winners))
-            self._winners = thompson_winners(self.alpha, self.beta, rng, size)
-            self._cursor = 0
-            self._propensities = np.bincount(self._winners, minlength=len(self.alpha)) / size
-        index = int(self._winners[self._cursor])
-        self._cursor += 1
-        return index, float(self._propensities[index])
-
-
-@dataclass
 class SlotState:
     tenant_id: str
     slot_id: str
     banners: dict[str, Banner]                      # all banners, paused ones included (click redirects)
-    active: tuple[Banner, ...]                      # servable, in banner_id order
-    counts: dict[str, dict[str, tuple[float, float]]]   # location → banner → (impressions, clicks)
-    priors: dict[str, dict[str, BetaPrior]]             # location → banner → prior
-    _posteriors: dict[str, Posterior] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def has_location(self, location: str) -> bool:
-        return location != SLOT_WIDE and (location in self.counts or location in self.priors)
-
-    def posterior(self, location: str) -> Posterior:
-        """The posterior used to serve ``location`` (slot-wide when the location is unknown)."""
-        key = location if self.has_location(location) else SLOT_WIDE
-        found = self._posteriors.get(key)
-        if found is None:
-            with self._lock:
-                found = self._posteriors.get(key)
-                if found is None:
-                    found = self._build(key)
-                    self._posteriors[key] = found
-        return found
-
-    def _build(self, location: str) -> Posterior:
-        counts = self.counts.get(location, {})
-        location_priors = self.priors.get(location, {}) if location != SLOT_WIDE else {}
-        slot_priors = self.priors.get(SLOT_WIDE, {})
-        priors = [location_priors.get(b.banner_id) or slot_priors.get(b.banner_id) or UNIFORM_PRIOR
-                  for b in self.active]
-        observed = np.array([counts.get(b.banner_id, (0, 0)) for b in self.active], dtype=np.float64)
-        observed = observed.reshape(len(self.active), 2)
-        alpha, beta = beta_posterior([p.alpha for p in priors], [p.beta for p in priors],
-                                     observed[:, 0], observed[:, 1])
-        return Posterior(
-            scope="slot" if location == SLOT_WIDE else "location",
-            alpha=alpha, beta=beta, prior_sources=tuple(p.source for p in priors),
-        )
+    active: tuple[Banner, ...]                      # servable, in banner_id order: the policy's arms
+    policy: Policy                                  # built from the snapshot's counts and priors
 
 
 class PosteriorCache:
     """Holds the latest snapshot {(tenant, slot): SlotState}; :meth:`refresh` replaces it whole."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, max_draws: int = 4096) -> None:
         self.db = db
+        self.max_draws = max_draws          # PROPENSITY_DRAWS: the largest block of precomputed draws
         self._slots: dict[tuple[str, str], SlotState] | None = None
         self._click_filters: dict[str, ClickFilterSettings] = {}
         self._refresh_lock = threading.Lock()
@@ -154,7 +86,7 @@ class PosteriorCache:
             decayed = {key: self._decayed.counts(*key, half_life) for key, half_life in decaying.items()}
             self._decayed.forget(set(decaying))
             self._click_filters = click_filters(tenants)
-            self._slots = build_snapshot(slots, banners, counts, priors, decayed)
+            self._slots = build_snapshot(slots, banners, counts, priors, decayed, self.max_draws)
             self.refreshes += 1
             self.refreshed_at = time.monotonic()
 
@@ -177,9 +109,10 @@ def click_filters(tenants: list[dict[str, Any]]) -> dict[str, ClickFilterSetting
 def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], counts: list[dict[str, Any]],
                    priors: list[dict[str, Any]],
                    decayed: dict[tuple[str, str], dict[str, dict[str, tuple[float, float]]]] | None = None,
-                   ) -> dict[tuple[str, str], SlotState]:
-    """Assemble SlotStates from the rows of the config, counts and priors tables; ``decayed`` replaces the
-    counts of the slots with a decay half-life."""
+                   max_draws: int = 4096) -> dict[tuple[str, str], SlotState]:
+    """Assemble SlotStates from the rows of the config, counts and priors tables, each with its policy
+    (``slots.policy``, null = the default; an unknown name is logged and served by the default); ``decayed``
+    replaces the counts of the slots with a decay half-life."""
     decayed = decayed or {}
     by_slot_banners: dict[tuple[str, str], dict[str, Banner]] = defaultdict(dict)
     for row in banners:
@@ -206,10 +139,16 @@ def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], c
     for row in slots:
         key = (row["tenant_id"], row["slot_id"])
         all_banners = by_slot_banners.get(key, {})
+        active = tuple(b for _, b in sorted(all_banners.items()) if b.active)
+        statistics = SlotStatistics(counts=decayed[key] if key in decayed else dict(by_slot_counts.get(key, {})),
+                                    priors=dict(by_slot_priors.get(key, {})))
+        try:
+            policy = policy_class(row.get("policy"))
+        except UnknownPolicy as exc:        # written by an older or newer server: serve, and say so
+            log.warning("slot %s/%s: %s; serving with the default", key[0], key[1], exc)
+            policy = policy_class(None)
         snapshot[key] = SlotState(
-            tenant_id=key[0], slot_id=key[1], banners=all_banners,
-            active=tuple(b for _, b in sorted(all_banners.items()) if b.active),
-            counts=decayed[key] if key in decayed else dict(by_slot_counts.get(key, {})),
-            priors=dict(by_slot_priors.get(key, {})),
+            tenant_id=key[0], slot_id=key[1], banners=all_banners, active=active,
+            policy=policy.from_statistics(tuple(b.banner_id for b in active), statistics, max_draws=max_draws),
         )
     return snapshot

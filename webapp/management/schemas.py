@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from bandits.registry import DEFAULT_POLICY, POLICIES
 from webapp.web import validation
 from webapp.serving.tokens import MAX_TOKEN_LENGTH, TOKEN_RE
 
@@ -54,6 +55,8 @@ class ServeDocument(Closed):
     click_url = fields.String(required=True, metadata={"format": "uri"})
     token = fields.String(required=True, metadata={"description": "signed click token"})
     posterior = fields.Nested(ServedPosterior, required=True)
+    policy = fields.String(required=True, metadata={"description": "the slot's policy that chose the banner",
+                                                    "example": "thompson"})
 
 
 class ClickBody(Closed):
@@ -123,6 +126,10 @@ class SlotBody(Closed):
         metadata={"description": "discounted Thompson sampling: learn from traffic weighted by "
                                  "2^(-age/half-life) instead of all traffic alike; null = no decay; kept when "
                                  "left out", "example": 24})
+    policy = fields.String(allow_none=True, validate=validate.OneOf(sorted(POLICIES)),
+                           metadata={"description": "the slot's policy (bandits/registry.py); null = "
+                                                    f"{DEFAULT_POLICY}; kept when left out",
+                                     "example": DEFAULT_POLICY})
 
 
 class Slot(Closed):
@@ -134,6 +141,7 @@ class Slot(Closed):
     height = fields.Integer(required=True)
     locations = fields.List(fields.String(), required=True)
     decay_half_life_hours = fields.Float(required=True, allow_none=True)
+    policy = fields.String(required=True, validate=validate.OneOf(sorted(POLICIES)))
 
 
 class BannerBody(Closed):

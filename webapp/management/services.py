@@ -19,11 +19,13 @@ from webapp.learning import decay
 from webapp.storage import store
 from webapp.web import config
 from webapp.web import validation
-from bandits import UNIFORM_PRIOR, BetaPrior, beta_posterior, win_probabilities
+from bandits import BetaPrior, beta_posterior, win_probabilities
+from bandits.policy import prior_for
+from bandits.registry import DEFAULT_POLICY, POLICIES
 from webapp.storage.database import Database
 from webapp.serving.click_filter import ClickFilterSettings
 from webapp.web.errors import Conflict, InvalidInput, NotFound
-from webapp.storage.events import SLOT_WIDE
+from eventlog.counting import SLOT_WIDE
 
 P_BEST_DRAWS = 20_000
 WINNER_P_BEST = 0.95          # a banner this likely to be best is marked the winner
@@ -114,6 +116,16 @@ def decay_half_life(value: Any) -> float:
     return float(value)
 
 
+def policy_name(value: Any) -> str:
+    """A slot's policy: a name of bandits.registry.POLICIES (None = the default)."""
+    if value is None:
+        return DEFAULT_POLICY
+    if not isinstance(value, str) or value not in POLICIES:
+        raise InvalidInput(f"policy must be one of {', '.join(sorted(POLICIES))}, or null for the default "
+                           f"({DEFAULT_POLICY})")
+    return value
+
+
 def _slot_document(row: dict[str, Any]) -> dict[str, Any]:
     width, height = (row.get("width"), row.get("height"))
     if not width or not height:
@@ -121,23 +133,25 @@ def _slot_document(row: dict[str, Any]) -> dict[str, Any]:
     return {"tenant": row["tenant_id"], "id": row["slot_id"], "name": row["name"],
             "size": f"{width}x{height}", "width": width, "height": height,
             "locations": sorted(row.get("locations") or ()),
-            "decay_half_life_hours": row.get("decay_half_life_hours") or None}
+            "decay_half_life_hours": row.get("decay_half_life_hours") or None,
+            "policy": row.get("policy") or DEFAULT_POLICY}
 
 
 def put_slot(db: Database, tenant_id: str, slot_id: str, name: Any, *, size: Any = None,
              locations: Any = None, max_location_length: int = 128,
-             decay_half_life_hours: Any = UNSET) -> tuple[bool, dict[str, Any]]:
+             decay_half_life_hours: Any = UNSET, policy: Any = UNSET) -> tuple[bool, dict[str, Any]]:
     """Create or replace a slot. ``size`` ('728x250') and ``locations`` are kept as stored when None, the
-    decay half-life when UNSET (None turns decay off)."""
+    decay half-life and the policy when UNSET (None turns decay off, and sets the default policy)."""
     validation.identifier(tenant_id, "tenant")
     validation.identifier(slot_id, "slot")
     name = validation.short_text(name, "name", required=True)
     width, height = slot_size(size) if size is not None else (None, None)
     known = slot_locations(locations, max_location_length) if locations is not None else None
     half_life = None if decay_half_life_hours is UNSET else decay_half_life(decay_half_life_hours)
+    chosen = None if policy is UNSET else policy_name(policy)
     require_tenant(db, tenant_id)
     created = store.put_slot(db, tenant_id, slot_id, name, store.SlotLayout(width, height, known),
-                             store.SlotLearning(half_life))
+                             store.SlotLearning(half_life, chosen))
     return created, get_slot(db, tenant_id, slot_id)
 
 
@@ -243,8 +257,7 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
     for r in store.slot_priors(db, tenant_id, slot_id):
         priors.setdefault(r["location"], {})[r["banner_id"]] = BetaPrior(
             r["alpha"], r["beta"], "location" if r["location"] else "slot")
-    chosen = [(priors.get(location, {}).get(b["banner_id"]) if location else None)
-              or priors.get(SLOT_WIDE, {}).get(b["banner_id"]) or UNIFORM_PRIOR for b in banners]
+    chosen = [prior_for(priors, location, b["banner_id"]) for b in banners]
     observed = np.array([learned.get(b["banner_id"], (0, 0)) for b in banners], dtype=np.float64)
     observed = observed.reshape(len(banners), 2)
     alpha, beta = beta_posterior([p.alpha for p in chosen], [p.beta for p in chosen],

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from flask import Flask, current_app
 
+from bandits.policy import Choice, Context, Policy
 from webapp.web import metrics
 from webapp.storage.database import Database
 from webapp.storage.events import EventWriter
@@ -32,7 +33,7 @@ class Runtime:
         self.pid = os.getpid()
         seed = config["RANDOM_SEED"]
         self.rng = np.random.default_rng(seed)
-        self.cache = PosteriorCache(db)
+        self.cache = PosteriorCache(db, config["PROPENSITY_DRAWS"])
         self.spool = Spool(config["SPOOL_DIR"], config["SPOOL_MAX_BYTES"], config["SPOOL_SEGMENT_SECONDS"])
         self.events = EventWriter(db, self.spool, config["IMPRESSION_BATCH_ROWS"])
         self.tokens = ClickTokens(config["CLICK_TOKEN_SECRET"], config["CLICK_WINDOW_SECONDS"])
@@ -40,10 +41,10 @@ class Runtime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def choose(self, posterior) -> tuple[int, float]:
-        """Thompson decision for this serve and the chosen banner's propensity."""
+    def choose(self, policy: Policy, context: Context) -> Choice:
+        """The policy's decision for this serve (the arm, its propensity and the state to log)."""
         with self._sample_lock:
-            return posterior.choose(self.rng, self.config["PROPENSITY_DRAWS"])
+            return policy.choose(context, self.rng)
 
     def start(self) -> None:
         """Load the cache once (warm-up), then refresh, flush, fsync and replay in a daemon thread."""

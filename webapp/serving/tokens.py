@@ -15,6 +15,7 @@ import json
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from itsdangerous.signer import HMACAlgorithm
 
+from eventlog.timeuuids import uuid_seconds
 from webapp.web.errors import InvalidToken
 
 MAX_TOKEN_LENGTH = 2048
@@ -58,7 +59,7 @@ class ClickClaim:
     @property
     def served_epoch(self) -> float:
         """When the impression was served: the timestamp inside its time-based UUID (seconds)."""
-        return (self.impression_id.time - 0x01B21DD213814000) / 1e7
+        return uuid_seconds(self.impression_id)
 
 
 class ClickTokens:

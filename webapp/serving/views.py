@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import uuid
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
+from bandits.policy import Context
+from eventlog.timeuuids import timeuuid
 from webapp.serving import click_filter
 from webapp.web import metrics
 from webapp.serving import runtime
@@ -45,24 +46,6 @@ def click_url(token: str) -> str:
     return f"{request.scheme}://{request.host}{request.script_root}/v1/click/{token}"
 
 
-_node = (0, 0)      # (pid, node) of this process's timeuuids
-
-
-def timeuuid() -> uuid.UUID:
-    """A version-1 UUID (Cassandra timeuuid) of now, unique across processes and machines.
-
-    ``uuid.uuid1()`` asks libuuid, which locks and rewrites a clock file on every call; given a
-    node it is computed in Python, several times faster, from the clock, a random clock sequence and the node. The node is
-    random per process (multicast bit set, as RFC 4122 § 4.5 asks of a node that is not a MAC address), so
-    two processes never share one; within the process uuid1 keeps timestamps strictly increasing.
-    """
-    global _node
-    pid = os.getpid()
-    if _node[0] != pid:             # first call in this process (gunicorn forks workers)
-        _node = (pid, int.from_bytes(os.urandom(6), "big") | (1 << 40))
-    return uuid.uuid1(node=_node[1])
-
-
 def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
     """Pick a banner for this request, log the impression; return the serve document and target URL."""
     validation.identifier(tenant, "tenant")
@@ -84,17 +67,19 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
         raise NotFound(f"unknown tenant/slot {tenant}/{slot}")
     if not state.active:
         raise NotFound(f"slot {tenant}/{slot} has no active banner")
-    posterior = state.posterior(location)
-    index, propensity = rt.choose(posterior)
-    banner = state.active[index]
+    policy = state.policy
+    choice = rt.choose(policy, Context(location, customer_id, referrer_id))
+    banner = state.active[choice.arm]
+    logged = choice.state           # the Thompson columns stay written; null for a policy without them
+    propensity = choice.propensity
 
     impression = Impression(
         tenant_id=tenant, slot_id=slot, impression_id=timeuuid(),
         served_at=dt.datetime.now(dt.timezone.utc),
         banner_id=banner.banner_id, location=location, customer_id=customer_id, referrer_id=referrer_id,
-        posterior_scope=posterior.scope, alpha=float(posterior.alpha[index]),
-        beta=float(posterior.beta[index]), prior_source=posterior.prior_sources[index],
-        propensity=propensity,
+        posterior_scope=logged.get("scope"), alpha=logged.get("alpha"), beta=logged.get("beta"),
+        prior_source=logged.get("prior"), propensity=propensity,
+        policy=policy.name, policy_state=choice.state_json,
     )
     try:
         rt.events.record_impression(impression)
@@ -108,8 +93,9 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
         "banner": {"id": banner.banner_id, "image_url": banner.image_url, "alt": banner.alt},
         "click_url": click_url(token),
         "token": token,
-        "posterior": {"scope": posterior.scope, "alpha": impression.alpha, "beta": impression.beta,
+        "posterior": {"scope": impression.posterior_scope, "alpha": impression.alpha, "beta": impression.beta,
                       "prior": impression.prior_source, "propensity": round(propensity, 4)},
+        "policy": policy.name,
     }
     return document, banner.target_url
 

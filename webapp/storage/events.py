@@ -21,6 +21,7 @@ to traffic_counts: the time series the dashboard charts.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import uuid
@@ -33,8 +34,10 @@ from cassandra.cluster import NoHostAvailable
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra import Unavailable
 from cassandra.query import BatchStatement, BatchType
-from cassandra.util import datetime_from_uuid1
 
+from bandits.registry import DEFAULT_POLICY
+from eventlog import counting
+from eventlog.counting import BUCKET_MINUTES, SLOT_WIDE, traffic_bucket  # noqa: F401 - re-exported
 from webapp.storage import store
 from webapp.storage.database import Database
 from webapp.storage.rows import RowBinder
@@ -42,16 +45,8 @@ from webapp.storage.spool import Segment, Spool
 
 log = logging.getLogger(__name__)
 
-SLOT_WIDE = ""          # the banner_counts / priors location of slot-wide rows
 RETRY_BATCH = 5000      # failed writes resubmitted per flush
 UNREACHABLE = (NoHostAvailable, Unavailable, OperationTimedOut, WriteTimeout)
-BUCKET_MINUTES = 15     # traffic_counts time buckets (every time zone offset is a multiple of 15 minutes)
-
-
-def traffic_bucket(at: dt.datetime) -> dt.datetime:
-    """The UTC start of the quarter hour that ``at`` falls in (the traffic_counts bucket)."""
-    at = at.astimezone(dt.timezone.utc)
-    return at.replace(minute=at.minute - at.minute % BUCKET_MINUTES, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -64,11 +59,13 @@ class Impression:
     location: str                   # normalized, '' when none
     customer_id: str
     referrer_id: str
-    posterior_scope: str            # 'location' | 'slot'
-    alpha: float
-    beta: float
-    prior_source: str
-    propensity: float
+    posterior_scope: str            # 'location' | 'slot'   } the Thompson columns, kept for the jobs and
+    alpha: float                    #                       } reports that read them (null for a policy
+    beta: float                     #                       } without a Beta posterior)
+    prior_source: str               #                       }
+    propensity: float               # P(this banner | context) under the policy
+    policy: str = DEFAULT_POLICY    # bandits.registry.POLICIES name of the policy that chose
+    policy_state: str = ""          # JSON of the policy's state for the choice (bandits.policy.Choice)
 
     @property
     def day(self) -> dt.date:
@@ -77,7 +74,7 @@ class Impression:
     def row(self) -> tuple:
         return (self.tenant_id, self.slot_id, self.day, self.impression_id, self.served_at, self.banner_id,
                 self.location, self.customer_id, self.referrer_id, self.posterior_scope, self.alpha,
-                self.beta, self.prior_source, self.propensity)
+                self.beta, self.prior_source, self.propensity, self.policy, self.policy_state)
 
     def to_record(self) -> dict[str, Any]:
         return {**vars(self), "kind": "impression", "impression_id": self.impression_id.hex,
@@ -85,9 +82,16 @@ class Impression:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Impression:
+        """The impression of a spool record; a record written before the policy fields (Thompson sampling's
+        state in the posterior columns only) gets them from those columns."""
         fields = {k: v for k, v in record.items() if k != "kind"}
         fields["impression_id"] = uuid.UUID(hex=fields["impression_id"])
         fields["served_at"] = dt.datetime.fromisoformat(fields["served_at"])
+        if "policy" not in fields:
+            fields["policy"] = DEFAULT_POLICY
+            fields["policy_state"] = json.dumps(
+                {"scope": fields["posterior_scope"], "alpha": fields["alpha"], "beta": fields["beta"],
+                 "prior": fields["prior_source"]}, separators=(",", ":"))
         return cls(**fields)
 
 
@@ -110,9 +114,7 @@ class Click:
     @property
     def served_at(self) -> dt.datetime:
         """When the clicked impression was served (the time inside its timeuuid), UTC."""
-        if self.impression_id.version != 1:
-            return self.clicked_at
-        return datetime_from_uuid1(self.impression_id).replace(tzinfo=dt.timezone.utc)
+        return counting.click_served_at(self.impression_id, self.clicked_at)
 
     def row(self) -> tuple:
         return (self.tenant_id, self.slot_id, self.day, self.impression_id, self.clicked_at, self.banner_id,
@@ -248,14 +250,13 @@ class EventWriter:
     def _insert_click(self, click: Click) -> bool:
         rows = self.db.execute(store.INSERT_CLICK, click.row())
         applied = bool(rows[0]["[applied]"])
-        if applied and click.valid:
+        if applied:         # a flagged click is stored, and counted only as filtered (eventlog.counting)
             self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, click.served_at,
-                        clicks=1)
-        elif applied:       # stored, flagged, not learned from
-            self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, click.served_at,
-                        filtered=1)
-            with self._lock:
-                self._reasons[(click.tenant_id, click.slot_id, click.invalid_reason or "invalid")] += 1
+                        *counting.click_counts(click.valid))
+            reason = counting.filtered_reason(click.valid, click.invalid_reason)
+            if reason is not None:
+                with self._lock:
+                    self._reasons[(click.tenant_id, click.slot_id, reason)] += 1
         return applied
 
     # -- counters -----------------------------------------------------------------------------------------
@@ -268,12 +269,12 @@ class EventWriter:
 
     def _add_locked(self, tenant_id: str, slot_id: str, location: str, banner_id: str, bucket: dt.datetime,
                     impressions: int = 0, clicks: int = 0, filtered: int = 0) -> None:
-        for where in {location, SLOT_WIDE}:
+        for where in counting.counted_locations(location):
             delta = self._deltas[(tenant_id, slot_id, where, banner_id)]
             delta[0] += impressions
             delta[1] += clicks
             delta[2] += filtered
-            if impressions or clicks:
+            if impressions or clicks:       # filtered clicks are not in traffic_counts
                 traffic = self._traffic[(tenant_id, slot_id, where, bucket, banner_id)]
                 traffic[0] += impressions
                 traffic[1] += clicks

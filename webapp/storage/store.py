@@ -57,8 +57,10 @@ NO_DECAY = 0.0      # SlotLearning.decay_half_life_hours: stop decaying (stored 
 
 @dataclass(frozen=True)
 class SlotLearning:
-    """How a slot learns; None = leave as stored. A half-life of NO_DECAY clears it (cumulative counts)."""
+    """How a slot learns; None = leave as stored. A half-life of NO_DECAY clears it (cumulative counts).
+    ``policy``: a name of bandits.registry.POLICIES, already validated."""
     decay_half_life_hours: float | None = None
+    policy: str | None = None
 
 
 def put_slot(db: Database, tenant_id: str, slot_id: str, name: str,
@@ -81,6 +83,9 @@ def put_slot(db: Database, tenant_id: str, slot_id: str, name: str,
     if learning.decay_half_life_hours is not None:
         db.execute("UPDATE {ks}.slots SET decay_half_life_hours = ? WHERE tenant_id = ? AND slot_id = ?",
                    (learning.decay_half_life_hours or None, tenant_id, slot_id))
+    if learning.policy is not None:
+        db.execute("UPDATE {ks}.slots SET policy = ? WHERE tenant_id = ? AND slot_id = ?",
+                   (learning.policy, tenant_id, slot_id))
     return created
 
 
@@ -132,7 +137,7 @@ def list_banners(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, A
 def all_config(db: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Every tenant's click filter, every slot and every banner (the serving cache's view)."""
     tenants = db.execute("SELECT tenant_id, click_filter FROM {ks}.tenants")
-    slots = db.execute("SELECT tenant_id, slot_id, decay_half_life_hours FROM {ks}.slots")
+    slots = db.execute("SELECT tenant_id, slot_id, decay_half_life_hours, policy FROM {ks}.slots")
     banners = db.execute(
         "SELECT tenant_id, slot_id, banner_id, image_url, target_url, alt, active FROM {ks}.banners")
     return tenants, slots, banners
@@ -316,8 +321,8 @@ def get_image(db: Database, tenant_id: str, image_id: str) -> dict[str, Any] | N
 
 INSERT_IMPRESSION = (
     "INSERT INTO {ks}.impressions (tenant_id, slot_id, day, impression_id, served_at, banner_id, location, "
-    "customer_id, referrer_id, posterior_scope, alpha, beta, prior_source, propensity) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "customer_id, referrer_id, posterior_scope, alpha, beta, prior_source, propensity, policy, policy_state) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 INSERT_CLICK = (

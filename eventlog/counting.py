@@ -1,0 +1,121 @@
+"""What each logged event counts, and where: the rules of the counter tables, shared by the event writer
+(webapp/storage/events.py) and the counter audit (spark_jobs/counter_audit.py).
+
+The counter tables are views of the event log:
+
+    banner_counts           (location, banner) → impressions, clicks, filtered_clicks
+    filtered_click_reasons  reason → clicks
+    traffic_counts          (UTC day, location, quarter hour, banner) → impressions, clicks
+
+Rules:
+1. an impression counts 1 impression;
+2. a valid click counts 1 click; a flagged click counts only as 1 filtered click, and 1 under its reason
+   (INVALID_REASON when it has none); traffic_counts hold no filtered clicks;
+3. a click counts in its impression's quarter hour (the time inside the impression's timeuuid);
+4. every event counts under its location and again under the slot-wide row (SLOT_WIDE, once when they are
+   the same);
+5. imported history (``posterior_scope = IMPORT_SCOPE``) and the clicks of it count nowhere.
+
+:func:`counter_rows` lists the rows one event adds to; the writer applies the same rules in aggregate
+(``counted_locations``, ``click_counts``, ``filtered_reason``) and tests check both against the audit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from eventlog.timeuuids import event_time
+
+SLOT_WIDE = ""              # the location of slot-wide rows in banner_counts, traffic_counts and priors
+IMPORT_SCOPE = "import"     # impressions.posterior_scope (and prior_source) of imported history
+INVALID_REASON = "invalid"  # the reason a flagged click without one is counted under
+BUCKET_MINUTES = 15         # traffic_counts buckets (every time zone offset is a multiple of 15 minutes)
+BUCKET_SECONDS = BUCKET_MINUTES * 60
+
+Counts = tuple[int, int, int]       # banner_counts: (impressions, clicks, filtered_clicks)
+IMPRESSION: Counts = (1, 0, 0)
+VALID_CLICK: Counts = (0, 1, 0)
+FILTERED_CLICK: Counts = (0, 0, 1)
+
+
+def traffic_bucket(at: dt.datetime) -> dt.datetime:
+    """The UTC start of the quarter hour that ``at`` falls in (the traffic_counts bucket)."""
+    at = at.astimezone(dt.timezone.utc)
+    return at.replace(minute=at.minute - at.minute % BUCKET_MINUTES, second=0, microsecond=0)
+
+
+def counted_locations(location: str) -> tuple[str, ...]:
+    """The locations an event counts under: its own and the slot-wide row (rule 4)."""
+    return (location,) if location == SLOT_WIDE else (location, SLOT_WIDE)
+
+
+def is_imported(posterior_scope: str | None) -> bool:
+    """An impression of imported history: it, and its click, count nowhere (rule 5)."""
+    return posterior_scope == IMPORT_SCOPE
+
+
+def click_counts(valid: bool) -> Counts:
+    """What a click adds to banner_counts (rule 2)."""
+    return VALID_CLICK if valid else FILTERED_CLICK
+
+
+def filtered_reason(valid: bool, invalid_reason: str | None) -> str | None:
+    """The filtered_click_reasons row a click counts in; None for a valid click (rule 2)."""
+    return None if valid else (invalid_reason or INVALID_REASON)
+
+
+def traffic_counts(counts: Counts) -> tuple[int, int]:
+    """What banner_counts values add to traffic_counts: impressions and valid clicks (rule 2)."""
+    return counts[0], counts[1]
+
+
+def click_served_at(impression_id: uuid.UUID, clicked_at: dt.datetime) -> dt.datetime:
+    """The time a click counts at: its impression's (rule 3); the click's own when the ID holds no time."""
+    return event_time(impression_id, clicked_at)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A logged impression or click, as the counting rules see it. ``served_at`` is the impression's time
+    (for a click, :func:`click_served_at`)."""
+
+    kind: str                       # 'impression' | 'click'
+    tenant_id: str
+    slot_id: str
+    location: str
+    banner_id: str
+    served_at: dt.datetime
+    valid: bool = True
+    invalid_reason: str | None = None
+    imported: bool = False          # an impression of imported history, or a click of one
+
+
+@dataclass(frozen=True)
+class CounterRow:
+    """One counter row an event adds to: the table, its key (tenant and slot first), the counter values."""
+
+    table: str
+    key: tuple
+    values: tuple[int, ...]
+
+
+def counter_rows(event: Event) -> list[CounterRow]:
+    """Every counter row ``event`` adds to, by the rules above."""
+    if event.imported:
+        return []
+    counts = IMPRESSION if event.kind == "impression" else click_counts(event.valid)
+    slot = (event.tenant_id, event.slot_id)
+    bucket = traffic_bucket(event.served_at)
+    rows = []
+    for where in counted_locations(event.location):
+        rows.append(CounterRow("banner_counts", (*slot, where, event.banner_id), counts))
+        traffic = traffic_counts(counts)
+        if any(traffic):
+            rows.append(CounterRow("traffic_counts", (*slot, bucket.date(), where, bucket, event.banner_id),
+                                   traffic))
+    reason = filtered_reason(event.valid, event.invalid_reason) if event.kind == "click" else None
+    if reason is not None:
+        rows.append(CounterRow("filtered_click_reasons", (*slot, reason), (1,)))
+    return rows

@@ -1,0 +1,75 @@
+"""The event log's shared rules (eventlog/): the time inside timeuuids and the counting rules. Pure: no
+services."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from cassandra.util import datetime_from_uuid1, uuid_from_time
+
+from eventlog import counting, timeuuids
+
+UTC = dt.timezone.utc
+
+
+def test_the_time_inside_a_timeuuid_is_the_drivers_to_the_microsecond():
+    for at in (dt.datetime(2026, 11, 30, 12, 14, 59, 500000, tzinfo=UTC), dt.datetime(1999, 1, 1, tzinfo=UTC)):
+        value = uuid_from_time(at)
+        assert timeuuids.uuid_datetime(value) == at
+        assert timeuuids.uuid_seconds(value) == at.timestamp()
+    minted = timeuuids.timeuuid()
+    assert minted.version == 1
+    assert abs(timeuuids.uuid_datetime(minted) - datetime_from_uuid1(minted).replace(tzinfo=UTC)) \
+        <= dt.timedelta(microseconds=1)
+
+
+def test_an_id_without_time_falls_back():
+    clicked_at = dt.datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+    assert timeuuids.event_time(uuid.uuid4(), clicked_at) == clicked_at
+
+
+def test_an_impression_counts_under_its_location_and_slot_wide():
+    served_at = dt.datetime(2026, 11, 30, 12, 14, 59, tzinfo=UTC)
+    rows = counting.counter_rows(counting.Event("impression", "t", "s", "pune", "b", served_at))
+    bucket = dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    assert {(r.table, r.key, r.values) for r in rows} == {
+        ("banner_counts", ("t", "s", "pune", "b"), (1, 0, 0)),
+        ("banner_counts", ("t", "s", "", "b"), (1, 0, 0)),
+        ("traffic_counts", ("t", "s", bucket.date(), "pune", bucket, "b"), (1, 0)),
+        ("traffic_counts", ("t", "s", bucket.date(), "", bucket, "b"), (1, 0)),
+    }
+
+
+def test_a_slot_wide_event_counts_once():
+    at = dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    rows = counting.counter_rows(counting.Event("click", "t", "s", "", "b", at))
+    assert [(r.table, r.key, r.values) for r in rows] == [
+        ("banner_counts", ("t", "s", "", "b"), (0, 1, 0)),
+        ("traffic_counts", ("t", "s", at.date(), "", at, "b"), (0, 1))]
+
+
+def test_a_flagged_click_counts_only_as_filtered_under_its_reason():
+    at = dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    for reason, counted_as in (("too_fast", "too_fast"), (None, counting.INVALID_REASON)):
+        rows = counting.counter_rows(counting.Event("click", "t", "s", "pune", "b", at, valid=False,
+                                                    invalid_reason=reason))
+        assert {(r.table, r.key, r.values) for r in rows} == {
+            ("banner_counts", ("t", "s", "pune", "b"), (0, 0, 1)),
+            ("banner_counts", ("t", "s", "", "b"), (0, 0, 1)),
+            ("filtered_click_reasons", ("t", "s", counted_as), (1,)),
+        }
+
+
+def test_imported_history_counts_nowhere():
+    at = dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    assert counting.is_imported(counting.IMPORT_SCOPE) and not counting.is_imported(None)
+    for kind in ("impression", "click"):
+        assert counting.counter_rows(counting.Event(kind, "t", "s", "pune", "b", at, imported=True)) == []
+
+
+def test_a_click_counts_in_its_impressions_quarter_hour():
+    served_at = dt.datetime(2026, 11, 30, 23, 59, 59, 999000, tzinfo=UTC)
+    clicked_at = served_at + dt.timedelta(minutes=1)
+    counted_at = counting.click_served_at(uuid_from_time(served_at), clicked_at)
+    assert counting.traffic_bucket(counted_at) == dt.datetime(2026, 11, 30, 23, 45, tzinfo=UTC)
