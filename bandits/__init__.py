@@ -3,7 +3,9 @@ and the benchmarks. A policy follows :class:`bandits.policy.Policy` and is regis
 :data:`bandits.registry.POLICIES` (docs/extending.md)."""
 
 from bandits.discounted import DiscountedThompsonSampling
+from bandits.policy import ArmExplanation, Choice, Context, Policy, SlotStatistics, prior_for
 from bandits.priors import PopulationFit, PriorSettings, city_priors, fit_population
+from bandits.registry import DEFAULT_POLICY, POLICIES, UnknownPolicy, policy_class
 from bandits.thompson import (
     UNIFORM_PRIOR,
     BetaPrior,
@@ -12,8 +14,6 @@ from bandits.thompson import (
     thompson_winners,
     win_probabilities,
 )
-from bandits.policy import ArmExplanation, Choice, Context, Policy, SlotStatistics, prior_for
-from bandits.registry import DEFAULT_POLICY, POLICIES, UnknownPolicy, policy_class
 
 __all__ = ["DEFAULT_POLICY", "POLICIES", "UNIFORM_PRIOR", "ArmExplanation", "BetaPrior", "Choice", "Context",
            "DiscountedThompsonSampling", "Policy", "PopulationFit", "PriorSettings", "SlotStatistics",

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from bench_serve import listening_pid, process_cpu_seconds  # this folder
 from keyspaces import drop_keyspace
+from report import stamp, write_section
 from webapp import create_app
 from webapp.serving import runtime
 from webapp.serving.views import timeuuid
@@ -37,7 +38,6 @@ from webapp.storage.events import Impression
 from webapp.storage.rows import RowBinder
 
 REPO = Path(__file__).resolve().parent.parent
-from report import stamp, write_section
 
 KEYSPACE = "bb_bench_batch"
 CITIES = ["mumbai", "delhi", "pune", "chennai", "kolkata", "bengaluru"]
@@ -48,7 +48,7 @@ def bind_cost(rt, rows: int = 1000, rounds: int = 7) -> tuple[float, float]:
     (what the writer uses), best of ``rounds`` over the same rows."""
     statement = rt.db.prepare(store.INSERT_IMPRESSION)
     binder = RowBinder(statement)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     values = [Impression(tenant_id="bench", slot_id="hero", impression_id=timeuuid(), served_at=now,
                          banner_id=f"b{i % 6 + 1}", location=CITIES[i % 6], customer_id=f"c{i}", referrer_id="",
                          posterior_scope="location", alpha=3.0, beta=120.0, prior_source="slot",
@@ -72,7 +72,7 @@ def write(rt, count: int, chunk: int) -> None:
         for i in range(min(chunk, count - start)):
             events.record_impression(Impression(
                 tenant_id="bench", slot_id="hero", impression_id=timeuuid(),
-                served_at=dt.datetime.now(dt.timezone.utc), banner_id=f"b{i % 6 + 1}", location=CITIES[i % 6],
+                served_at=dt.datetime.now(dt.UTC), banner_id=f"b{i % 6 + 1}", location=CITIES[i % 6],
                 customer_id=f"c{i}", referrer_id="", posterior_scope="location", alpha=3.0, beta=120.0,
                 prior_source="slot", propensity=0.25))
         events.write_queued()

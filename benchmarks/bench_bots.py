@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 from bandits import ThompsonSampler, beta_posterior
-from webapp.serving.click_filter import ClickFilterSettings, classify
 from report import stamp, write_section  # this folder
+from webapp.serving.click_filter import ClickFilterSettings, classify
 
 TRUE_CTR = np.array([0.020, 0.030, 0.035, 0.040, 0.060])   # banner 0 is the worst, 4 the best
 WORST, BEST = 0, 4
@@ -66,7 +66,8 @@ def run(seed: int, steps: int, bot_share: float, use_filter: bool, refresh: int)
             human_clicks += 1
             click(f"human-{step}", f"10.{step % 250}.{step // 250 % 250}.1", rng.uniform(1.0, 20.0), BROWSER, arm)
             bot_budget += bot_share / (1 - bot_share)
-        while share_bot and bot_budget >= 1:                       # the bot's visits: serve until it sees the worst banner
+        # the bot's visits: serve until it sees the worst banner
+        while share_bot and bot_budget >= 1:
             for _ in range(50):
                 bot_arm = sampler.select(alpha, beta)
                 n[bot_arm] += 1

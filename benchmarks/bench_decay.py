@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 
 from keyspaces import drop_keyspace  # this folder
+from report import stamp, write_section
 from webapp import create_app
 from webapp.management import services
 from webapp.serving import runtime
 from webapp.storage import store
 from webapp.storage.events import traffic_bucket
-from report import stamp, write_section
 
 KEYSPACE = "bb_bench_decay"
 LOCATIONS = ["", "mumbai", "delhi", "pune", "chennai", "kolkata", "goa"]
@@ -43,7 +43,7 @@ def create_schema() -> None:
 
 
 def write_traffic(db, days: int) -> int:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     deltas = {}
     for quarter in range(days * 96):
         bucket = traffic_bucket(now - dt.timedelta(minutes=15 * quarter))

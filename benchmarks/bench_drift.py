@@ -17,9 +17,9 @@ from multiprocessing import Pool
 
 import numpy as np
 
+from report import stamp, write_section
 from simulator import DRIFT, STATIONARY, run
 from simulator.policies import empirical_bayes_prior, slot_wide_prior
-from report import stamp, write_section
 
 EB_1000 = partial(empirical_bayes_prior, max_strength=1000.0)
 LOO_200 = partial(slot_wide_prior, max_strength=200.0)
@@ -84,7 +84,8 @@ def main() -> None:
         drift = [rows[("drift", label)][s] for s in seeds]
         still = [rows[("stationary", label)][s] for s in seeds]
         per_seed = " ".join("–" if r["t90"] is None else f"{r['t90'] // 1000}" for r in drift)
-        table.append(f"| {label} | {reach([r['t50'] for r in drift])} | {reach([r['t90'] for r in drift])} | {per_seed} | "
+        table.append(f"| {label} | {reach([r['t50'] for r in drift])} | {reach([r['t90'] for r in drift])} | "
+              f"{per_seed} | "
               f"{np.mean([r['regret_after'] for r in drift]):,.0f} | "
               f"{100 * np.mean([r['share'] for r in drift]):.1f} | {100 * np.mean([r['share'] for r in still]):.1f} |")
 

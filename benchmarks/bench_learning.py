@@ -39,15 +39,16 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from bandits import ThompsonSampler, thompson_winners
+from bandits.city_thompson import FIRST_BLOCK
+from report import stamp, write_section
 from simulator import COLD_START, DRIFT, STATIONARY, RunResult, Scenario, run
 from simulator.policies import empirical_bayes_prior
 from simulator.runner import NEW_CITY_BLOCK, SHARE_BLOCK
-from bandits.city_thompson import FIRST_BLOCK
 
 matplotlib.use("Agg")     # figures to files only (pyplot picks its backend at the first figure)
 
 REPO = Path(__file__).resolve().parent.parent
-from report import stamp, write_section
+
 DOCS = REPO / "docs"
 FULL_REPORT = REPO / "benchmarks" / "out" / "learning.md"                 # git-ignored; every table of a run
 RAW_RESULTS = REPO / "benchmarks" / "out" / "learning_results.pkl"      # git-ignored; for --report-only
@@ -163,9 +164,9 @@ def decision_times(ks: tuple[int, ...] = (10, 100, 1000), repeats: int = 25) -> 
         # reference: the same K draws with scalar parameters, i.e. without numpy's per-call checks of arrays
         scalar_rng = np.random.default_rng(2)
         block_rng = np.random.default_rng(3)
-        calls = {"ours": lambda: sampler.select(alpha, beta), "mabwiser": mab.predict,
-                 "ours_block": lambda: thompson_winners(alpha, beta, block_rng, FIRST_BLOCK),
-                 "numpy_scalar": lambda: scalar_rng.beta(7.0, 195.0, size=k)}
+        calls = {"ours": partial(sampler.select, alpha, beta), "mabwiser": mab.predict,
+                 "ours_block": partial(thompson_winners, alpha, beta, block_rng, FIRST_BLOCK),
+                 "numpy_scalar": partial(scalar_rng.beta, 7.0, 195.0, size=k)}
         timings: dict[str, list[float]] = {name: [] for name in calls}
         numbers = {}
         for name, call in calls.items():
@@ -498,7 +499,8 @@ def sensitivity_section(results: list[RunResult], seeds: list[int], horizon: int
     if easy:
         scenario_line = "drift at half the horizon, 5 cities, base CTR 10 %"
         lines += ["", f"**An easier drift** ({scenario_line}, {horizon:,} impressions):", "",
-                  "| policy | regret after the drift | until 50 % on the new best | until 90 % |", "|---|---:|---:|---:|"]
+                  "| policy | regret after the drift | until 50 % on the new best | until 90 % |",
+                  "|---|---:|---:|---:|"]
         for p in ("thompson", "thompson-discounted"):
             lines.append(f"| {LABELS[p]} | {mean_sd([r.drift['regret'] for r in easy[p]])} | "
                          f"{reach([r.drift['to_share'][0.5] for r in easy[p]])} | "
@@ -673,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
             for job, results in zip(jobs, pool.map(run_job, jobs)):
                 done += 1
                 tag = job[0]
-                (main_results[tag] if tag in main_results else sensitivity).extend(results)
+                (main_results.get(tag, sensitivity)).extend(results)
                 if tag in main_results:
                     summary = ", ".join(f"{r.policy} {r.regret:,.0f}" for r in results)
                     log(f"[{done}/{len(jobs)}] {tag} seed {job[2]}: regret {summary}")
@@ -682,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         with RAW_RESULTS.open("wb") as f:
             pickle.dump({"jobs_signature": jobs_signature(jobs), "main": main_results, "sensitivity": sensitivity,
                          "simulated": simulated, "load_before": load_before,
-                         "finished": dt.datetime.now(dt.timezone.utc)}, f)
+                         "finished": dt.datetime.now(dt.UTC)}, f)
     log(f"simulations took {simulated / 60:.1f} min; timing decisions")
     times = decision_times()
     for k, t in sorted(times.items()):
@@ -709,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": seeds, "main": main_results, "policies": policies, "scenarios": scenarios, "aims": aims,
         "aim_notes": notes, "figures": figures, "times": times,
         "sensitivity": sensitivity_section(sensitivity, list(range(args.sensitivity_seeds)), args.horizon),
-        "finished": dt.datetime.now(dt.timezone.utc), "wall": wall, "load_before": load_before,
+        "finished": dt.datetime.now(dt.UTC), "wall": wall, "load_before": load_before,
         "load_after": load_after,
         "versions": {"mabwiser": version("mabwiser"), "gymnasium": version("gymnasium")},
     }

@@ -25,10 +25,10 @@ from multiprocessing import Pool
 
 import numpy as np
 
+from report import stamp, write_section
 from simulator import STATIONARY, RunResult, Scenario, run
 from simulator.env import BannerSlotEnv
 from simulator.policies import empirical_bayes_prior
-from report import stamp, write_section
 
 CAP_200 = "thompson + empirical-Bayes city priors (priors job, cap 200)"
 CAP_500 = "thompson + empirical-Bayes city priors, cap 500"

@@ -41,9 +41,10 @@ from pathlib import Path
 import numpy as np
 
 from bandits import PriorSettings, beta_posterior, fit_population
+from report import write_section
 
 REPO = Path(__file__).resolve().parent.parent
-from report import write_section
+
 OUT_DIR = REPO / "benchmarks" / "out"
 TENANTS, SLOTS, BANNERS, CITIES, DAYS = 5, 4, 6, 100, 30
 
@@ -152,7 +153,7 @@ def job_benchmark(keyspace: str, reuse: bool, rounds: int) -> list[str]:
 
     config = config_module.load({"SPARK_DRIVER_MEMORY": "2g"})
     sizes = {f"{keyspace}_1m": 1_000_000, keyspace: 10_000_000}
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     generation = {}
     for name, size in sizes.items():
         prepare_keyspace(config, name, fresh=not reuse)
@@ -293,7 +294,7 @@ def main() -> int:
     parser.add_argument("--horizon", type=int, default=2000)
     args = parser.parse_args()
     load = os.getloadavg()
-    block = [f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node()} "
+    block = [f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
              f"({os.cpu_count()} cores; load average {load[0]:.1f} at the start), "
              f"`.venv/bin/python benchmarks/bench_priors.py{' --skip-job' if args.skip_job else ''}`.", ""]
     if not args.skip_job:

@@ -654,6 +654,7 @@ def busy_machine_warning(phases: list[PhaseResult], threshold: float = 0.25) -> 
 def render_markdown(phases: list[PhaseResult], check: ImpressionCheck, context: dict[str, str],
                     args: argparse.Namespace) -> str:
     verdict = "OK" if check.missing == 0 and check.ok_without_id == 0 and check.ok_responses else "FAILED"
+    control = ", each round followed by ping at half the median ping peak (control)" if args.control else ""
     lines = [
         f"### Serving benchmark ({context['date']})",
         "",
@@ -667,7 +668,7 @@ def render_markdown(phases: list[PhaseResult], check: ImpressionCheck, context: 
         (f"- Load: {context['tools']}. {args.rounds} round(s) of the peaks (closed loop, {args.connections} "
          f"connections, {args.warmup:g} s warm-up then {args.duration:g} s; ping, then serve), then "
          f"{args.rounds} round(s) of both at half the median serve peak ({context['rate']} req/s, open loop) "
-         f"for {args.duration:g} s each{', each round followed by ping at half the median ping peak (control)' if args.control else ''}. "
+         f"for {args.duration:g} s each{control}. "
          "Latency: closed loop, from sending the request to the end of the response; open loop, from the "
          "time the request was due (start + i / rate) to the end of the response. Exact percentiles over "
          "every request of the phase. CPU = average "
@@ -796,7 +797,8 @@ def round_summary(phases: list[PhaseResult]) -> list[str]:
     lines = []
     if shares:
         each = ", ".join(f"{shares[n]:.0%} ({serve_peak[n].rps:.0f} / {ping_peak[n].rps:.0f})" for n in sorted(shares))
-        lines.append(f"- Serve peak / ping peak, per round: {each}; **median {statistics.median(shares.values()):.0%}**.")
+        median = statistics.median(shares.values())
+        lines.append(f"- Serve peak / ping peak, per round: {each}; **median {median:.0%}**.")
     if serve_rate:
         serve_p99 = [serve_rate[n].p99_ms for n in sorted(serve_rate)]
         ping_p99 = [ping_rate[n].p99_ms for n in sorted(ping_rate)]

@@ -67,8 +67,9 @@ def report(path: Path, slow_ms: float, gap_s: float, limit: int) -> None:
     slow = sum(int(c[2]) for c in found)
     print(f"  {slow} requests over {slow_ms:g} ms in {len(found)} clusters (gap < {gap_s:g} s); the largest:")
     for first, last, count, worst in sorted(found, key=lambda c: -c[2])[:limit]:
-        when = dt.datetime.fromtimestamp(start + first, dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-        print(f"    {when} UTC (+{first:6.2f} s)  {last - first:5.2f} s  {int(count):4d} requests  worst {worst:6.1f} ms")
+        when = dt.datetime.fromtimestamp(start + first, dt.UTC).strftime("%H:%M:%S.%f")[:-3]
+        print(f"    {when} UTC (+{first:6.2f} s)  {last - first:5.2f} s  {int(count):4d} requests  "
+              f"worst {worst:6.1f} ms")
     spacing = Counter(round(b[0] - a[0], 1) for a, b in zip(found, found[1:]))
     if spacing:
         common = ", ".join(f"{gap:.1f} s ×{times}" for gap, times in spacing.most_common(5))

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 from keyspaces import drop_keyspace  # this folder
+from report import stamp, write_section
 from webapp import create_app
 from webapp.management import services
 from webapp.serving import runtime
 
 REPO = Path(__file__).resolve().parent.parent
-from report import stamp, write_section
 
 KEYSPACE = "bb_bench_profile"
 SERVE = "/v1/serve/p/hero?location=Mumbai"

@@ -64,4 +64,4 @@ def machine() -> str:
 
 def stamp(command: str) -> str:
     """The first line of a section: the command, the date and the machine."""
-    return f"`{command}`, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}."
+    return f"`{command}`, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {machine()}."

@@ -42,7 +42,7 @@ FILTERED_CLICK: Counts = (0, 0, 1)
 
 def traffic_bucket(at: dt.datetime) -> dt.datetime:
     """The UTC start of the quarter hour that ``at`` falls in (the traffic_counts bucket)."""
-    at = at.astimezone(dt.timezone.utc)
+    at = at.astimezone(dt.UTC)
     return at.replace(minute=at.minute - at.minute % BUCKET_MINUTES, second=0, microsecond=0)
 
 

@@ -16,7 +16,7 @@ import uuid
 UUID_EPOCH_OFFSET = 0x01B21DD213814000      # 100-ns intervals from 1582-10-15 to 1970-01-01
 TICKS_PER_MICROSECOND = 10
 TICKS_PER_SECOND = 10_000_000
-UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def uuid_seconds(value: uuid.UUID) -> float:

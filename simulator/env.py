@@ -225,11 +225,11 @@ def _local_hours(start: dt.datetime, seconds: NDArray[np.float64], timezone: str
     saving time and half-hour zones such as IST (+05:30) come out right.
     """
     zone = ZoneInfo(timezone)
-    start_utc = start.astimezone(dt.timezone.utc)
+    start_utc = start.astimezone(dt.UTC)
     epoch = start_utc.timestamp() + seconds                                             # POSIX seconds
     utc_hour = np.floor(epoch / 3600.0).astype(np.int64)
     unique, inverse = np.unique(utc_hour, return_inverse=True)
-    offsets = np.array([dt.datetime.fromtimestamp(h * 3600, tz=dt.timezone.utc).astimezone(zone)
+    offsets = np.array([dt.datetime.fromtimestamp(h * 3600, tz=dt.UTC).astimezone(zone)
                         .utcoffset().total_seconds() for h in unique])
     local = epoch + offsets[inverse]
     return (np.floor(local / 3600.0).astype(np.int64)) % 24

@@ -85,7 +85,7 @@ class Scenario:
     hour_amplitude: float = 0.3
     peak_hour: float = 21.0
     timezone: str = "Asia/Kolkata"
-    start: dt.datetime = field(default=dt.datetime(2026, 1, 5, 0, 0, tzinfo=dt.timezone.utc))
+    start: dt.datetime = field(default=dt.datetime(2026, 1, 5, 0, 0, tzinfo=dt.UTC))
     impressions_per_hour: float = 2500.0
     drift_at: int | None = None
     drift_boost: float = math.log(1.3)

@@ -216,7 +216,7 @@ def gunicorn(keyspace: str, admin_token: str, workers: int = 2, port: int | None
     environment = {**os.environ, "CASSANDRA_KEYSPACE": keyspace, "ADMIN_API_TOKEN": admin_token,
                    "PORT": str(port), "WEB_CONCURRENCY": str(workers),
                    "SECRET_KEY": os.environ.get("SECRET_KEY") or uuid.uuid4().hex}
-    log = tempfile.TemporaryFile()                  # not a pipe: a full pipe would block gunicorn's logging
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the server's life; not a pipe, which would block its logging when full
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                cwd=REPO, env=environment, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"

@@ -38,10 +38,10 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from bandits import PriorSettings
 from eventlog.counting import IMPORT_SCOPE, SLOT_WIDE
 from spark_jobs.session import build_session, progress, read_table, write_table
 from webapp.web import config as config_module
-from bandits import PriorSettings
 
 SLOT_KEY = ["tenant_id", "slot_id"]
 BANNER_KEY = ["tenant_id", "slot_id", "banner_id"]
@@ -64,7 +64,7 @@ class Window:
     def last_days(cls, days: int, today: dt.date | None = None) -> Window:
         if days < 1:
             raise ValueError(f"the window needs at least one day, got {days}")
-        until = (today or dt.datetime.now(dt.timezone.utc).date()) + dt.timedelta(days=1)
+        until = (today or dt.datetime.now(dt.UTC).date()) + dt.timedelta(days=1)
         return cls(until - dt.timedelta(days=days), until)
 
     def __str__(self) -> str:
@@ -302,7 +302,7 @@ def run(spark: SparkSession, config: dict[str, Any], window: Window, tenants: li
              f"{totals[3]} slots, {totals[4]} slot banners, {totals[5]} locations "
              f"({time.monotonic() - started:.1f}s)")
     statistics = slot_statistics(counts, settings)
-    rows = prior_rows(counts, statistics, settings, window, dt.datetime.now(dt.timezone.utc))
+    rows = prior_rows(counts, statistics, settings, window, dt.datetime.now(dt.UTC))
     if dry_run:
         rows.orderBy(*PRIOR_KEY).show(50, truncate=False)
         written = deleted = 0
@@ -336,7 +336,7 @@ def window_from(args: argparse.Namespace) -> Window:
     if args.since is None:
         window = Window.last_days(args.days)
         return window if args.until is None else Window(args.until - dt.timedelta(days=args.days), args.until)
-    return Window(args.since, args.until or dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1))
+    return Window(args.since, args.until or dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,8 +24,9 @@ Load      ``--repair`` adds the missing counts (positive differences only) with 
           read them, and again after ``--settle`` seconds (longer than the writers' COUNTER_FLUSH_SECONDS).
           Counts still in flight in a live process would otherwise be added twice. A slot taking traffic is
           skipped and named; stop its servers (``make stop``) or rerun when it is quiet. (A server whose
-          counter batches keep failing holds its counts longer than that: stop the servers first then.) A batch whose outcome
-          is unknown (a timeout) is not retried, like the writer's: the next audit shows what is still missing.
+          counter batches keep failing holds its counts longer than that: stop the servers first then.) A batch
+          whose outcome is unknown (a timeout) is not retried, like the writer's: the next audit shows what is
+          still missing.
           Counters ahead of the log are reported and left alone: subtracting could erase learning whose log
           rows were removed on purpose.
 
@@ -55,9 +56,9 @@ from pyspark.sql import functions as F
 from eventlog.counting import BUCKET_SECONDS, IMPORT_SCOPE, INVALID_REASON, SLOT_WIDE
 from spark_jobs.session import build_session, progress, read_table, stop_session
 from spark_jobs.timeuuids import timeuuid_time
-from webapp.web import config as config_module
 from webapp.storage import store
 from webapp.storage.database import Database
+from webapp.web import config as config_module
 
 SLOT_KEY = ["tenant_id", "slot_id"]
 EVENT_KEY = ["tenant_id", "slot_id", "day", "impression_id"]
@@ -282,7 +283,7 @@ def repair_deltas(audit: Audit, slot: tuple[str, str]
     for row, values in add(audit.reports[REASONS.name]):
         reasons[(row["tenant_id"], row["slot_id"], row["reason"])] = values[0]
     for row, values in add(audit.reports[TRAFFIC.name]):
-        bucket = dt.datetime.fromtimestamp(row["bucket_seconds"], dt.timezone.utc)
+        bucket = dt.datetime.fromtimestamp(row["bucket_seconds"], dt.UTC)
         traffic[(row["tenant_id"], row["slot_id"], row["location"], bucket, row["banner_id"])] = values
     return deltas, reasons, traffic
 

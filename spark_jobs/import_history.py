@@ -35,8 +35,9 @@ import csv
 import datetime as dt
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -101,8 +102,8 @@ def parse_time(value: str, now: dt.datetime) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidInput(f"time {value[:40]!r} is not ISO 8601 (e.g. 2026-10-01T09:30:00Z)") from None
-    parsed = parsed.replace(tzinfo=dt.timezone.utc) if parsed.tzinfo is None else parsed.astimezone(
-        dt.timezone.utc)
+    parsed = parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(
+        dt.UTC)
     if parsed > now + MAX_FUTURE:
         raise InvalidInput(f"time {value[:40]!r} is in the future")
     return parsed
@@ -205,7 +206,7 @@ def run(spark: SparkSession, config: dict[str, Any], path: str, dry_run: bool = 
     try:
         lines = read_lines(spark, path)
         first = lines.where(F.col("line_number") == 1).select("text").first()
-    except Exception as exc:  # noqa: BLE001 - Spark reports a missing file as a Java exception
+    except Exception as exc:
         if "does not exist" in str(exc):
             raise UnusableFile(f"{path} does not exist") from None
         raise
@@ -213,7 +214,7 @@ def run(spark: SparkSession, config: dict[str, Any], path: str, dry_run: bool = 
         raise UnusableFile(f"{path} is empty")
     check_header(first["text"])
     progress(f"import: validating {path}")
-    parsed = parse_lines(lines, int(config["MAX_PARAM_LENGTH"]), dt.datetime.now(dt.timezone.utc)).cache()
+    parsed = parse_lines(lines, int(config["MAX_PARAM_LENGTH"]), dt.datetime.now(dt.UTC)).cache()
     impressions, clicks = event_rows(parsed)
     counts = parsed.agg(F.count(F.when(F.col("error").isNull(), 1)),
                         F.count(F.when(F.col("error").isNull() & F.col("clicked"), 1)),

@@ -5,8 +5,8 @@
 The original system is modelled as rotating banners uniformly at random. Each banner has a slot-wide CTR;
 each city's CTR for it is drawn from Beta(μ·κ, (1 − μ)·κ) (κ = ``--spread``: larger, more alike cities);
 bigger cities get more traffic (Zipf weights) and a share of rows has no location. ``--bad-rows`` replaces
-that many rows (at random places) by malformed ones to show the import's rejection report. Defaults write the demo tenant's
-slot (``make run``), so ``make import-history`` + ``make priors`` work on the demo.
+that many rows (at random places) by malformed ones to show the import's rejection report. Defaults write the demo
+tenant's slot (``make run``), so ``make import-history`` + ``make priors`` work on the demo.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def generate(spec: SampleSpec, out: Path) -> np.ndarray:
     banner = rng.integers(0, len(banners), size=spec.rows)
     clicked = rng.random(spec.rows) < theta[city, banner]
     no_location = rng.random(spec.rows) < spec.no_location_share
-    end = spec.end or dt.datetime.now(dt.timezone.utc)
+    end = spec.end or dt.datetime.now(dt.UTC)
     seconds = np.sort(rng.integers(0, spec.days * 86400, size=spec.rows))[::-1]
     customers = rng.integers(1, 50_000, size=spec.rows)
     referrers = rng.integers(0, len(REFERRERS), size=spec.rows)

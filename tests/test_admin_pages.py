@@ -311,7 +311,7 @@ def test_hourly_series_use_the_tenants_time_zone_and_only_the_range_shown(app, a
     """IST is UTC+5:30, so local hours start at :30 UTC; the range spans two UTC-day partitions."""
     db = app.extensions["cassandra"]
     tenant, slot = gen_slot(admin, ["b1"])              # time zone defaults to Asia/Kolkata
-    utc = dt.timezone.utc
+    utc = dt.UTC
     served = [dt.datetime(2026, 3, 10, 10, 20, tzinfo=utc),   # 15:50 IST → hour 15:00
               dt.datetime(2026, 3, 10, 10, 29, tzinfo=utc),   # 15:59 IST → hour 15:00
               dt.datetime(2026, 3, 10, 10, 31, tzinfo=utc),   # 16:01 IST → hour 16:00

@@ -17,7 +17,7 @@ from tests.spark_support import job_config, local_spark
 from webapp.storage.database import Database
 
 CAP = 200.0
-TODAY = dt.datetime.now(dt.timezone.utc).date()
+TODAY = dt.datetime.now(dt.UTC).date()
 DAY = TODAY - dt.timedelta(days=2)
 WIDE = city_priors.Window(TODAY - dt.timedelta(days=6), TODAY + dt.timedelta(days=1))
 
@@ -58,7 +58,7 @@ def write_log(db: Database, tenant: str, slot: str) -> None:
     a few clicks the click filter flagged, which must not count."""
     impressions, clicks = [], []
     for location, day, imported, banners in LOG:
-        served_at = dt.datetime.combine(day, dt.time(12), dt.timezone.utc)
+        served_at = dt.datetime.combine(day, dt.time(12), dt.UTC)
         scope = "import" if imported else ("location" if location else "slot")
         for banner, (n, c) in banners.items():
             for i in range(n):
@@ -162,7 +162,7 @@ def test_priors_job_on_a_constructed_log(spark, config, db):
 
 def test_history_import_rejects_bad_rows_with_line_numbers_and_imports_good_ones(spark, config, db, tmp_path):
     tenant = f"t{uuid.uuid4().hex[:10]}"
-    when = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     path = tmp_path / "history.csv"
     path.write_text("\n".join([
         "time,tenant,slot,banner,location,customer_id,referrer_id,clicked",

@@ -22,7 +22,7 @@ from tests.spark_support import local_spark
 COUNT_COLUMNS = ["tenant_id", "slot_id", "location", "banner_id", "impressions", "clicks",
                  "history_impressions", "history_clicks"]
 WINDOW = job.Window(dt.date(2026, 10, 1), dt.date(2026, 11, 1))
-NOW = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")

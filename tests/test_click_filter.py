@@ -19,7 +19,7 @@ HUMAN = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) 
 
 def test_classify_each_rule():
     s = ClickFilterSettings(min_delay_seconds=1.0, max_clicks_per_customer=3, max_clicks_per_ip=5)
-    ok = dict(delay_seconds=2.0, user_agent=HUMAN, customer_clicks=1, ip_clicks=1)
+    ok = {"delay_seconds": 2.0, "user_agent": HUMAN, "customer_clicks": 1, "ip_clicks": 1}
     assert classify(s, **ok) is None
     assert classify(s, **{**ok, "delay_seconds": 0.2}) == "too_fast"
     assert classify(s, **{**ok, "user_agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"}) == "bot_user_agent"
@@ -77,7 +77,7 @@ def test_flagged_clicks_are_stored_but_not_learned_from(app, client, admin_heade
     assert client.post("/v1/click", json={"token": fast["token"]}).get_json() == {"status": "duplicate"}
     sync(app)
 
-    day = dt.datetime.now(dt.timezone.utc).date()
+    day = dt.datetime.now(dt.UTC).date()
     db = app.extensions["cassandra"]
     row = store.get_click(db, tenant, slot, day, uuid.UUID(fast["impression_id"]))
     assert (row["valid"], row["invalid_reason"]) == (False, "too_fast")

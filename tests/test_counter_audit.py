@@ -25,7 +25,7 @@ HUMAN = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) 
 
 
 def at(hour: int, minute: int, second: float = 0.0) -> dt.datetime:
-    return dt.datetime.combine(DAY, dt.time(hour, minute), dt.timezone.utc) + dt.timedelta(seconds=second)
+    return dt.datetime.combine(DAY, dt.time(hour, minute), dt.UTC) + dt.timedelta(seconds=second)
 
 
 def impression_id(served_at: dt.datetime) -> str:
@@ -140,7 +140,7 @@ def test_the_audits_transforms_and_the_writers_counting_rules_agree(spark):
         writer_rows("filtered_click_reasons")
     traffic = counter_audit.expected_traffic(live_impressions, live_clicks).withColumn(
         "bucket", F.unix_seconds("bucket"))      # collect() would give the machine's local wall time
-    got = {(*r[:4], dt.datetime.fromtimestamp(r[4], dt.timezone.utc), *r[5:])
+    got = {(*r[:4], dt.datetime.fromtimestamp(r[4], dt.UTC), *r[5:])
            for r in rows(traffic, counter_audit.TRAFFIC_KEY + counter_audit.TRAFFIC_COLUMNS)}
     assert got == writer_rows("traffic_counts")
     assert len(got) == 8
@@ -210,7 +210,7 @@ def test_audit_finds_lost_counts_and_repair_adds_them_back_once(app, client, spa
     lose(db, tenant, slot, "mumbai", banner, impressions=2, clicks=1)
     db.execute("UPDATE {ks}.filtered_click_reasons SET clicks = clicks - 1 WHERE tenant_id = ? AND slot_id = ? "
                "AND reason = 'bot_user_agent'", (tenant, slot))
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     traffic = max((r for day in (today - dt.timedelta(days=1), today) for r in db.execute(
         "SELECT day, bucket, impressions FROM {ks}.traffic_counts WHERE tenant_id = ? AND slot_id = ? AND day = ? "
         "AND location = 'mumbai' AND banner_id = ? ALLOW FILTERING", (tenant, slot, day, banner))),

@@ -10,7 +10,7 @@ from cassandra.util import datetime_from_uuid1, uuid_from_time
 
 from eventlog import counting, timeuuids
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_the_time_inside_a_timeuuid_is_the_drivers_to_the_microsecond():

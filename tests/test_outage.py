@@ -73,7 +73,7 @@ class Load:
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(2)]
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for thread in self._threads:
             thread.start()
         return self
@@ -166,7 +166,7 @@ def test_outage_and_sigkill_lose_nothing_acknowledged_and_count_nothing_twice(ou
         assert during_outage > 50, "serving must go on while Cassandra is down"
         assert load.stale_answers > 0, "answers from old posteriors must say so"
 
-        days = {dt.datetime.now(dt.timezone.utc).date(), (dt.datetime.now(dt.timezone.utc)
+        days = {dt.datetime.now(dt.UTC).date(), (dt.datetime.now(dt.UTC)
                                                           - dt.timedelta(minutes=5)).date()}
 
         def logged() -> tuple[set[str], set[str]]:

@@ -18,7 +18,7 @@ def test_a_served_impression_logs_its_policy_and_state(app, client):
     assert served["policy"] == "thompson"
     sync(app)
     with app.app_context():
-        row = store.get_impression(app.extensions["cassandra"], tenant, slot, dt.datetime.now(dt.timezone.utc).date(),
+        row = store.get_impression(app.extensions["cassandra"], tenant, slot, dt.datetime.now(dt.UTC).date(),
                                    uuid.UUID(served["impression_id"]))
     assert row["policy"] == "thompson"
     posterior = served["posterior"]
@@ -31,7 +31,7 @@ def test_a_served_impression_logs_its_policy_and_state(app, client):
 
 def test_a_spool_record_from_before_the_policy_columns_replays(app, client):
     tenant, slot = gen_slot(client, ["a"])
-    served_at = dt.datetime.now(dt.timezone.utc)
+    served_at = dt.datetime.now(dt.UTC)
     impression_id = uuid.uuid1()
     old = {"tenant_id": tenant, "slot_id": slot, "impression_id": impression_id.hex,
            "served_at": served_at.isoformat(), "banner_id": "a", "location": "pune", "customer_id": "c-1",

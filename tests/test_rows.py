@@ -14,7 +14,7 @@ from webapp.storage.events import Click, Impression
 from webapp.storage.rows import RowBinder
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture
@@ -23,11 +23,11 @@ def db(app):
 
 
 def impression(**changes) -> Impression:
-    fields = dict(tenant_id="rows", slot_id="hero", impression_id=uuid.uuid1(),
-                  served_at=dt.datetime(2026, 11, 23, 23, 59, 59, 999999, tzinfo=UTC), banner_id="b1",
-                  location="mumbai", customer_id="c-1", referrer_id="r-1", posterior_scope="location",
-                  alpha=3.0, beta=41.0, prior_source="city", propensity=0.25, policy="thompson",
-                  policy_state='{"scope":"location","alpha":3.0,"beta":41.0,"prior":"city"}')
+    fields = {"tenant_id": "rows", "slot_id": "hero", "impression_id": uuid.uuid1(),
+                  "served_at": dt.datetime(2026, 11, 23, 23, 59, 59, 999999, tzinfo=UTC), "banner_id": "b1",
+                  "location": "mumbai", "customer_id": "c-1", "referrer_id": "r-1", "posterior_scope": "location",
+                  "alpha": 3.0, "beta": 41.0, "prior_source": "city", "propensity": 0.25, "policy": "thompson",
+                  "policy_state": '{"scope":"location","alpha":3.0,"beta":41.0,"prior":"city"}'}
     fields.update(changes)
     return Impression(**fields)
 

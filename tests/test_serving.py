@@ -13,7 +13,7 @@ from webapp.storage import store
 
 
 def today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
+    return dt.datetime.now(dt.UTC).date()
 
 
 def event_counts(app, tenant, slot) -> tuple[int, int, list]:
@@ -297,9 +297,9 @@ def test_timeuuids_are_version_1_of_now_unique_and_ordered():
 
     from webapp.serving.views import timeuuid
 
-    before = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    before = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     ids = [timeuuid() for _ in range(10_000)]
-    after = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    after = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     assert len(set(ids)) == len(ids)
     assert all(u.version == 1 and u.node & (1 << 40) for u in ids)     # random node: multicast bit set
     assert len({u.node for u in ids}) == 1                              # one node per process

@@ -94,7 +94,7 @@ def test_thompson_beats_uniform_decisively():
 
 def test_hours_are_local_hours_of_the_tenant():
     scenario = SMALL.with_(horizon=48_000, impressions_per_hour=1000.0,
-                           start=dt.datetime(2026, 3, 28, 20, 0, tzinfo=dt.timezone.utc))
+                           start=dt.datetime(2026, 3, 28, 20, 0, tzinfo=dt.UTC))
     env = BannerSlotEnv(scenario)
     env.reset(seed=0)
     assert env.hour[0] == 1                                  # 20:00 UTC is 01:30 IST (+05:30)

@@ -15,7 +15,7 @@ from webapp.serving import runtime
 from webapp.storage import store
 from webapp.storage.events import traffic_bucket
 
-NOW = dt.datetime(2026, 11, 23, 12, 7, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 23, 12, 7, tzinfo=dt.UTC)
 
 
 def test_weights_halve_every_half_life_and_a_filling_bucket_weighs_one():
@@ -97,7 +97,7 @@ def test_old_evidence_fades_from_the_posterior_that_serving_and_the_stats_share(
     """Banner a won two days ago, banner b wins now. Without decay a's 2,000 old impressions keep it ahead;
     with a 6 h half-life they weigh 2^-8 of their count, b leads, and serving samples what the API reports."""
     tenant, slot = gen_slot(client, ["a", "b"])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     _write_traffic(app, tenant, slot, now - dt.timedelta(hours=48), "a", 2000, 200)
     _write_traffic(app, tenant, slot, now - dt.timedelta(hours=48), "b", 2000, 20)
     _write_traffic(app, tenant, slot, now, "a", 200, 2, location="pune")

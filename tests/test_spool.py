@@ -100,7 +100,7 @@ def test_a_replay_scan_never_takes_a_segment_that_is_being_opened(tmp_path):
 
     def scan() -> None:
         while not stop.is_set():
-            for path, records, fd in scanner.orphans():
+            for path, _records, fd in scanner.orphans():
                 taken.append(path.name)
                 scanner.abandon_replay(fd)
 

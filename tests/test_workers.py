@@ -109,7 +109,7 @@ def test_a_click_through_one_worker_reaches_every_worker(server, keyspace):
     try:
         counts = store.slot_counts(db, tenant, "hero", "")
         assert [(r["banner_id"], r["impressions"], r["clicks"]) for r in counts] == [("only", ok_serves, 1)]
-        day = dt.datetime.now(dt.timezone.utc).date()
+        day = dt.datetime.now(dt.UTC).date()
         assert store.count_events(db, "impressions", tenant, "hero", day) == ok_serves
     finally:
         db.shutdown()

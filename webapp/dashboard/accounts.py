@@ -15,8 +15,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from webapp.storage import store
-from webapp.web import validation
 from webapp.storage.database import Database
+from webapp.web import validation
 from webapp.web.errors import InvalidInput
 
 ROLE_PLATFORM = "platform"

@@ -8,8 +8,7 @@ from flask import Response, current_app, flash, redirect, render_template, reque
 from flask_limiter.util import get_remote_address
 from flask_login import UserMixin, login_user, logout_user
 
-from webapp.dashboard import accounts
-from webapp.dashboard import bp
+from webapp.dashboard import accounts, bp
 from webapp.dashboard.forms import LoginForm
 from webapp.web.rate_limits import limiter
 

@@ -18,12 +18,11 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from wtforms import SelectChoice
 
-from webapp.dashboard import accounts
-from webapp.serving import media
-from webapp.management import services
-from webapp.web import validation
-from webapp.dashboard import bp, platform_only
+from webapp.dashboard import accounts, bp, platform_only
 from webapp.dashboard.forms import ActiveForm, BannerForm, EmptyForm, LoginForm, SlotForm, TenantForm, UserForm
+from webapp.management import services
+from webapp.serving import media
+from webapp.web import validation
 from webapp.web.errors import DomainError, InvalidInput, NotFound
 
 RESULT_RANGES = {1: "last 24 hours", 3: "last 3 days", 7: "last 7 days", 30: "last 30 days"}
@@ -48,7 +47,7 @@ def _exists(lookup, *args) -> bool:
 
 @bp.app_context_processor
 def dashboard_globals() -> dict[str, Any]:
-    if not request.blueprint == "admin":
+    if request.blueprint != "admin":
         return {}
     return {"logout_form": EmptyForm(formdata=None), "user": current_user}
 

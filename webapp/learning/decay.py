@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from webapp.storage import store
 from bandits.discounted import time_decay_weights
+from webapp.storage import store
 from webapp.storage.database import Database
 from webapp.storage.events import BUCKET_MINUTES, traffic_bucket
 
@@ -50,7 +50,7 @@ def horizon_start(now: dt.datetime, half_life_hours: float) -> dt.datetime:
 
 def _epoch(bucket: dt.datetime) -> float:
     """Cassandra timestamps come back naive, in UTC."""
-    return bucket.replace(tzinfo=dt.timezone.utc).timestamp() if bucket.tzinfo is None else bucket.timestamp()
+    return bucket.replace(tzinfo=dt.UTC).timestamp() if bucket.tzinfo is None else bucket.timestamp()
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def decayed_counts(parts: list[Rows], now: dt.datetime, half_life_hours: float) 
 def read_decayed_counts(db: Database, tenant_id: str, slot_id: str, half_life_hours: float,
                         now: dt.datetime | None = None) -> Counts:
     """The decayed counts of a slot, read whole (the stats API; the serving cache uses DecayedCounts)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return decayed_counts([read_rows(db, tenant_id, slot_id, horizon_start(now, half_life_hours), now)], now,
                           half_life_hours)
 
@@ -145,7 +145,7 @@ class DecayedCounts:
 
     def counts(self, tenant_id: str, slot_id: str, half_life_hours: float,
                now: dt.datetime | None = None) -> Counts:
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         key = (tenant_id, slot_id)
         with self._lock:
             history = self._history.get(key)

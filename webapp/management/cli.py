@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import Flask, current_app
-
-import sys
 
 from webapp.dashboard import accounts
 from webapp.management import services

@@ -9,8 +9,8 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, fields, validate
 
 from bandits.registry import DEFAULT_POLICY, POLICIES
-from webapp.web import validation
 from webapp.serving.tokens import MAX_TOKEN_LENGTH, TOKEN_RE
+from webapp.web import validation
 
 IDENTIFIER = validate.Regexp(validation.ID_RE.pattern)
 # No C0/C1 control characters (the API also refuses format, surrogate, private-use and unassigned ones).

@@ -15,17 +15,16 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from webapp.learning import decay
-from webapp.storage import store
-from webapp.web import config
-from webapp.web import validation
 from bandits import BetaPrior, beta_posterior, win_probabilities
 from bandits.policy import prior_for
 from bandits.registry import DEFAULT_POLICY, POLICIES
-from webapp.storage.database import Database
-from webapp.serving.click_filter import ClickFilterSettings
-from webapp.web.errors import Conflict, InvalidInput, NotFound
 from eventlog.counting import SLOT_WIDE
+from webapp.learning import decay
+from webapp.serving.click_filter import ClickFilterSettings
+from webapp.storage import store
+from webapp.storage.database import Database
+from webapp.web import config, validation
+from webapp.web.errors import Conflict, InvalidInput, NotFound
 
 P_BEST_DRAWS = 20_000
 WINNER_P_BEST = 0.95          # a banner this likely to be best is marked the winner
@@ -290,7 +289,7 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
 def credible_interval(alpha: np.ndarray, beta: np.ndarray, mass: float = CREDIBLE_MASS
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Equal-tailed interval of Beta(alpha, beta): the (1−mass)/2 and (1+mass)/2 quantiles; shapes (K,)."""
-    from scipy import stats   # here, not at the top: serving workers need not pay its second of import
+    from scipy import stats  # here, not at the top: serving workers need not pay its second of import
 
     tail = (1.0 - mass) / 2.0
     return stats.beta.ppf(tail, alpha, beta), stats.beta.ppf(1.0 - tail, alpha, beta)
@@ -346,7 +345,7 @@ def traffic_series(db: Database, tenant_id: str, slot_id: str, location: str, ho
     zone = ZoneInfo(tenant["timezone"] or "UTC")
     now = (now or store.utcnow()).astimezone(zone)
     hour = dt.timedelta(hours=1)
-    end = (now.replace(minute=0, second=0, microsecond=0) + hour).astimezone(dt.timezone.utc)
+    end = (now.replace(minute=0, second=0, microsecond=0) + hour).astimezone(dt.UTC)
     start = end - hours * hour
     rows = store.traffic(db, tenant_id, slot_id, location, start, end)
     banner_ids = sorted({b["id"] for b in list_banners(db, tenant_id, slot_id)} | {r["banner_id"] for r in rows})
@@ -354,7 +353,7 @@ def traffic_series(db: Database, tenant_id: str, slot_id: str, location: str, ho
     impressions = np.zeros((len(banner_ids), hours), dtype=np.int64)
     clicks = np.zeros_like(impressions)
     for row in rows:
-        bucket = row["bucket"].replace(tzinfo=dt.timezone.utc)
+        bucket = row["bucket"].replace(tzinfo=dt.UTC)
         h = int((bucket - start) // hour)
         impressions[index[row["banner_id"]], h] += int(row["impressions"] or 0)
         clicks[index[row["banner_id"]], h] += int(row["clicks"] or 0)

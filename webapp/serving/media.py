@@ -14,8 +14,8 @@ import re
 from flask import Blueprint, Response, current_app, url_for
 
 from webapp.storage import store
-from webapp.web import validation
 from webapp.storage.database import Database
+from webapp.web import validation
 from webapp.web.errors import InvalidInput, NotFound
 
 bp = Blueprint("media", __name__)

@@ -16,12 +16,12 @@ import numpy as np
 from flask import Flask, current_app
 
 from bandits.policy import Choice, Context, Policy
-from webapp.web import metrics
+from webapp.learning.posteriors import PosteriorCache
+from webapp.serving.tokens import ClickTokens
 from webapp.storage.database import Database
 from webapp.storage.events import EventWriter
-from webapp.learning.posteriors import PosteriorCache
 from webapp.storage.spool import Spool
-from webapp.serving.tokens import ClickTokens
+from webapp.web import metrics
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Runtime:
     def _guard(self, step) -> None:
         try:
             step()
-        except Exception:  # noqa: BLE001 - the loop must survive a Cassandra hiccup
+        except Exception:
             log.exception("background step %s failed", getattr(step, "__qualname__", step))
 
     def sync(self) -> None:
@@ -95,7 +95,7 @@ class Runtime:
             self._thread.join(timeout=5)
         try:
             self.events.drain()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("could not flush events at shutdown; they stay in the spool for replay")
         self.spool.close()
 

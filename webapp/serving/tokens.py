@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-import uuid
-from dataclasses import dataclass
-
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
+import re
+import uuid
+from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from itsdangerous.signer import HMACAlgorithm

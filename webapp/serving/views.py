@@ -11,17 +11,15 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, render_te
 
 from bandits.policy import Context
 from eventlog.timeuuids import timeuuid
-from webapp.serving import click_filter
-from webapp.web import metrics
-from webapp.serving import runtime
+from webapp.serving import click_filter, runtime
+from webapp.serving.tokens import ClickClaim
 from webapp.storage import store
-from webapp.web import validation
-from webapp.web.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
 from webapp.storage.events import UNREACHABLE, Click, Impression
+from webapp.storage.spool import SpoolFull
+from webapp.web import metrics, validation
+from webapp.web.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
 from webapp.web.rate_limits import click_limit, serve_limit
 from webapp.web.security import embeddable
-from webapp.storage.spool import SpoolFull
-from webapp.serving.tokens import ClickClaim
 
 bp = Blueprint("serving", __name__)
 _SERVED = metrics.SERVES.labels(status="200")     # the labelled child, looked up once
@@ -75,7 +73,7 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
 
     impression = Impression(
         tenant_id=tenant, slot_id=slot, impression_id=timeuuid(),
-        served_at=dt.datetime.now(dt.timezone.utc),
+        served_at=dt.datetime.now(dt.UTC),
         banner_id=banner.banner_id, location=location, customer_id=customer_id, referrer_id=referrer_id,
         posterior_scope=logged.get("scope"), alpha=logged.get("alpha"), beta=logged.get("beta"),
         prior_source=logged.get("prior"), propensity=propensity,
@@ -200,7 +198,7 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tupl
         raise InvalidInput("referrer_id must be a string")
     customer_id = validation.text_param(customer_id, "customer_id", limit)
     referrer_id = validation.text_param(referrer_id, "referrer_id", limit)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     user_agent = (request.headers.get("User-Agent") or "")[:512]
     ip = request.remote_addr or ""
     settings = rt.cache.click_filter(claim.tenant_id)

@@ -11,8 +11,7 @@ from typing import Any
 
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import (ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, RoundRobinPolicy,
-                                TokenAwarePolicy)
+from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, RoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement, dict_factory
 from flask import Flask
 

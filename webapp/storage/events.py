@@ -29,10 +29,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from cassandra import OperationTimedOut, WriteTimeout
+from cassandra import OperationTimedOut, Unavailable, WriteTimeout
 from cassandra.cluster import NoHostAvailable
 from cassandra.concurrent import execute_concurrent_with_args
-from cassandra import Unavailable
 from cassandra.query import BatchStatement, BatchType
 
 from bandits.registry import DEFAULT_POLICY

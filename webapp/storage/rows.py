@@ -15,12 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import struct
 import uuid
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from cassandra import cqltypes
 from cassandra.query import BoundStatement, PreparedStatement
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MILLISECOND = dt.timedelta(milliseconds=1)
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _DATE_OFFSET = 2 ** 31                      # CQL date: unsigned days with the epoch at 2^31
@@ -62,7 +63,7 @@ def _timestamp(fallback: Encoder) -> Encoder:
     rounds toward zero, not down: those are left to it."""
     def encode(value: Any) -> bytes:
         if type(value) is dt.datetime:
-            aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+            aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
             if aware >= _EPOCH:
                 return _pack_int64((aware - _EPOCH) // _MILLISECOND)
         return fallback(value)

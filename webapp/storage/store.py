@@ -13,7 +13,7 @@ from webapp.storage.database import Database
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 # -- configuration ------------------------------------------------------------------------------------------
@@ -239,7 +239,7 @@ def traffic_batches(db: Database, deltas: dict[tuple[str, str, str, dt.datetime,
 
 def utc_days(start: dt.datetime, end: dt.datetime) -> list[dt.date]:
     """The UTC days from ``start``'s to ``end``'s, both included: the partitions of a time range."""
-    first, last = start.astimezone(dt.timezone.utc).date(), end.astimezone(dt.timezone.utc).date()
+    first, last = start.astimezone(dt.UTC).date(), end.astimezone(dt.UTC).date()
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 

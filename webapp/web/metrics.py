@@ -8,8 +8,15 @@ registry is used.
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,
-                               generate_latest, multiprocess)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+    multiprocess,
+)
 
 SERVES = Counter("banner_bandit_serves_total", "Serve requests answered, by status", ["status"])
 CLICKS = Counter("banner_bandit_clicks_total", "Clicks, by outcome (recorded, duplicate, spooled, "

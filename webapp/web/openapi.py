@@ -14,10 +14,9 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec_webframeworks.flask import FlaskPlugin
 from flask import Blueprint, Flask, current_app, jsonify
 
-from webapp.management import api
-from webapp.management import schemas
-from webapp.web import validation
+from webapp.management import api, schemas
 from webapp.serving.tokens import MAX_TOKEN_LENGTH, TOKEN_RE
+from webapp.web import validation
 
 bp = Blueprint("openapi", __name__)
 

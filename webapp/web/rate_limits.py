@@ -36,7 +36,6 @@ from werkzeug.exceptions import TooManyRequests
 from webapp.web.errors import wants_json
 
 
-
 class WorkerMemoryStorage(MemoryStorage):
     """limits' memory storage, expiring old counts from one long-lived thread instead of a thread per hit.
 
@@ -116,7 +115,7 @@ def client_limit(config_key: str, scope: str):
             for item in state.limits[config_key]:
                 try:
                     allowed = state.strategy.hit(item, key, scope)
-                except Exception:  # noqa: BLE001 - the storage (redis, memcached) is unreachable
+                except Exception:
                     if not state.swallow_errors:
                         raise
                     log.exception("rate limit storage failed; letting the request through")
