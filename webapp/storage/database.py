@@ -18,7 +18,7 @@ from flask import Flask
 
 log = logging.getLogger(__name__)
 
-CQL_DIR = Path(__file__).resolve().parent.parent / "cql"
+CQL_DIR = Path(__file__).resolve().parents[2] / "cql"
 _KEYSPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 
