@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BANNERS_PER_SLOT": 50,               # creating one more banner in a full slot is refused (409)
     # Rate limits per client IP (Flask-Limiter); limit strings such as "600/minute" or "10/second;500/hour"
     "RATELIMIT_ENABLED": True,
-    "RATELIMIT_STORAGE_URI": "worker-memory://",  # per process (webapp.web.rate_limits); e.g. redis://host:6379 to share between workers
+    "RATELIMIT_STORAGE_URI": "memory://",     # per process; e.g. redis://host:6379 to share between workers
     "RATELIMIT_SERVE": "6000/minute",         # /v1/serve and /v1/embed together
     "RATELIMIT_CLICK": "600/minute",          # GET /v1/click/<token> and POST /v1/click together
     "RATELIMIT_HEADERS_ENABLED": False,       # X-RateLimit-* on every response (a 429 always has Retry-After)
