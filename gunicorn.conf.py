@@ -30,17 +30,7 @@ worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or _ram_dir
 control_socket_disable = True
 
 
-# How long a worker thread may hold the GIL before another may take it (Python's default: 5 ms). Each worker's
-# request thread shares the GIL with its background thread (cache refresh, batched writes) and the Cassandra
-# driver's I/O thread; every socket read or write of a request gives the GIL up, and with the default it can
-# wait 5 ms to get it back, several times per request: that was the p99 of /v1/serve (docs/BENCHMARKS.md).
-switch_interval = float(os.environ.get("PYTHON_SWITCH_INTERVAL") or 0.0005)
-
-
 def post_fork(server, worker):
-    import sys
-
-    sys.setswitchinterval(switch_interval)
     # Close each connection without waiting for the client to close first, unless it sent bytes the app did
     # not read (webapp/web/sockets.py: gunicorn's graceful close held a sync worker up to 2 s per slow client).
     if os.environ.get("GRACEFUL_CLOSE_WAIT", "0") != "1":
