@@ -30,15 +30,6 @@ worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or _ram_dir
 control_socket_disable = True
 
 
-def post_fork(server, worker):
-    # Close each connection without waiting for the client to close first, unless it sent bytes the app did
-    # not read (webapp/web/sockets.py: gunicorn's graceful close held a sync worker up to 2 s per slow client).
-    if os.environ.get("GRACEFUL_CLOSE_WAIT", "0") != "1":
-        from webapp.web import sockets
-
-        sockets.install()
-
-
 def worker_exit(server, worker):
     """Flush aggregated counters and wait for in-flight impression writes before the worker goes."""
     from webapp.serving import runtime as runtime_module
