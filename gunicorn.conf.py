@@ -36,37 +36,6 @@ worker_tmp_dir = _settings.GUNICORN_WORKER_TMP_DIR or _ram_dir
 control_socket_disable = True
 
 
-# How long a worker thread may hold the GIL before another may take it (Python's default: 5 ms). Each worker's
-# request thread shares the GIL with its background thread (cache refresh, batched writes) and the Cassandra
-# driver's I/O thread; every socket read or write of a request gives the GIL up, and with the default it can
-# wait 5 ms to get it back, several times per request: that was the p99 of /v1/serve (docs/BENCHMARKS.md).
-switch_interval = _settings.PYTHON_SWITCH_INTERVAL
-
-
-def post_fork(server, worker):
-    import sys
-
-    sys.setswitchinterval(switch_interval)
-    # Close each connection without waiting for the client to close first, unless it sent bytes the app did
-    # not read (webapp/web/sockets.py: gunicorn's graceful close held a sync worker up to 2 s per slow client).
-    if not _settings.GRACEFUL_CLOSE_WAIT:
-        from webapp.web import sockets
-
-        sockets.install()
-
-
-def post_worker_init(worker):
-    """Once the worker has built its app (Cassandra session, caches), move everything it holds out of the
-    collector's reach: a full collection then scans only what requests create. Measured in one process after
-    warm-up: a generation-2 collection took 46 ms before gc.freeze() and 2.4 ms after; each one stalls every
-    request of the worker."""
-    import gc
-
-    if _settings.GC_FREEZE:
-        gc.collect()
-        gc.freeze()
-
-
 def worker_exit(server, worker):
     """Flush aggregated counters and wait for in-flight impression writes before the worker goes."""
     from webapp.serving import runtime as runtime_module

@@ -12,7 +12,6 @@ be acknowledged, and repeats until ``--impressions`` are written; the CPU second
 
 Why it exists: every mutation merges into the day's partition in the memtable, so the per-row cost falls with
 the rows per batch; this measures by how much, to choose IMPRESSION_BATCH_ROWS and IMPRESSION_WRITE_SECONDS.
-It also times binding one impression row, with the driver's ``bind()`` and with ``webapp.storage.rows.RowBinder``.
 """
 
 from __future__ import annotations
@@ -33,36 +32,12 @@ from report import stamp, write_section
 from webapp import create_app
 from webapp.serving import runtime
 from webapp.serving.views import timeuuid
-from webapp.storage import store
 from webapp.storage.events import Impression
-from webapp.storage.rows import RowBinder
 
 REPO = Path(__file__).resolve().parent.parent
 
 KEYSPACE = "bb_bench_batch"
 CITIES = ["mumbai", "delhi", "pune", "chennai", "kolkata", "bengaluru"]
-
-
-def bind_cost(rt, rows: int = 1000, rounds: int = 7) -> tuple[float, float]:
-    """µs per impression row bound to INSERT_IMPRESSION by the driver's bind() and by webapp.storage.rows.RowBinder
-    (what the writer uses), best of ``rounds`` over the same rows."""
-    statement = rt.db.prepare(store.INSERT_IMPRESSION)
-    binder = RowBinder(statement)
-    now = dt.datetime.now(dt.UTC)
-    values = [Impression(tenant_id="bench", slot_id="hero", impression_id=timeuuid(), served_at=now,
-                         banner_id=f"b{i % 6 + 1}", location=CITIES[i % 6], customer_id=f"c{i}", referrer_id="",
-                         posterior_scope="location", alpha=3.0, beta=120.0, prior_source="slot",
-                         propensity=0.25).row() for i in range(rows)]
-    best = {}
-    for name, bind in (("driver", statement.bind), ("binder", binder.bind)):
-        times = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            for row in values:
-                bind(row)
-            times.append((time.perf_counter() - started) / rows * 1e6)
-        best[name] = min(times)
-    return best["driver"], best["binder"]
 
 
 def write(rt, count: int, chunk: int) -> None:
@@ -109,10 +84,6 @@ def main() -> None:
             with app.app_context():
                 rt = runtime.get(app)
                 write(rt, min(args.chunk * 2, args.impressions), args.chunk)       # warm-up
-                if number == 0 and rows == order[0]:
-                    driver, binder = bind_cost(rt)
-                    print(f"binding one impression row (14 columns), best of 7 × 1000: the driver's bind() "
-                          f"{driver:.1f} µs, webapp.storage.rows.RowBinder {binder:.1f} µs", flush=True)
                 before = (process_cpu_seconds(cassandra), time.process_time(), time.monotonic())
                 write(rt, args.impressions, args.chunk)
                 after = (process_cpu_seconds(cassandra), time.process_time(), time.monotonic())

@@ -117,26 +117,3 @@ def test_without_trusted_proxies_x_forwarded_for_is_ignored(app_factory):
 def test_a_malformed_limit_fails_at_start_with_a_clear_message(key, value):
     with pytest.raises(ValueError, match=f"{key}=.* is not a rate limit such as '600/minute'"):
         create_app({key: value, "CASSANDRA_KEYSPACE": "unused"})
-
-
-def test_worker_memory_storage_counts_and_expires_without_a_thread_per_hit():
-    """The default storage keeps limits' memory semantics (counts, expiry) but starts no thread per hit."""
-    import threading
-    import time
-
-    from limits import RateLimitItemPerSecond, storage, strategies
-
-    from webapp.web.rate_limits import WorkerMemoryStorage
-
-    store_ = storage.storage_from_string("worker-memory://")
-    assert isinstance(store_, WorkerMemoryStorage)
-    limiter = strategies.FixedWindowRateLimiter(store_)
-    one_second = RateLimitItemPerSecond(5)
-    threads_before = threading.active_count()
-    assert [limiter.hit(one_second, "alice") for _ in range(7)] == [True] * 5 + [False] * 2
-    assert limiter.hit(one_second, "bob")                              # a key of its own
-    time.sleep(0.02)                                                   # where memory:// would start timers
-    assert [limiter.hit(one_second, "alice") for _ in range(3)] == [False] * 3
-    assert threading.active_count() <= threads_before                  # no Timer per hit
-    time.sleep(1.1)
-    assert limiter.hit(one_second, "alice")                            # the window expired

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
-import hmac
 import json
 import re
 import uuid
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
-from itsdangerous.signer import HMACAlgorithm
 
 from eventlog.timeuuids import uuid_seconds
 from webapp.web.errors import InvalidToken
@@ -20,28 +17,6 @@ from webapp.web.errors import InvalidToken
 MAX_TOKEN_LENGTH = 2048
 SALT = "banner-bandit.click.v1"
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")     # what URLSafeTimedSerializer writes: base64url and '.'
-
-
-class KeyedHMAC(HMACAlgorithm):
-    """itsdangerous' HMAC-SHA1, computed from a copy of the keyed HMAC state: the same bytes (tested).
-
-    ``hmac.digest`` (one C call) releases the GIL around OpenSSL's HMAC whatever the length, so in a worker
-    every click token handed the GIL to the background threads, and the request waited to get it back. A
-    copied HMAC state releases it only for long inputs (2 KiB and more), and absorbs the key once per process
-    instead of once per token.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(hashlib.sha1)
-        self._keyed: dict[bytes, hmac.HMAC] = {}
-
-    def get_signature(self, key: bytes, value: bytes) -> bytes:
-        keyed = self._keyed.get(key)
-        if keyed is None:
-            keyed = self._keyed[key] = hmac.new(key, digestmod=hashlib.sha1)
-        mac = keyed.copy()
-        mac.update(value)
-        return mac.digest()
 
 
 @dataclass(frozen=True)
@@ -71,7 +46,7 @@ class ClickTokens:
         # saves on a payload this small). itsdangerous derives the HMAC key from secret and salt on every
         # sign and unsign; derive it once and sign with it as is: the same tokens, a hash less per serve.
         key = TimestampSigner(secret, salt=SALT).derive_key()
-        self._signer = TimestampSigner(key, salt=SALT, key_derivation="none", algorithm=KeyedHMAC())
+        self._signer = TimestampSigner(key, salt=SALT, key_derivation="none")
         self.window_seconds = window_seconds
 
     def sign(self, claim: ClickClaim) -> str:

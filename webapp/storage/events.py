@@ -39,7 +39,6 @@ from eventlog import counting
 from eventlog.counting import BUCKET_MINUTES, SLOT_WIDE, traffic_bucket  # noqa: F401 - re-exported
 from webapp.storage import store
 from webapp.storage.database import Database
-from webapp.storage.rows import RowBinder
 from webapp.storage.spool import Segment, Spool
 
 log = logging.getLogger(__name__)
@@ -149,7 +148,6 @@ class EventWriter:
         self._retry_impressions: list[tuple[Impression, Segment]] = []
         self._retry_clicks: list[tuple[Click, Segment]] = []
         self._spooled_clicks: set[uuid.UUID] = set()     # clicks accepted while Cassandra was away
-        self._binder: RowBinder | None = None         # INSERT_IMPRESSION's, made on the first write
         self._in_flight = 0
         self._idle = threading.Condition(self._lock)
         self.stats = defaultdict(int)
@@ -179,9 +177,7 @@ class EventWriter:
         except Exception as exc:  # noqa: BLE001 - e.g. no session can be made while Cassandra is down
             self._impressions_failed(exc, queued)
             return
-        if self._binder is None or self._binder.statement is not statement:     # re-prepared after a reconnect
-            self._binder = RowBinder(statement)
-        bind = self._binder.bind
+        bind = statement.bind
         for items in partitions.values():
             for start in range(0, len(items), self.batch_rows):
                 chunk = items[start:start + self.batch_rows]

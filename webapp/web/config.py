@@ -95,7 +95,7 @@ Keyspace = Annotated[str, AfterValidator(Matches(r"[A-Za-z][A-Za-z0-9_]{0,47}",
 Replication = Annotated[str, AfterValidator(Matches(r"\s*(\d+|\w[^:,]*:\s*\d+(\s*,\s*\w[^:,]*:\s*\d+)*)\s*",
                                                     "N (a replication factor) or dc1:N,dc2:N"))]
 StorageUri = Annotated[str, AfterValidator(Matches(r"[a-z][a-z0-9+.-]*://.*", "a storage URI of the limits "
-                                                   "package such as worker-memory:// or redis://host:6379"))]
+                                                   "package such as memory:// or redis://host:6379"))]
 BaseUrl = Annotated[str, AfterValidator(Matches(r"(https?://\S+)?", "empty or an http(s):// URL"))]
 JvmMemory = Annotated[str, AfterValidator(Matches(r"\d+[kKmMgGtT]?", "a JVM memory size such as 768m or 2g"))]
 
@@ -213,9 +213,8 @@ class RateLimitSettings(_Group):
     RATELIMIT_STRATEGY: Annotated[str, AfterValidator(OneOf(STRATEGIES))] = Field(
         "fixed-window", description="the `limits` strategy of every limit")
     RATELIMIT_STORAGE_URI: StorageUri = Field(
-        "worker-memory://", description="where the counts live: `worker-memory://` is per gunicorn worker "
-                                        "(webapp/web/rate_limits.py); `redis://host:6379` (or `memcached://…`) "
-                                        "shares them")
+        "memory://", description="where the counts live: `memory://` is per gunicorn worker; "
+                                 "`redis://host:6379` (or `memcached://…`) shares them between workers and machines")
     RATELIMIT_HEADERS_ENABLED: bool = Field(False, description="`X-RateLimit-Limit/-Remaining/-Reset` on every "
                                                                "limited response (a 429 always has `Retry-After`)")
     RATELIMIT_SWALLOW_ERRORS: bool = Field(True, description="an unreachable limit storage lets requests through "
@@ -254,23 +253,6 @@ class GunicornSettings(_Group):
                         "directory per server start, made by gunicorn.conf.py (in `/dev/shm` when writable)")
 
 
-class GunicornTuningSettings(_Group):
-    """gunicorn tuning knobs
-
-    Each exists for the serve latency on a small machine; see docs/BENCHMARKS.md.
-    """
-
-    PYTHON_SWITCH_INTERVAL: Seconds = Field(
-        0.0005, description="seconds a worker's thread may hold the GIL before another takes it (Python's "
-                            "default: 0.005)")
-    GRACEFUL_CLOSE_WAIT: bool = Field(
-        False, description="true: gunicorn's own close, which waits up to 2 s for each client to close its end; "
-                           "false: close at once unless the client sent bytes the app did not read "
-                           "(webapp/web/sockets.py)")
-    GC_FREEZE: bool = Field(True, description="`gc.freeze()` in each worker once its app is built, so full "
-                                              "collections skip what startup made")
-
-
 class SparkSettings(_Group):
     """Spark jobs (spark_jobs/)
 
@@ -302,7 +284,7 @@ class PriorSettings(_Group):
 
 
 class Settings(CassandraSettings, ServingSettings, SpoolSettings, InputLimitSettings, RateLimitSettings,
-               DashboardSettings, GunicornSettings, GunicornTuningSettings, SparkSettings, PriorSettings):
+               DashboardSettings, GunicornSettings, SparkSettings, PriorSettings):
     """Every setting of Banner Bandit: the groups' fields together."""
 
 

@@ -9,9 +9,8 @@ in webapp.web.config; the limits of our endpoints are RATELIMIT_SERVE and RATELI
 Why not Flask-Limiter's decorator on /v1/serve: it resolves and filters every limit of the route on each
 request (twice: in its before_request hook and in the decorator), several times the CPU of what one
 ``hit`` on a parsed limit costs (profiled with `make profile-serve`). :func:`client_limit` does just the
-hit, with the same storage, strategy, 429 answer and headers. The default storage, worker-memory://
-(limits' memory storage, see WorkerMemoryStorage), is per process: with N gunicorn workers a client gets up to
-N times the limit. A shared storage
+hit, with the same storage, strategy, 429 answer and headers. The default storage, memory:// (limits'
+own), is per process: with N gunicorn workers a client gets up to N times the limit. A shared storage
 (redis://…, memcached://…, see the `limits` package) makes the limit hold across workers and machines.
 """
 
@@ -20,51 +19,18 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import threading
 import time
-import weakref
 from dataclasses import dataclass
 
 from flask import Flask, current_app, jsonify, make_response, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse_many
-from limits.storage import MemoryStorage, storage_from_string
+from limits.storage import storage_from_string
 from limits.strategies import STRATEGIES, RateLimiter
 from werkzeug.exceptions import TooManyRequests
 
 from webapp.web.errors import wants_json
-
-
-class WorkerMemoryStorage(MemoryStorage):
-    """limits' memory storage, expiring old counts from one long-lived thread instead of a thread per hit.
-
-    MemoryStorage starts a ``threading.Timer(0.01)`` on every hit when the previous one has finished, so under
-    steady traffic a worker starts a thread every ~10 ms: that was 1.3 ms of CPU per /v1/serve (profiled),
-    more than choosing the banner. Counts are checked for expiry when read anyway (``get``); the thread only
-    frees memory, so once a second is enough. The thread holds the storage weakly and ends with it.
-    """
-
-    STORAGE_SCHEME = ["worker-memory"]
-    EXPIRE_EVERY_SECONDS = 1.0
-
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options) -> None:
-        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        # MemoryStorage starts a new timer only while self.timer is not alive: keep a live one there.
-        self.timer = threading.Thread(target=_expire_while_alive, args=(weakref.ref(self),),  # type: ignore[assignment]
-                                      name="rate-limit-expiry", daemon=True)
-        self.timer.start()
-
-
-def _expire_while_alive(storage_ref: weakref.ref[WorkerMemoryStorage]) -> None:
-    while True:
-        time.sleep(WorkerMemoryStorage.EXPIRE_EVERY_SECONDS)
-        storage = storage_ref()
-        if storage is None:
-            return
-        storage._MemoryStorage__expire_events()  # type: ignore[attr-defined]  # the parent's own cleanup
-        del storage
-
 
 limiter = Limiter(get_remote_address)
 
@@ -150,7 +116,7 @@ def init_app(app: Flask) -> None:
         except ValueError:
             raise ValueError(f"{key}={app.config[key]!r} is not a rate limit such as '600/minute' or "
                              f"'10/second;500/hour'") from None
-    app.config.setdefault("RATELIMIT_STORAGE_URI", "worker-memory://")
+    app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
     limiter.init_app(app)
     if app.config.get("RATELIMIT_ENABLED", True):
         strategy = app.config.get("RATELIMIT_STRATEGY", "fixed-window")
