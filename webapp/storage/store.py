@@ -361,6 +361,18 @@ def count_events(db: Database, table: str, tenant_id: str, slot_id: str, start: 
     return sum(r["n"] for r in rows)
 
 
+def logged_events(db: Database, table: str, tenant_id: str, slot_id: str, start: dt.datetime,
+                  end: dt.datetime) -> list[dict[str, Any]]:
+    """Every column of the slot's impression ('impressions') or click ('clicks') rows whose impression was
+    served in [start, end] (tests and checks; the partitions of those buckets only)."""
+    if table not in EVENT_TABLES:
+        raise ValueError(table)
+    return _per_partition(
+        db, f"SELECT * FROM {{ks}}.{EVENT_TABLES[table]} WHERE tenant_id = ? AND slot_id = ? "
+        "AND bucket = ? AND shard = ? AND impression_id >= minTimeuuid(?) AND impression_id <= maxTimeuuid(?)",
+        tenant_id, slot_id, start, end, start, end)
+
+
 def logged_ids(db: Database, table: str, tenant_id: str, slot_id: str, start: dt.datetime,
                end: dt.datetime) -> list[uuid.UUID]:
     """The impression IDs in the log ('impressions') or click log ('clicks') of the slot, served in
@@ -422,7 +434,17 @@ def legacy_partitions(db: Database, old_table: str) -> list[tuple[str, str, dt.d
     if old_table not in EVENT_TABLES:
         raise ValueError(old_table)
     rows = db.execute(f"SELECT DISTINCT tenant_id, slot_id, day FROM {{ks}}.{old_table}")
-    return sorted((r["tenant_id"], r["slot_id"], r["day"]) for r in rows)
+    return sorted(((r["tenant_id"], r["slot_id"], _as_date(r["day"])) for r in rows),
+                  key=lambda key: (key[0], key[1], str(key[2])))
+
+
+def _as_date(value: Any) -> Any:
+    """A CQL date as the driver returns it (cassandra.util.Date) as a datetime.date; a day outside
+    datetime.date's range stays as it is (it still binds)."""
+    try:
+        return value.date() if hasattr(value, "days_from_epoch") else value
+    except (OverflowError, ValueError):
+        return value
 
 
 def legacy_rows(db: Database, old_table: str, tenant_id: str, slot_id: str, day: dt.date,
@@ -439,7 +461,7 @@ def legacy_rows(db: Database, old_table: str, tenant_id: str, slot_id: str, day:
 def migrated_partitions(db: Database, old_table: str) -> set[tuple[str, str, dt.date]]:
     rows = db.execute("SELECT tenant_id, slot_id, day FROM {ks}.event_migration WHERE old_table = ?",
                       (old_table,))
-    return {(r["tenant_id"], r["slot_id"], r["day"]) for r in rows}
+    return {(r["tenant_id"], r["slot_id"], _as_date(r["day"])) for r in rows}
 
 
 def mark_migrated(db: Database, old_table: str, tenant_id: str, slot_id: str, day: dt.date, rows: int) -> None:
