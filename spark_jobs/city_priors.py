@@ -89,6 +89,9 @@ class Summary:
 
 EVENT_PARTITION_KEY = ["tenant_id", "slot_id", "bucket", "shard"]
 EVENT_KEY = ["tenant_id", "slot_id", "impression_id"]      # an impression ID is unique: its partition follows
+# Direct joins cost one query per partition, and a quiet slot has 8 × 288 (mostly empty) partitions a day:
+# beyond this many (e.g. 90 days of ~25 slots) reading the whole log is the cheaper plan.
+MAX_JOIN_PARTITIONS = 5_000_000
 
 
 def _window_start(window: Window) -> dt.datetime:
@@ -108,21 +111,24 @@ def _in_window(frame: DataFrame, window: Window, tenants: list[str] | None) -> D
 
 
 def window_partitions(spark: SparkSession, keyspace: str, window: Window,
-                      tenants: list[str] | None = None) -> DataFrame:
+                      tenants: list[str] | None = None) -> DataFrame | None:
     """The event-log partitions of the window: every configured (tenant, slot) × every (bucket, shard) of
     its days (eventlog.partitions), so the join below stays on the whole partition key.
 
     The slots and the (bucket, shard) pairs (8 × 288 a day) are collected on the driver, and crossed in
     Spark (a keys DataFrame read from Cassandra would carry its filter into the direct join, which the
-    connector refuses).
+    connector refuses). None when there are more than MAX_JOIN_PARTITIONS: a scan is then cheaper than
+    one query per partition.
     """
     slots = read_table(spark, keyspace, "slots", SLOT_KEY)
     if tenants:
         slots = slots.where(F.col("tenant_id").isin(tenants))
-    slot_keys = spark.createDataFrame([(row["tenant_id"], row["slot_id"]) for row in slots.collect()],
-                                      "tenant_id string, slot_id string")
+    slot_rows = [(row["tenant_id"], row["slot_id"]) for row in slots.collect()]
     end = _window_end(window) - dt.timedelta(microseconds=1)
     pairs = [(p.bucket, p.shard) for p in partitions.partitions(_window_start(window), end)]
+    if len(slot_rows) * len(pairs) > MAX_JOIN_PARTITIONS:
+        return None
+    slot_keys = spark.createDataFrame(slot_rows, "tenant_id string, slot_id string")
     return slot_keys.crossJoin(spark.createDataFrame(pairs, "bucket timestamp, shard int"))
 
 
@@ -139,6 +145,10 @@ def extract(spark: SparkSession, keyspace: str, window: Window, tenants: list[st
         # Keys first: a Cassandra DataFrame created before the session's first Cassandra query can make the
         # connector's direct join fail ("Couldn't find none#0"); window_partitions runs that query.
         keys = window_partitions(spark, keyspace, window, tenants)
+        if keys is None:
+            progress(f"city_priors: more than {MAX_JOIN_PARTITIONS:,} event partitions in the window: "
+                     "scanning the log instead")
+            scan = True
     impressions = read_table(spark, keyspace, "impression_log", EVENT_PARTITION_KEY + [
         "impression_id", "location", "banner_id", "posterior_scope"])
     clicks = read_table(spark, keyspace, "click_log", EVENT_PARTITION_KEY + ["impression_id", "valid"])

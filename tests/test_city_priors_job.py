@@ -205,6 +205,21 @@ def test_history_import_rejects_bad_rows_with_line_numbers_and_imports_good_ones
     assert (len(again_impressions), len(again_clicks)) == (4, 2)
 
 
+def test_a_window_of_too_many_partitions_is_scanned_instead(spark, config, db, monkeypatch):
+    tenant, slot = f"t{uuid.uuid4().hex[:10]}", "hero"
+    db.execute("INSERT INTO {ks}.slots (tenant_id, slot_id, name) VALUES (?, ?, ?)", (tenant, slot, slot))
+    for hour in (1, 9, 17):
+        impression_id = uuid_from_time(dt.datetime.combine(DAY, dt.time(hour), dt.UTC))
+        db.execute("INSERT INTO {ks}.impression_log (tenant_id, slot_id, bucket, shard, impression_id, banner_id, "
+                   "location) VALUES (?, ?, ?, ?, ?, ?, ?)", (tenant, slot, *partition_of(impression_id),
+                                                             impression_id, "a", "pune"))
+    keyspace = config["CASSANDRA_KEYSPACE"]
+    joined = city_priors.extract(spark, keyspace, WIDE, [tenant])[0].count()
+    monkeypatch.setattr(city_priors, "MAX_JOIN_PARTITIONS", 1)
+    assert city_priors.window_partitions(spark, keyspace, WIDE, [tenant]) is None
+    assert city_priors.extract(spark, keyspace, WIDE, [tenant])[0].count() == joined == 3
+
+
 def test_a_missing_file_is_unusable(spark, config, tmp_path):
     with pytest.raises(import_history.UnusableFile, match="does not exist"):
         import_history.run(spark, config, str(tmp_path / "nope.csv"))
