@@ -450,9 +450,9 @@ def _as_date(value: Any) -> Any:
 def legacy_rows(db: Database, old_table: str, tenant_id: str, slot_id: str, day: dt.date,
                 page_size: int = 1000):
     """The rows of one old partition, paged (an iterator of dicts)."""
-    columns = LEGACY_IMPRESSION_COLUMNS if old_table == "impressions" else LEGACY_CLICK_COLUMNS
     if old_table not in EVENT_TABLES:
         raise ValueError(old_table)
+    columns = LEGACY_IMPRESSION_COLUMNS if old_table == "impressions" else LEGACY_CLICK_COLUMNS
     cql = (f"SELECT {', '.join(columns)} FROM {db.keyspace}.{old_table} "
            "WHERE tenant_id = %s AND slot_id = %s AND day = %s")
     return db.session().execute(SimpleStatement(cql, fetch_size=page_size), (tenant_id, slot_id, day))
