@@ -15,7 +15,7 @@ comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
 .PHONY: help venv cassandra cassandra-stop schema demo run stop test test-unit lint docs-config bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
-.PHONY: spark-jars priors audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline
+.PHONY: spark-jars priors audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline migrate-events
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
@@ -36,6 +36,7 @@ help:
 	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, 32 seeds, ~22 min)"
 	@echo "make simulate-service  simulated visitors against gunicorn; checks the stats API (STEPS=2000)"
 	@echo "make priors       city priors from the event log (Spark; PRIORS_ARGS='--days 30 --tenant demo')"
+	@echo "make migrate-events copy the day-partitioned event log of before cql/006 into the bounded one (resumable)"
 	@echo "make audit-counters  compare the serving counters with the event log (Spark; AUDIT_ARGS='--tenant demo')"
 	@echo "make repair-counters  add back the counts the counters miss, to slots taking no traffic (Spark)"
 	@echo "make import-history  import HISTORY_CSV (default .run/history.csv; a sample is generated if absent)"
@@ -170,6 +171,9 @@ HISTORY_CSV ?= .run/history.csv
 
 spark-jars:
 	@scripts/spark.sh fetch
+
+migrate-events: schema
+	@$(VENV)/bin/flask --app wsgi migrate-events
 
 priors: schema spark-jars
 	@$(PY) -m spark_jobs.city_priors $(PRIORS_ARGS)

@@ -21,7 +21,7 @@ What it does, in order:
      its own peak, on this machine).
 5. Waits for asynchronous writes, stops gunicorn with SIGTERM (workers flush pending writes on exit),
    and checks that the ``impression_id`` of every 200 response to ``/v1/serve`` (warm-ups included)
-   is in the keyspace's ``impressions`` table.
+   is in the keyspace's ``impression_log`` table.
 6. Prints a Markdown block and writes it to its section of docs/BENCHMARKS.md (benchmarks/report.py) and to
    benchmarks/out/serve.md.
 
@@ -572,23 +572,31 @@ def timeuuid_day(value: str) -> dt.date:
 
 
 def check_impressions(ledger: ImpressionLedger, args: argparse.Namespace) -> ImpressionCheck:
-    """Read the impressions partitions of the run's UTC days and compare with the ids served."""
+    """Read the impression_log partitions of the run (its buckets, and those the served ids name) and compare
+    with the ids served."""
     from cassandra.cluster import Cluster  # the app's own driver, from the venv
     from cassandra.query import SimpleStatement
 
+    root = str(Path(__file__).resolve().parents[1])     # the repository: eventlog/ holds the partition rule
+    if root not in sys.path:
+        sys.path.append(root)
+    from eventlog import partitions
+
     days = {timeuuid_day(i) for i in ledger.ids}
+    keys = {partitions.partition_of(uuid.UUID(i)) for i in ledger.ids}
     if ledger.ids or ledger.failed:
-        first = dt.datetime.fromtimestamp(ledger.first_ts, dt.UTC).date()
-        last = dt.datetime.fromtimestamp(ledger.last_ts, dt.UTC).date()
-        days |= {first + dt.timedelta(days=n) for n in range((last - first).days + 1)}
+        first = dt.datetime.fromtimestamp(ledger.first_ts, dt.UTC)
+        last = dt.datetime.fromtimestamp(ledger.last_ts, dt.UTC)
+        days |= {first.date() + dt.timedelta(days=n) for n in range((last.date() - first.date()).days + 1)}
+        keys |= set(partitions.partitions(first, last))
     stored: set[str] = set()
     cluster = Cluster(args.cassandra_hosts.split(","), port=args.cassandra_port)
     try:
         session = cluster.connect()
-        query = SimpleStatement(f"SELECT impression_id FROM {args.keyspace}.impressions "
-                                "WHERE tenant_id=%s AND slot_id=%s AND day=%s", fetch_size=5000)
-        for day in sorted(days):
-            stored |= {str(row.impression_id) for row in session.execute(query, (TENANT, SLOT, day))}
+        query = SimpleStatement(f"SELECT impression_id FROM {args.keyspace}.impression_log "
+                                "WHERE tenant_id=%s AND slot_id=%s AND bucket=%s AND shard=%s", fetch_size=5000)
+        for bucket, shard in sorted(keys):
+            stored |= {str(row.impression_id) for row in session.execute(query, (TENANT, SLOT, bucket, shard))}
     finally:
         cluster.shutdown()
     missing = ledger.ids - stored
@@ -690,7 +698,7 @@ def render_markdown(phases: list[PhaseResult], check: ImpressionCheck, context: 
         *busy_machine_warning(phases),
         "",
         (f"Impression log check ({verdict}; after the load stopped, +{args.settle:g} s, gunicorn stopped "
-         f"with SIGTERM; table `{args.keyspace}.impressions`, "
+         f"with SIGTERM; table `{args.keyspace}.impression_log`, "
          f"day(s) {', '.join(d.isoformat() for d in check.days) or '-'}): "
          f"200 responses to /v1/serve (warm-up included): {check.ok_responses}; impression ids found: "
          f"{check.found}; missing: {check.missing}; 200 without an impression_id: {check.ok_without_id}; "
@@ -892,7 +900,7 @@ def main() -> int:
 
     outcome = serve_under_load(args, tools, env)
 
-    log(f"checking {len(outcome.ledger.ids)} impression ids in {args.keyspace}.impressions ...")
+    log(f"checking {len(outcome.ledger.ids)} impression ids in {args.keyspace}.impression_log ...")
     check = check_impressions(outcome.ledger, args)
     log(f"200 responses {check.ok_responses}, ids found {check.found}, missing {check.missing}, "
         f"200 without id {check.ok_without_id}, non-200/failed {check.failed}")

@@ -3,7 +3,8 @@
     python -m spark_jobs.city_priors [--days 90 | --since 2026-08-01 [--until 2026-11-01]] [--tenant T]…
 
 Extract   impressions and clicks of the window (UTC days, ``until`` exclusive) through the Spark Cassandra
-          connector: the (tenant, slot, day) partitions of the configured slots (``--scan``: whole tables);
+          connector: the (tenant, slot, bucket, shard) partitions of the window's buckets of the configured
+          slots (eventlog/partitions.py; ``--scan``: whole tables);
           a click counts when its impression is in the window and the click filter did not flag it.
 Transform pure DataFrame → DataFrame functions (tested on small inputs):
           ``city_counts``      per (tenant, slot, location, banner): impressions, clicks, and the part of them
@@ -39,6 +40,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from bandits import PriorSettings
+from eventlog import partitions
 from eventlog.counting import IMPORT_SCOPE, SLOT_WIDE
 from spark_jobs.session import build_session, progress, read_table, write_table
 from webapp.web import config as config_module
@@ -51,7 +53,7 @@ PRIOR_COLUMNS = PRIOR_KEY + ["alpha", "beta", "source", "computed_at"]
 
 @dataclass(frozen=True)
 class Window:
-    """UTC days ``since ≤ day < until``: the partitions (day buckets) of the event tables read."""
+    """UTC days ``since ≤ day < until``: the event log buckets read are those of these days."""
 
     since: dt.date
     until: dt.date
@@ -85,28 +87,49 @@ class Summary:
 
 # -- extract --------------------------------------------------------------------------------------------------
 
-EVENT_PARTITION_KEY = ["tenant_id", "slot_id", "day"]
+EVENT_PARTITION_KEY = ["tenant_id", "slot_id", "bucket", "shard"]
+EVENT_KEY = ["tenant_id", "slot_id", "impression_id"]      # an impression ID is unique: its partition follows
+# Direct joins cost one query per partition, and a quiet slot has 8 × 288 (mostly empty) partitions a day:
+# beyond this many (e.g. 90 days of ~25 slots) reading the whole log is the cheaper plan.
+MAX_JOIN_PARTITIONS = 5_000_000
+
+
+def _window_start(window: Window) -> dt.datetime:
+    return dt.datetime.combine(window.since, dt.time(), dt.UTC)
+
+
+def _window_end(window: Window) -> dt.datetime:
+    return dt.datetime.combine(window.until, dt.time(), dt.UTC)
 
 
 def _in_window(frame: DataFrame, window: Window, tenants: list[str] | None) -> DataFrame:
-    frame = frame.where((F.col("day") >= F.lit(window.since)) & (F.col("day") < F.lit(window.until)))
+    frame = frame.where((F.col("bucket") >= F.lit(_window_start(window)))
+                        & (F.col("bucket") < F.lit(_window_end(window))))
     if tenants:
         frame = frame.where(F.col("tenant_id").isin(tenants))
     return frame
 
 
 def window_partitions(spark: SparkSession, keyspace: str, window: Window,
-                      tenants: list[str] | None = None) -> DataFrame:
-    """The event-table partitions of the window: every configured (tenant, slot) × every day in it.
+                      tenants: list[str] | None = None) -> DataFrame | None:
+    """The event-log partitions of the window: every configured (tenant, slot) × every (bucket, shard) of
+    its days (eventlog.partitions), so the join below stays on the whole partition key.
 
-    Built on the driver (slots × days is small) so the join below stays on the whole partition key.
+    The slots and the (bucket, shard) pairs (8 × 288 a day) are collected on the driver, and crossed in
+    Spark (a keys DataFrame read from Cassandra would carry its filter into the direct join, which the
+    connector refuses). None when there are more than MAX_JOIN_PARTITIONS: a scan is then cheaper than
+    one query per partition.
     """
     slots = read_table(spark, keyspace, "slots", SLOT_KEY)
     if tenants:
         slots = slots.where(F.col("tenant_id").isin(tenants))
-    days = [window.since + dt.timedelta(days=i) for i in range((window.until - window.since).days)]
-    keys = [(row["tenant_id"], row["slot_id"], day) for row in slots.collect() for day in days]
-    return spark.createDataFrame(keys, "tenant_id string, slot_id string, day date")
+    slot_rows = [(row["tenant_id"], row["slot_id"]) for row in slots.collect()]
+    end = _window_end(window) - dt.timedelta(microseconds=1)
+    pairs = [(p.bucket, p.shard) for p in partitions.partitions(_window_start(window), end)]
+    if len(slot_rows) * len(pairs) > MAX_JOIN_PARTITIONS:
+        return None
+    slot_keys = spark.createDataFrame(slot_rows, "tenant_id string, slot_id string")
+    return slot_keys.crossJoin(spark.createDataFrame(pairs, "bucket timestamp, shard int"))
 
 
 def extract(spark: SparkSession, keyspace: str, window: Window, tenants: list[str] | None = None,
@@ -122,9 +145,13 @@ def extract(spark: SparkSession, keyspace: str, window: Window, tenants: list[st
         # Keys first: a Cassandra DataFrame created before the session's first Cassandra query can make the
         # connector's direct join fail ("Couldn't find none#0"); window_partitions runs that query.
         keys = window_partitions(spark, keyspace, window, tenants)
-    impressions = read_table(spark, keyspace, "impressions", [
-        "tenant_id", "slot_id", "day", "impression_id", "location", "banner_id", "posterior_scope"])
-    clicks = read_table(spark, keyspace, "clicks", ["tenant_id", "slot_id", "day", "impression_id", "valid"])
+        if keys is None:
+            progress(f"city_priors: more than {MAX_JOIN_PARTITIONS:,} event partitions in the window: "
+                     "scanning the log instead")
+            scan = True
+    impressions = read_table(spark, keyspace, "impression_log", EVENT_PARTITION_KEY + [
+        "impression_id", "location", "banner_id", "posterior_scope"])
+    clicks = read_table(spark, keyspace, "click_log", EVENT_PARTITION_KEY + ["impression_id", "valid"])
     if scan:
         return _in_window(impressions, window, tenants), _in_window(clicks, window, tenants)
     return keys.join(impressions, EVENT_PARTITION_KEY), keys.join(clicks, EVENT_PARTITION_KEY)
@@ -140,9 +167,9 @@ def city_counts(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
     unless the click filter flagged it (``valid = false``; null, in rows from before the filter, is valid).
     """
     clicked = (clicks.where(F.coalesce(F.col("valid"), F.lit(True)))
-               .select("tenant_id", "slot_id", "day", "impression_id").dropDuplicates()
+               .select(*EVENT_KEY).dropDuplicates()
                .withColumn("clicked", F.lit(1)))
-    events = (impressions.join(clicked, ["tenant_id", "slot_id", "day", "impression_id"], "left")
+    events = (impressions.join(clicked, EVENT_KEY, "left")
               .select("tenant_id", "slot_id", F.coalesce("location", F.lit(SLOT_WIDE)).alias("location"),
                       "banner_id",
                       F.coalesce("clicked", F.lit(0)).alias("clicked"),

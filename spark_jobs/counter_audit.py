@@ -2,7 +2,7 @@
 
     python -m spark_jobs.counter_audit [--tenant T]… [--repair [--settle 5]] [--show 20]
 
-The event log (``impressions``, ``clicks``) is the truth; ``banner_counts``, ``filtered_click_reasons`` and
+The event log (``impression_log``, ``click_log``) is the truth; ``banner_counts``, ``filtered_click_reasons`` and
 ``traffic_counts`` are views of it that each serving process keeps (webapp/storage/events.py). They can fall behind
 the log — by what a process killed with SIGKILL had not flushed, or by a counter batch whose write timed out
 (its outcome unknown, so it is not retried) — and are never meant to run ahead of it.
@@ -61,7 +61,8 @@ from webapp.storage.database import Database
 from webapp.web import config as config_module
 
 SLOT_KEY = ["tenant_id", "slot_id"]
-EVENT_KEY = ["tenant_id", "slot_id", "day", "impression_id"]
+EVENT_KEY = ["tenant_id", "slot_id", "impression_id"]       # unique: the partition follows from the ID
+EVENT_PARTITION_KEY = ["tenant_id", "slot_id", "bucket", "shard"]
 BANNER_COUNTS_KEY = ["tenant_id", "slot_id", "location", "banner_id"]
 BANNER_COUNTS_COLUMNS = ["impressions", "clicks", "filtered_clicks"]
 REASONS_KEY = ["tenant_id", "slot_id", "reason"]
@@ -95,9 +96,9 @@ def _tenants(frame: DataFrame, tenants: list[str] | None) -> DataFrame:
 def extract(spark: SparkSession, keyspace: str, tenants: list[str] | None = None
             ) -> tuple[DataFrame, DataFrame, dict[str, DataFrame]]:
     """The whole log (impressions, clicks) and the counter tables, with the columns the audit needs."""
-    impressions = read_table(spark, keyspace, "impressions", EVENT_KEY + [
-        "served_at", "location", "banner_id", "posterior_scope"])
-    clicks = read_table(spark, keyspace, "clicks", EVENT_KEY + [
+    impressions = read_table(spark, keyspace, "impression_log", EVENT_PARTITION_KEY + [
+        "impression_id", "served_at", "location", "banner_id", "posterior_scope"])
+    clicks = read_table(spark, keyspace, "click_log", EVENT_PARTITION_KEY + ["impression_id",
         "clicked_at", "location", "banner_id", "valid", "invalid_reason"])
     counters = {table.name: _tenants(read_table(spark, keyspace, table.name, table.key + table.columns), tenants)
                 for table in TABLES}

@@ -13,8 +13,8 @@ The CSV (UTF-8, comma-separated, one record per line, a header line first):
     customer_id, referrer_id   optional free text (up to MAX_PARAM_LENGTH characters)
     clicked       1/0, true/false or yes/no
 
-Each good row becomes one ``impressions`` row (``posterior_scope`` and ``prior_source`` = 'import'; alpha,
-beta and propensity stay empty: the original system's policy is unknown) and, when clicked, one ``clicks``
+Each good row becomes one ``impression_log`` row (``posterior_scope`` and ``prior_source`` = 'import'; alpha,
+beta and propensity stay empty: the original system's policy is unknown) and, when clicked, one ``click_log``
 row (``clicked_at`` = time, as the log has no click time; ``valid``: a clicked row is taken as a click the
 old system counted, so export only those). Rejected rows are reported with their line
 number and reason, and the good ones are imported (``--dry-run`` only validates). The exit status is 0 when
@@ -45,7 +45,7 @@ from pyspark.sql import types as T
 
 from eventlog.counting import IMPORT_SCOPE
 from spark_jobs.session import build_session, progress, write_table
-from spark_jobs.timeuuids import timeuuid
+from spark_jobs.timeuuids import event_bucket, event_shard, timeuuid
 from webapp.web import config as config_module
 from webapp.web import validation
 from webapp.web.errors import InvalidInput
@@ -173,17 +173,18 @@ def rejected_rows(parsed: DataFrame) -> DataFrame:
 
 
 def event_rows(parsed: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """The good rows as rows of the ``impressions`` and ``clicks`` tables."""
-    good = parsed.where(F.col("error").isNull()).withColumns({
-        "day": F.to_date("time"),
-        "impression_id": timeuuid(F.col("time"), F.xxhash64("text", "occurrence")),
-    })
+    """The good rows as rows of the ``impression_log`` and ``click_log`` tables, each in the partition of
+    its impression's timeuuid (eventlog.partitions, as Spark expressions)."""
+    good = (parsed.where(F.col("error").isNull())
+            .withColumn("impression_id", timeuuid(F.col("time"), F.xxhash64("text", "occurrence")))
+            .withColumns({"bucket": event_bucket(F.col("impression_id")),
+                          "shard": event_shard(F.col("impression_id"))}))
     impressions = good.select(
-        "tenant_id", "slot_id", "day", "impression_id", F.col("time").alias("served_at"), "banner_id",
+        "tenant_id", "slot_id", "bucket", "shard", "impression_id", F.col("time").alias("served_at"), "banner_id",
         "location", "customer_id", "referrer_id", F.lit(IMPORT_SCOPE).alias("posterior_scope"),
         F.lit(IMPORT_SCOPE).alias("prior_source"))
     clicks = good.where("clicked").select(
-        "tenant_id", "slot_id", "day", "impression_id", F.col("time").alias("clicked_at"), "banner_id",
+        "tenant_id", "slot_id", "bucket", "shard", "impression_id", F.col("time").alias("clicked_at"), "banner_id",
         "location", "customer_id", "referrer_id", F.lit(True).alias("valid"))
     return impressions, clicks
 
@@ -228,8 +229,8 @@ def run(spark: SparkSession, config: dict[str, Any], path: str, dry_run: bool = 
              f"({time.monotonic() - started:.1f}s)")
     if not dry_run and n_impressions:
         progress(f"import: writing impressions and clicks into keyspace {keyspace}")
-        write_table(impressions, keyspace, "impressions")
-        write_table(clicks, keyspace, "clicks")
+        write_table(impressions, keyspace, "impression_log")
+        write_table(clicks, keyspace, "click_log")
         progress(f"import: wrote {n_impressions:,} impressions and {n_clicks:,} clicks in "
                  f"{time.monotonic() - started:.1f}s; run `make priors` to use them")
     parsed.unpersist()

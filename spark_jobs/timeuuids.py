@@ -18,7 +18,8 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from eventlog.timeuuids import TICKS_PER_MICROSECOND, UUID_EPOCH_OFFSET
+from eventlog.partitions import BUCKET_SECONDS, SHARDS
+from eventlog.timeuuids import TICKS_PER_MICROSECOND, TICKS_PER_SECOND, UUID_EPOCH_OFFSET
 
 
 def _hex(value: Column, digits: int) -> Column:
@@ -46,3 +47,21 @@ def timeuuid_time(uuid_string: Column, fallback: Column) -> Column:
     ticks = F.shiftleft(part(16, 3), 48) + F.shiftleft(part(10, 4), 32) + part(1, 8)   # time_hi, mid, low
     at = F.timestamp_micros(F.floor((ticks - F.lit(UUID_EPOCH_OFFSET)) / TICKS_PER_MICROSECOND).cast("long"))
     return F.when(F.substring(uuid_string, 15, 1) == "1", at).otherwise(fallback)
+
+
+def event_bucket(uuid_string: Column) -> Column:
+    """The event log bucket of an impression's timeuuid string: eventlog.partitions.partition_of's bucket."""
+    def part(start: int, length: int) -> Column:
+        return F.conv(F.substring(uuid_string, start, length), 16, 10).cast("long")
+
+    ticks = F.shiftleft(part(16, 3), 48) + F.shiftleft(part(10, 4), 32) + part(1, 8)
+    seconds = F.floor((ticks - F.lit(UUID_EPOCH_OFFSET)) / F.lit(TICKS_PER_SECOND)).cast("long")
+    return F.timestamp_seconds(seconds - F.pmod(seconds, F.lit(BUCKET_SECONDS)))
+
+
+def event_shard(uuid_string: Column) -> Column:
+    """The event log shard of an impression's timeuuid string: eventlog.partitions.shard_of.
+    (time_low's low byte is characters 7-8 of the string, clock_seq_low characters 22-23.)"""
+    time_low_byte = F.conv(F.substring(uuid_string, 7, 2), 16, 10).cast("int")
+    clock_seq_low = F.conv(F.substring(uuid_string, 22, 2), 16, 10).cast("int")
+    return F.pmod(time_low_byte + clock_seq_low, F.lit(SHARDS)).cast("int")

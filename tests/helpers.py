@@ -21,6 +21,13 @@ PASSWORD = "correct horse battery staple"
 _CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
+def recent(hours: float = 1.0) -> tuple[dt.datetime, dt.datetime]:
+    """A time range holding every event a test has just made (the last hours, to a minute ahead): the
+    event log is read by time range (store.count_events, store.logged_ids)."""
+    now = dt.datetime.now(dt.UTC)
+    return now - dt.timedelta(hours=hours), now + dt.timedelta(minutes=1)
+
+
 def make_config(keyspace: str, **overrides) -> dict:
     """The app's configuration for a test on ``keyspace``: no background threads, a fixed seed, limits high."""
     config = {
@@ -134,7 +141,7 @@ def simulate_history(app, tenant: str, slot: str, true_ctr: dict[str, float], ho
                 written[banner][0] += 1
                 if rng.random() < true_ctr[banner]:
                     rt.events.record_click(Click(
-                        tenant_id=tenant, slot_id=slot, day=served_at.date(), impression_id=impression_id,
+                        tenant_id=tenant, slot_id=slot, impression_id=impression_id,
                         clicked_at=served_at + dt.timedelta(seconds=5), banner_id=banner, location=location,
                         customer_id="", referrer_id="simulated"))
                     written[banner][1] += 1

@@ -9,11 +9,14 @@ from collections import Counter
 
 import pytest
 from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.util import uuid_from_time
 
+from eventlog.partitions import partition_of
 from spark_jobs import city_priors, import_history
 from spark_jobs.sample_history import SampleSpec, generate
 from tests.helpers import gen_slot, sync
 from tests.spark_support import job_config, local_spark
+from webapp.storage import store
 from webapp.storage.database import Database
 
 CAP = 200.0
@@ -62,20 +65,21 @@ def write_log(db: Database, tenant: str, slot: str) -> None:
         scope = "import" if imported else ("location" if location else "slot")
         for banner, (n, c) in banners.items():
             for i in range(n):
-                impression_id = uuid.uuid1()
-                impressions.append((tenant, slot, day, impression_id, served_at, banner, location, scope, scope))
+                impression_id = uuid_from_time(served_at)       # random node and clock sequence
+                key = (tenant, slot, *partition_of(impression_id), impression_id)
+                impressions.append((*key, served_at, banner, location, scope, scope))
                 if i < c:
-                    clicks.append((tenant, slot, day, impression_id, served_at, banner, location, True))
+                    clicks.append((*key, served_at, banner, location, True))
                 elif location == "delhi" and i < c + 10:     # flagged by the click filter: never counted
-                    clicks.append((tenant, slot, day, impression_id, served_at, banner, location, False))
+                    clicks.append((*key, served_at, banner, location, False))
     db.execute("INSERT INTO {ks}.slots (tenant_id, slot_id, name) VALUES (?, ?, ?)", (tenant, slot, slot))
     session = db.session()
     # Only the columns the log has (binding None would write tombstones).
     insert_impression = db.prepare(
-        "INSERT INTO {ks}.impressions (tenant_id, slot_id, day, impression_id, served_at, banner_id, location, "
-        "posterior_scope, prior_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-    insert_click = db.prepare("INSERT INTO {ks}.clicks (tenant_id, slot_id, day, impression_id, clicked_at, "
-                              "banner_id, location, valid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        "INSERT INTO {ks}.impression_log (tenant_id, slot_id, bucket, shard, impression_id, served_at, banner_id, "
+        "location, posterior_scope, prior_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    insert_click = db.prepare("INSERT INTO {ks}.click_log (tenant_id, slot_id, bucket, shard, impression_id, "
+                              "clicked_at, banner_id, location, valid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
     for statement, rows in ((insert_impression, impressions), (insert_click, clicks)):
         for ok, result in execute_concurrent_with_args(session, statement, rows, concurrency=64):
             assert ok, result
@@ -178,13 +182,11 @@ def test_history_import_rejects_bad_rows_with_line_numbers_and_imports_good_ones
     assert [(line, reason.split(" ")[0]) for line, reason, _ in result.rejected] == [
         (5, "time"), (6, "expected"), (7, "slot")]
     assert (result.impressions, result.clicks, result.rejected_count) == (4, 2, 3)
-    day = dt.datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").date()
+    at = dt.datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
     def stored():
-        impressions = db.execute("SELECT * FROM {ks}.impressions WHERE tenant_id = ? AND slot_id = 'hero' "
-                                 "AND day = ?", (tenant, day))
-        clicks = db.execute("SELECT * FROM {ks}.clicks WHERE tenant_id = ? AND slot_id = 'hero' AND day = ?",
-                            (tenant, day))
+        impressions = store.logged_events(db, "impressions", tenant, "hero", at, at)
+        clicks = store.logged_events(db, "clicks", tenant, "hero", at, at)
         return impressions, clicks
 
     impressions, clicks = stored()
@@ -201,6 +203,21 @@ def test_history_import_rejects_bad_rows_with_line_numbers_and_imports_good_ones
     import_history.run(spark, config, str(path))
     again_impressions, again_clicks = stored()
     assert (len(again_impressions), len(again_clicks)) == (4, 2)
+
+
+def test_a_window_of_too_many_partitions_is_scanned_instead(spark, config, db, monkeypatch):
+    tenant, slot = f"t{uuid.uuid4().hex[:10]}", "hero"
+    db.execute("INSERT INTO {ks}.slots (tenant_id, slot_id, name) VALUES (?, ?, ?)", (tenant, slot, slot))
+    for hour in (1, 9, 17):
+        impression_id = uuid_from_time(dt.datetime.combine(DAY, dt.time(hour), dt.UTC))
+        db.execute("INSERT INTO {ks}.impression_log (tenant_id, slot_id, bucket, shard, impression_id, banner_id, "
+                   "location) VALUES (?, ?, ?, ?, ?, ?, ?)", (tenant, slot, *partition_of(impression_id),
+                                                             impression_id, "a", "pune"))
+    keyspace = config["CASSANDRA_KEYSPACE"]
+    joined = city_priors.extract(spark, keyspace, WIDE, [tenant])[0].count()
+    monkeypatch.setattr(city_priors, "MAX_JOIN_PARTITIONS", 1)
+    assert city_priors.window_partitions(spark, keyspace, WIDE, [tenant]) is None
+    assert city_priors.extract(spark, keyspace, WIDE, [tenant])[0].count() == joined == 3
 
 
 def test_a_missing_file_is_unusable(spark, config, tmp_path):

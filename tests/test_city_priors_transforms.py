@@ -14,6 +14,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from bandits import PriorSettings, city_priors, fit_population
+from eventlog.partitions import partition_of
 from spark_jobs import city_priors as job
 from spark_jobs import import_history
 from spark_jobs.timeuuids import timeuuid
@@ -174,7 +175,10 @@ def test_history_rows_are_validated_with_their_line_numbers(spark, tmp_path):
     assert (by_line[3].occurrence, by_line[11].occurrence) == (1, 2)    # identical lines stay distinct
     rows = impressions.collect()
     assert len(rows) == 4 and len({r.impression_id for r in rows}) == 4
-    assert {r.posterior_scope for r in rows} == {"import"} and {r.day for r in rows} == {dt.date(2026, 10, 1)}
+    assert {r.posterior_scope for r in rows} == {"import"}
+    assert {(r.bucket.replace(tzinfo=dt.UTC), r.shard) for r in rows} == {   # each in its impression's partition
+        partition_of(uuid.UUID(r.impression_id)) for r in rows}
+    assert {r.bucket.date() for r in rows} == {dt.date(2026, 10, 1)}
     assert sorted(r.location for r in clicks.collect()) == ["new delhi", "pune, mh"]
     # Deterministic: the same file gives the same IDs again.
     again = import_history.event_rows(import_history.parse_lines(lines, 128, NOW))[0]

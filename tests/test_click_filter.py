@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 import uuid
 
 import pytest
 
-from tests.helpers import gen_slot, sync
+from tests.helpers import gen_slot, recent, sync
 from webapp.serving.click_filter import ClickFilterSettings, classify, is_bot_user_agent
 from webapp.storage import store
 
@@ -77,13 +76,12 @@ def test_flagged_clicks_are_stored_but_not_learned_from(app, client, admin_heade
     assert client.post("/v1/click", json={"token": fast["token"]}).get_json() == {"status": "duplicate"}
     sync(app)
 
-    day = dt.datetime.now(dt.UTC).date()
     db = app.extensions["cassandra"]
-    row = store.get_click(db, tenant, slot, day, uuid.UUID(fast["impression_id"]))
+    row = store.get_click(db, tenant, slot, uuid.UUID(fast["impression_id"]))
     assert (row["valid"], row["invalid_reason"]) == (False, "too_fast")
-    third = store.get_click(db, tenant, slot, day, uuid.UUID(human[2][0]["impression_id"]))
+    third = store.get_click(db, tenant, slot, uuid.UUID(human[2][0]["impression_id"]))
     assert (third["valid"], third["invalid_reason"], third["user_agent"]) == (False, "customer_rate", HUMAN)
-    assert store.count_events(db, "clicks", tenant, slot, day) == 5          # all stored
+    assert store.count_events(db, "clicks", tenant, slot, *recent()) == 5          # all stored
 
     stats = _stats(client, admin_headers, tenant, slot)
     [banner] = stats["banners"]

@@ -18,7 +18,7 @@ def test_a_served_impression_logs_its_policy_and_state(app, client):
     assert served["policy"] == "thompson"
     sync(app)
     with app.app_context():
-        row = store.get_impression(app.extensions["cassandra"], tenant, slot, dt.datetime.now(dt.UTC).date(),
+        row = store.get_impression(app.extensions["cassandra"], tenant, slot,
                                    uuid.UUID(served["impression_id"]))
     assert row["policy"] == "thompson"
     posterior = served["posterior"]
@@ -43,7 +43,7 @@ def test_a_spool_record_from_before_the_policy_columns_replays(app, client):
         assert rt.events.replay_orphans() == 1
         sync(app)
         db = app.extensions["cassandra"]
-        row = store.get_impression(db, tenant, slot, served_at.date(), impression_id)
+        row = store.get_impression(db, tenant, slot, impression_id)
         counts = {r["banner_id"]: r["impressions"] for r in store.slot_counts(db, tenant, slot, "pune")}
     assert (row["banner_id"], row["customer_id"], row["alpha"], row["beta"], row["propensity"]) == (
         "a", "c-1", 3.0, 41.0, 1.0)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections import Counter
 
 import pytest
 
-from tests.helpers import gen_slot, sync
+from eventlog.partitions import partition_of
+from tests.helpers import gen_slot, recent, sync
 from webapp.storage import store
 
 
@@ -22,8 +24,8 @@ def event_counts(app, tenant, slot) -> tuple[int, int, list]:
     db = app.extensions["cassandra"]
     counters = sorted((loc, r["banner_id"], r["impressions"], r["clicks"])
                       for loc in ("", "mumbai", "delhi") for r in store.slot_counts(db, tenant, slot, loc))
-    return (store.count_events(db, "impressions", tenant, slot, today()),
-            store.count_events(db, "clicks", tenant, slot, today()), counters)
+    return (store.count_events(db, "impressions", tenant, slot, *recent()),
+            store.count_events(db, "clicks", tenant, slot, *recent()), counters)
 
 
 def test_serve_returns_a_banner_and_logs_the_impression(app, client):
@@ -39,7 +41,7 @@ def test_serve_returns_a_banner_and_logs_the_impression(app, client):
     assert body["banner"]["image_url"] == f"https://cdn.example.com/{body['banner']['id']}.png"
     assert body["click_url"].endswith("/v1/click/" + body["token"])
     sync(app)
-    row = store.get_impression(app.extensions["cassandra"], tenant, slot, today(),
+    row = store.get_impression(app.extensions["cassandra"], tenant, slot,
                                uuid.UUID(body["impression_id"]))
     assert row is not None
     assert (row["banner_id"], row["location"], row["customer_id"], row["referrer_id"]) == (
@@ -57,7 +59,7 @@ def test_percent_encoded_utf8_and_literal_percent_signs_are_read_as_sent(app, cl
     body = response.get_json()
     assert body["location"] == "münchen"
     sync(app)
-    row = store.get_impression(app.extensions["cassandra"], tenant, slot, today(),
+    row = store.get_impression(app.extensions["cassandra"], tenant, slot,
                                uuid.UUID(body["impression_id"]))
     assert (row["location"], row["customer_id"]) == ("münchen", "100%")
 
@@ -131,7 +133,7 @@ def test_click_is_recorded_once(app, client):
     impressions, clicks, counters = event_counts(app, tenant, slot)
     assert (impressions, clicks) == (1, 1)
     assert counters == [("", "a", 1, 1), ("mumbai", "a", 1, 1)]
-    row = store.get_click(app.extensions["cassandra"], tenant, slot, today(), uuid.UUID(served["impression_id"]))
+    row = store.get_click(app.extensions["cassandra"], tenant, slot, uuid.UUID(served["impression_id"]))
     assert (row["banner_id"], row["location"], row["customer_id"], row["referrer_id"]) == (
         "a", "mumbai", "cust-7", "ref-3")
     assert row["clicked_at"] is not None
@@ -279,11 +281,13 @@ def test_impressions_are_written_in_single_partition_batches_and_counted_once(ap
         before = events.stats["impression_batches"]
         sync(app)
         assert events.backlog == 0
-        # 10 rows of one partition in batches of ≤ 4 (3) + 3 rows of another (1): never mixed
-        assert events.stats["impression_batches"] - before == 4
+        # the rows of each partition (tenant, slot, bucket, shard) in batches of ≤ 4: never mixed
+        rows = Counter((t, s, partition_of(uuid.UUID(i)))
+                       for i, (t, s) in zip(ids, [(tenant, slot)] * 10 + [(other_tenant, other_slot)] * 3))
+        assert events.stats["impression_batches"] - before == sum(-(-n // 4) for n in rows.values())
     db = app.extensions["cassandra"]
     for impression_id, (t, s) in zip(ids, [(tenant, slot)] * 10 + [(other_tenant, other_slot)] * 3):
-        assert store.get_impression(db, t, s, today(), uuid.UUID(impression_id)) is not None
+        assert store.get_impression(db, t, s, uuid.UUID(impression_id)) is not None
     assert sum(r["impressions"] for r in store.slot_counts(db, tenant, slot, "pune")) == 10
     assert sum(r["impressions"] for r in store.slot_counts(db, tenant, slot, "")) == 10
     assert sum(r["impressions"] for r in store.slot_counts(db, other_tenant, other_slot, "")) == 3

@@ -1,4 +1,4 @@
-"""Flask CLI commands: schema, demo data, dashboard users."""
+"""Flask CLI commands: schema, event log migration, demo data, dashboard users."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 from flask import Flask, current_app
 
 from webapp.dashboard import accounts
-from webapp.management import services
+from webapp.management import migrate_events, services
 from webapp.web.errors import DomainError
 
 DEMO_BANNERS = [
@@ -28,6 +28,17 @@ def init_app(app: Flask) -> None:
         db = current_app.extensions["cassandra"]
         applied = db.apply_schema()
         click.echo(f"schema applied to keyspace {db.keyspace}: {', '.join(applied)}")
+        db.shutdown()
+
+    @app.cli.command("migrate-events")
+    @click.option("--concurrency", default=64, show_default=True, help="Concurrent writes.")
+    @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
+    def migrate_events_command(concurrency: int, no_progress: bool) -> None:
+        """Copy the day-partitioned event log (before cql/006) into impression_log and click_log.
+        Idempotent and resumable; the old tables are kept (docs/operations.md, Upgrading)."""
+        db = current_app.extensions["cassandra"]
+        result = migrate_events.migrate(db, progress=not no_progress, concurrency=concurrency, log=click.echo)
+        click.echo(f"migrate-events: {result.summary()}")
         db.shutdown()
 
     @app.cli.command("seed-demo")

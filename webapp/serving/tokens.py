@@ -28,7 +28,8 @@ class ClickClaim:
     slot_id: str
     banner_id: str
     location: str
-    day: dt.date
+    day: dt.date | None = None      # only in tokens signed before the bounded event log (cql/006): the
+    #                                 impression's UTC day, the partition of the old click table
 
     @property
     def served_epoch(self) -> float:
@@ -50,8 +51,10 @@ class ClickTokens:
         self.window_seconds = window_seconds
 
     def sign(self, claim: ClickClaim) -> str:
-        payload = json.dumps([claim.impression_id.hex, claim.tenant_id, claim.slot_id, claim.banner_id,
-                              claim.location, claim.day.toordinal()], separators=(",", ":")).encode()
+        fields = [claim.impression_id.hex, claim.tenant_id, claim.slot_id, claim.banner_id, claim.location]
+        if claim.day is not None:       # the format of before 006 (tests of old tokens sign it)
+            fields.append(claim.day.toordinal())
+        payload = json.dumps(fields, separators=(",", ":")).encode()
         return self._signer.sign(base64.urlsafe_b64encode(payload).rstrip(b"=")).decode()
 
     def verify(self, token: object) -> ClickClaim:
@@ -69,9 +72,12 @@ class ClickTokens:
             raise InvalidToken("token is invalid (bad signature or malformed)") from None
         try:
             payload = json.loads(base64.urlsafe_b64decode(signed + b"=" * (-len(signed) % 4)))
-            impression_hex, tenant_id, slot_id, banner_id, location, day = payload
-            return ClickClaim(uuid.UUID(hex=impression_hex), tenant_id, slot_id, banner_id, location,
-                              dt.date.fromordinal(day))
+            if not isinstance(payload, list) or len(payload) not in (5, 6):
+                raise ValueError("payload")
+            impression_hex, tenant_id, slot_id, banner_id, location = payload[:5]
+            # Six fields: signed before 006, with the impression's day (still valid for its window).
+            day = dt.date.fromordinal(payload[5]) if len(payload) == 6 else None
+            return ClickClaim(uuid.UUID(hex=impression_hex), tenant_id, slot_id, banner_id, location, day)
         except (TypeError, ValueError):
             # Signed by us but not in this format: only a key shared with something else could do that.
             raise InvalidToken("token is invalid (unexpected payload)") from None

@@ -83,8 +83,7 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
         rt.events.record_impression(impression)
     except SpoolFull:
         raise ServiceUnavailable("cannot record impressions right now (event spool full); try later") from None
-    token = rt.tokens.sign(ClickClaim(impression.impression_id, tenant, slot, banner.banner_id, location,
-                                      impression.day))
+    token = rt.tokens.sign(ClickClaim(impression.impression_id, tenant, slot, banner.banner_id, location))
     document = {
         "impression_id": str(impression.impression_id),
         "location": location,
@@ -211,10 +210,10 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tupl
             if settings.max_clicks_per_customer else None,
             ip_clicks=_click_rate(rt, claim.tenant_id, "ip", ip, bucket) if settings.max_clicks_per_ip else None)
     click = Click(
-        tenant_id=claim.tenant_id, slot_id=claim.slot_id, day=claim.day, impression_id=claim.impression_id,
+        tenant_id=claim.tenant_id, slot_id=claim.slot_id, impression_id=claim.impression_id,
         clicked_at=now, banner_id=claim.banner_id, location=claim.location,
         customer_id=customer_id, referrer_id=referrer_id,
-        valid=reason is None, invalid_reason=reason, user_agent=user_agent, ip=ip,
+        valid=reason is None, invalid_reason=reason, user_agent=user_agent, ip=ip, legacy_day=claim.day,
     )
     try:
         recorded = rt.events.record_click(click)

@@ -35,7 +35,7 @@ from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.query import BatchStatement, BatchType
 
 from bandits.registry import DEFAULT_POLICY
-from eventlog import counting
+from eventlog import counting, partitions
 from eventlog.counting import BUCKET_MINUTES, SLOT_WIDE, traffic_bucket  # noqa: F401 - re-exported
 from webapp.storage import store
 from webapp.storage.database import Database
@@ -66,11 +66,13 @@ class Impression:
     policy_state: str = ""          # JSON of the policy's state for the choice (bandits.policy.Choice)
 
     @property
-    def day(self) -> dt.date:
-        return self.served_at.date()
+    def partition(self) -> partitions.Partition:
+        """Its event log partition (below tenant and slot), from its timeuuid."""
+        return partitions.partition_of(self.impression_id)
 
     def row(self) -> tuple:
-        return (self.tenant_id, self.slot_id, self.day, self.impression_id, self.served_at, self.banner_id,
+        bucket, shard = self.partition
+        return (self.tenant_id, self.slot_id, bucket, shard, self.impression_id, self.served_at, self.banner_id,
                 self.location, self.customer_id, self.referrer_id, self.posterior_scope, self.alpha,
                 self.beta, self.prior_source, self.propensity, self.policy, self.policy_state)
 
@@ -97,8 +99,7 @@ class Impression:
 class Click:
     tenant_id: str
     slot_id: str
-    day: dt.date                    # the impression's day (partition of its row)
-    impression_id: uuid.UUID
+    impression_id: uuid.UUID        # its partition is the impression's (eventlog.partitions.partition_of)
     clicked_at: dt.datetime
     banner_id: str
     location: str
@@ -108,6 +109,8 @@ class Click:
     invalid_reason: str | None = None    # webapp.serving.click_filter.REASONS
     user_agent: str = ""
     ip: str = ""
+    legacy_day: dt.date | None = None   # a token signed before 006 (and its spool record): the impression's
+    #                                     UTC day, whose partition of the old `clicks` table is checked too
 
     @property
     def served_at(self) -> dt.datetime:
@@ -115,20 +118,28 @@ class Click:
         return counting.click_served_at(self.impression_id, self.clicked_at)
 
     def row(self) -> tuple:
-        return (self.tenant_id, self.slot_id, self.day, self.impression_id, self.clicked_at, self.banner_id,
+        bucket, shard = partitions.partition_of(self.impression_id)
+        return (self.tenant_id, self.slot_id, bucket, shard, self.impression_id, self.clicked_at, self.banner_id,
                 self.location, self.customer_id, self.referrer_id, self.valid, self.invalid_reason,
                 self.user_agent, self.ip)
 
     def to_record(self) -> dict[str, Any]:
-        return {**vars(self), "kind": "click", "impression_id": self.impression_id.hex,
-                "day": self.day.isoformat(), "clicked_at": self.clicked_at.isoformat()}
+        record = {**vars(self), "kind": "click", "impression_id": self.impression_id.hex,
+                  "clicked_at": self.clicked_at.isoformat()}
+        del record["legacy_day"]
+        if self.legacy_day is not None:
+            record["day"] = self.legacy_day.isoformat()
+        return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Click:
-        fields = {k: v for k, v in record.items() if k != "kind"}
+        """The click of a spool record; a record written before 006 (or of an old token) carries the
+        impression's ``day``, kept as ``legacy_day``."""
+        fields = {k: v for k, v in record.items() if k not in ("kind", "day")}
         fields["impression_id"] = uuid.UUID(hex=fields["impression_id"])
-        fields["day"] = dt.date.fromisoformat(fields["day"])
         fields["clicked_at"] = dt.datetime.fromisoformat(fields["clicked_at"])
+        if record.get("day"):
+            fields["legacy_day"] = dt.date.fromisoformat(record["day"])
         return cls(**fields)
 
 
@@ -167,10 +178,10 @@ class EventWriter:
             queued, self._queued = self._queued, []
         if not queued:
             return
-        partitions: dict[tuple[str, str, dt.date], list[tuple[Impression, Segment]]] = defaultdict(list)
+        by_partition: dict[tuple, list[tuple[Impression, Segment]]] = defaultdict(list)
         for item in queued:
             impression = item[0]
-            partitions[(impression.tenant_id, impression.slot_id, impression.day)].append(item)
+            by_partition[(impression.tenant_id, impression.slot_id, *impression.partition)].append(item)
         try:
             session = self.db.session()
             statement = self.db.prepare(store.INSERT_IMPRESSION)
@@ -178,7 +189,7 @@ class EventWriter:
             self._impressions_failed(exc, queued)
             return
         bind = statement.bind
-        for items in partitions.values():
+        for items in by_partition.values():
             for start in range(0, len(items), self.batch_rows):
                 chunk = items[start:start + self.batch_rows]
                 if len(chunk) == 1:
@@ -243,6 +254,9 @@ class EventWriter:
         return applied
 
     def _insert_click(self, click: Click) -> bool:
+        if click.legacy_day is not None and store.legacy_click_exists(
+                self.db, click.tenant_id, click.slot_id, click.legacy_day, click.impression_id):
+            return False        # clicked before the upgrade, in the day-partitioned table: a duplicate
         rows = self.db.execute(store.INSERT_CLICK, click.row())
         applied = bool(rows[0]["[applied]"])
         if applied:         # a flagged click is stored, and counted only as filtered (eventlog.counting)

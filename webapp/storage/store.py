@@ -7,8 +7,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from cassandra.query import BatchStatement, BatchType
+from cassandra.query import BatchStatement, BatchType, SimpleStatement
 
+from eventlog import partitions
 from webapp.storage.database import Database
 
 
@@ -318,36 +319,151 @@ def get_image(db: Database, tenant_id: str, image_id: str) -> dict[str, Any] | N
 
 
 # -- event log ----------------------------------------------------------------------------------------------
+# impression_log and click_log, partitioned by (tenant, slot, bucket, shard) of the impression's timeuuid
+# (eventlog/partitions.py, cql/006_event_partitions.cql). A reader of a time range reads only the
+# partitions of the buckets in it, concurrently.
 
 INSERT_IMPRESSION = (
-    "INSERT INTO {ks}.impressions (tenant_id, slot_id, day, impression_id, served_at, banner_id, location, "
-    "customer_id, referrer_id, posterior_scope, alpha, beta, prior_source, propensity, policy, policy_state) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO {ks}.impression_log (tenant_id, slot_id, bucket, shard, impression_id, served_at, banner_id, "
+    "location, customer_id, referrer_id, posterior_scope, alpha, beta, prior_source, propensity, policy, "
+    "policy_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 INSERT_CLICK = (
-    "INSERT INTO {ks}.clicks (tenant_id, slot_id, day, impression_id, clicked_at, banner_id, location, "
-    "customer_id, referrer_id, valid, invalid_reason, user_agent, ip) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+    "INSERT INTO {ks}.click_log (tenant_id, slot_id, bucket, shard, impression_id, clicked_at, banner_id, "
+    "location, customer_id, referrer_id, valid, invalid_reason, user_agent, ip) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
 )
 
+EVENT_TABLES = {"impressions": "impression_log", "clicks": "click_log"}
 
-def count_events(db: Database, table: str, tenant_id: str, slot_id: str, day: dt.date) -> int:
-    if table not in {"impressions", "clicks"}:
+
+def _per_partition(db: Database, cql: str, tenant_id: str, slot_id: str, start: dt.datetime,
+                   end: dt.datetime, *extra: Any) -> list[dict[str, Any]]:
+    """``cql`` (keyed tenant, slot, bucket, shard, then ``extra``) on every log partition of [start, end]."""
+    statement = db.prepare(cql)
+    session = db.session()
+    futures = [session.execute_async(statement, (tenant_id, slot_id, p.bucket, p.shard, *extra))
+               for p in partitions.partitions(start, end)]
+    return [row for future in futures for row in future.result()]
+
+
+def count_events(db: Database, table: str, tenant_id: str, slot_id: str, start: dt.datetime,
+                 end: dt.datetime) -> int:
+    """Impressions (table 'impressions') or clicks ('clicks') of the slot whose impression was served in
+    [start, end]: a count over the partitions of those buckets only."""
+    if table not in EVENT_TABLES:
         raise ValueError(table)
-    return db.execute(f"SELECT count(*) AS n FROM {{ks}}.{table} "
-                      "WHERE tenant_id = ? AND slot_id = ? AND day = ?", (tenant_id, slot_id, day))[0]["n"]
+    rows = _per_partition(
+        db, f"SELECT count(*) AS n FROM {{ks}}.{EVENT_TABLES[table]} WHERE tenant_id = ? AND slot_id = ? "
+        "AND bucket = ? AND shard = ? AND impression_id >= minTimeuuid(?) AND impression_id <= maxTimeuuid(?)",
+        tenant_id, slot_id, start, end, start, end)
+    return sum(r["n"] for r in rows)
 
 
-def get_impression(db: Database, tenant_id: str, slot_id: str, day: dt.date,
-                   impression_id: uuid.UUID) -> dict[str, Any] | None:
-    rows = db.execute("SELECT * FROM {ks}.impressions WHERE tenant_id = ? AND slot_id = ? AND day = ? "
-                      "AND impression_id = ?", (tenant_id, slot_id, day, impression_id))
+def logged_events(db: Database, table: str, tenant_id: str, slot_id: str, start: dt.datetime,
+                  end: dt.datetime) -> list[dict[str, Any]]:
+    """Every column of the slot's impression ('impressions') or click ('clicks') rows whose impression was
+    served in [start, end] (tests and checks; the partitions of those buckets only)."""
+    if table not in EVENT_TABLES:
+        raise ValueError(table)
+    return _per_partition(
+        db, f"SELECT * FROM {{ks}}.{EVENT_TABLES[table]} WHERE tenant_id = ? AND slot_id = ? "
+        "AND bucket = ? AND shard = ? AND impression_id >= minTimeuuid(?) AND impression_id <= maxTimeuuid(?)",
+        tenant_id, slot_id, start, end, start, end)
+
+
+def logged_ids(db: Database, table: str, tenant_id: str, slot_id: str, start: dt.datetime,
+               end: dt.datetime) -> list[uuid.UUID]:
+    """The impression IDs in the log ('impressions') or click log ('clicks') of the slot, served in
+    [start, end], with repeats if a row were stored twice (it cannot be: the ID is the row's key)."""
+    if table not in EVENT_TABLES:
+        raise ValueError(table)
+    rows = _per_partition(
+        db, f"SELECT impression_id FROM {{ks}}.{EVENT_TABLES[table]} WHERE tenant_id = ? AND slot_id = ? "
+        "AND bucket = ? AND shard = ? AND impression_id >= minTimeuuid(?) AND impression_id <= maxTimeuuid(?)",
+        tenant_id, slot_id, start, end, start, end)
+    return [r["impression_id"] for r in rows]
+
+
+def logged_impression_ids(db: Database, tenant_id: str, slot_id: str, start: dt.datetime,
+                          end: dt.datetime) -> list[uuid.UUID]:
+    """The IDs of the slot's logged impressions served in [start, end] (tests, benchmarks, checks)."""
+    return logged_ids(db, "impressions", tenant_id, slot_id, start, end)
+
+
+def get_impression(db: Database, tenant_id: str, slot_id: str, impression_id: uuid.UUID
+                   ) -> dict[str, Any] | None:
+    bucket, shard = partitions.partition_of(impression_id)
+    rows = db.execute("SELECT * FROM {ks}.impression_log WHERE tenant_id = ? AND slot_id = ? AND bucket = ? "
+                      "AND shard = ? AND impression_id = ?", (tenant_id, slot_id, bucket, shard, impression_id))
     return rows[0] if rows else None
 
 
-def get_click(db: Database, tenant_id: str, slot_id: str, day: dt.date,
-              impression_id: uuid.UUID) -> dict[str, Any] | None:
-    rows = db.execute("SELECT * FROM {ks}.clicks WHERE tenant_id = ? AND slot_id = ? AND day = ? "
-                      "AND impression_id = ?", (tenant_id, slot_id, day, impression_id))
+def get_click(db: Database, tenant_id: str, slot_id: str, impression_id: uuid.UUID) -> dict[str, Any] | None:
+    bucket, shard = partitions.partition_of(impression_id)
+    rows = db.execute("SELECT * FROM {ks}.click_log WHERE tenant_id = ? AND slot_id = ? AND bucket = ? "
+                      "AND shard = ? AND impression_id = ?", (tenant_id, slot_id, bucket, shard, impression_id))
     return rows[0] if rows else None
+
+
+def legacy_click_exists(db: Database, tenant_id: str, slot_id: str, day: dt.date,
+                        impression_id: uuid.UUID) -> bool:
+    """Whether the day-partitioned click table of before 006 holds a click of this impression: checked for
+    click tokens signed before the upgrade (they carry the day), so a click recorded then counts once."""
+    return bool(db.execute("SELECT impression_id FROM {ks}.clicks WHERE tenant_id = ? AND slot_id = ? "
+                           "AND day = ? AND impression_id = ?", (tenant_id, slot_id, day, impression_id)))
+
+
+# -- event log migration (migrate-events): the day-partitioned tables of 001 into the log above ---------------
+
+LEGACY_IMPRESSION_COLUMNS = ("impression_id", "served_at", "banner_id", "location", "customer_id",
+                             "referrer_id", "posterior_scope", "alpha", "beta", "prior_source", "propensity",
+                             "policy", "policy_state")
+LEGACY_CLICK_COLUMNS = ("impression_id", "clicked_at", "banner_id", "location", "customer_id", "referrer_id",
+                        "valid", "invalid_reason", "user_agent", "ip")
+# Impressions are copied with a plain INSERT (the same row again changes nothing); clicks with IF NOT EXISTS,
+# so a click recorded in click_log since the upgrade is never replaced.
+COPY_IMPRESSION = INSERT_IMPRESSION
+COPY_CLICK = INSERT_CLICK
+
+
+def legacy_partitions(db: Database, old_table: str) -> list[tuple[str, str, dt.date]]:
+    """Every (tenant, slot, day) partition of an old event table: a scan of partition keys, for the one-off
+    migration only (never on a request or periodic path)."""
+    if old_table not in EVENT_TABLES:
+        raise ValueError(old_table)
+    rows = db.execute(f"SELECT DISTINCT tenant_id, slot_id, day FROM {{ks}}.{old_table}")
+    return sorted(((r["tenant_id"], r["slot_id"], _as_date(r["day"])) for r in rows),
+                  key=lambda key: (key[0], key[1], str(key[2])))
+
+
+def _as_date(value: Any) -> Any:
+    """A CQL date as the driver returns it (cassandra.util.Date) as a datetime.date; a day outside
+    datetime.date's range stays as it is (it still binds)."""
+    try:
+        return value.date() if hasattr(value, "days_from_epoch") else value
+    except (OverflowError, ValueError):
+        return value
+
+
+def legacy_rows(db: Database, old_table: str, tenant_id: str, slot_id: str, day: dt.date,
+                page_size: int = 1000):
+    """The rows of one old partition, paged (an iterator of dicts)."""
+    if old_table not in EVENT_TABLES:
+        raise ValueError(old_table)
+    columns = LEGACY_IMPRESSION_COLUMNS if old_table == "impressions" else LEGACY_CLICK_COLUMNS
+    cql = (f"SELECT {', '.join(columns)} FROM {db.keyspace}.{old_table} "
+           "WHERE tenant_id = %s AND slot_id = %s AND day = %s")
+    return db.session().execute(SimpleStatement(cql, fetch_size=page_size), (tenant_id, slot_id, day))
+
+
+def migrated_partitions(db: Database, old_table: str) -> set[tuple[str, str, dt.date]]:
+    rows = db.execute("SELECT tenant_id, slot_id, day FROM {ks}.event_migration WHERE old_table = ?",
+                      (old_table,))
+    return {(r["tenant_id"], r["slot_id"], _as_date(r["day"])) for r in rows}
+
+
+def mark_migrated(db: Database, old_table: str, tenant_id: str, slot_id: str, day: dt.date, rows: int) -> None:
+    db.execute("INSERT INTO {ks}.event_migration (old_table, tenant_id, slot_id, day, rows, finished_at) "
+               "VALUES (?, ?, ?, ?, ?, ?)", (old_table, tenant_id, slot_id, day, rows, utcnow()))
