@@ -686,13 +686,16 @@ def render(results: list[ScaleResult], args: argparse.Namespace, command: str, c
          + f"); gunicorn with {args.workers} workers; {args.slots_per_tenant} slots per tenant, {args.banners} "
          f"banners per slot, banner_counts for {args.cities} cities + slot-wide. Idle: {args.idle:g} s without a "
          f"request. Load: wrk, closed loop, {args.connections} connections, {args.duration:g} s on a working set of "
-         f"{args.working_set} slots. Cores = CPU seconds per second (/proc). Reads = partition reads + range "
+         f"the first {args.working_set} slots (all, when fewer), one city per slot. "
+         "Cores = CPU seconds per second (/proc). Reads = partition reads + range "
          "scans of the bench keyspace coordinated by Cassandra (system_views), per second. RSS per worker. "
-         "Everything shares the machine with the load generator (and whatever else runs): noisy figures."),
+         "Everything shares the machine with the load generator (and whatever else runs): noisy figures; "
+         "'machine busy' is every process's CPU during the idle window, the share of others shows the noise."),
         "",
-        "| Slots | Idle CPU Cassandra + workers (cores) | Idle reads/s | Serve req/s | p99 (ms) | Reads/s under load "
+        "| Slots | Idle CPU Cassandra + workers (cores) | Machine busy at idle (cores) "
+        "| Idle reads/s | Serve req/s | p99 (ms) | Reads/s under load "
         "| Worker RSS after load (MiB) | … after every slot served once | Click → serve, per worker (s) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         idle = r.idle
@@ -702,7 +705,8 @@ def render(results: list[ScaleResult], args: argparse.Namespace, command: str, c
         if r.click and r.click.not_seen:
             click += f" (never in {len(r.click.not_seen)} worker(s))"
         lines.append(
-            f"| {r.slots:,} | {idle_cores} | {fmt(idle.reads_per_s + idle.scans_per_s, 1) if idle else '-'} "
+            f"| {r.slots:,} | {idle_cores} | {fmt(idle.machine_cores) if idle else '-'} "
+            f"| {fmt(idle.reads_per_s + idle.scans_per_s, 1) if idle else '-'} "
             f"| {fmt(r.load['rps'], 0) if r.load else '-'} | {fmt(r.load['p99_ms'], 1) if r.load else '-'} "
             f"| {fmt(r.load_window.reads_per_s + r.load_window.scans_per_s, 1) if r.load_window else '-'} "
             f"| {' / '.join(f'{m:.0f}' for m in r.rss_after_load_mib) or '-'} "
@@ -777,7 +781,7 @@ def parse_args() -> argparse.Namespace:
                         help="glob of Cassandra pid files whose processes' CPU is summed (the ring: "
                              "'.cassandra-ring/node*/cassandra.pid')")
     parser.add_argument("--load-concurrency", type=int, default=16, help="requests in flight while loading")
-    parser.add_argument("--batch-locations", type=int, default=3,
+    parser.add_argument("--batch-locations", type=int, default=7,
                         help="locations (of --banners rows each) per banner_counts batch while loading")
     parser.add_argument("--start-timeout", type=float, default=600, help="seconds to wait for a first serve")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds of quiet before idle and counting")
