@@ -159,7 +159,7 @@ def write_concurrently(db, statements_and_params, total: int, what: str, concurr
 
     for item in statements_and_params:
         chunk.append(item)
-        if len(chunk) >= 2000:
+        if len(chunk) >= 500:
             flush()
     if chunk:
         flush()
@@ -391,6 +391,28 @@ def get_json(url: str, timeout: float = 10.0) -> tuple[int, dict, str]:
         return response.status, {}, worker
 
 
+def cached_slots(base: str, metric: str) -> dict | None:
+    """The serving cache's size from ``/metrics``; None when the server has no such metric (code before the
+    working-set cache) or does not answer."""
+    status, body = http("GET", f"{base}/metrics", timeout=10)
+    return gauge_total(body.decode(errors="replace"), metric) if status == 200 else None
+
+
+def gauge_total(exposition: str, metric: str) -> dict | None:
+    """The samples of ``metric`` in a Prometheus text exposition and their sum (e.g. one sample per worker)."""
+    samples, values = [], []
+    for line in exposition.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if line.startswith("#") or name != metric:
+            continue
+        try:
+            values.append(float(line.rsplit(None, 1)[1]))
+            samples.append(line)
+        except (IndexError, ValueError):
+            continue
+    return {"total": sum(values), "samples": samples} if values else None
+
+
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 
 
@@ -518,6 +540,8 @@ class ScaleResult:
     load_window: Window | None = None
     rss_after_load_mib: list[float] = field(default_factory=list)
     rss_after_all_mib: list[float] = field(default_factory=list)
+    cached_after_load: dict | None = None
+    cached_after_all: dict | None = None
     all_served: int = 0
     all_served_s: float = 0.0
     click: ClickResult | None = None
@@ -598,14 +622,17 @@ def measure_scale(slots: int, args: argparse.Namespace, wrk: Path, first: bool) 
             f"workers {result.load_window.worker_cores:.2f}")
         workers = child_pids(proc.pid)
         result.rss_after_load_mib = [rss_mib(p) for p in workers]
+        result.cached_after_load = cached_slots(base, args.cached_slots_metric)
         log(f"  worker RSS after the load on {working} slots: "
-            f"{', '.join(f'{m:.0f}' for m in result.rss_after_load_mib)} MiB")
+            f"{', '.join(f'{m:.0f}' for m in result.rss_after_load_mib)} MiB; {args.cached_slots_metric}: "
+            f"{result.cached_after_load['total'] if result.cached_after_load else 'not exported'}")
 
         if slots > working:
             log(f"serving each of the {slots:,} slots once ...")
             result.all_served, result.all_served_s = serve_every_slot(base, slots, args.slots_per_tenant)
             time.sleep(args.settle)
             result.rss_after_all_mib = [rss_mib(p) for p in child_pids(proc.pid)]
+            result.cached_after_all = cached_slots(base, args.cached_slots_metric)
             log(f"  {result.all_served:,} answered 200 in {result.all_served_s:.1f} s; worker RSS now "
                 f"{', '.join(f'{m:.0f}' for m in result.rss_after_all_mib)} MiB")
 
@@ -670,6 +697,10 @@ def projection(partitions: dict | None) -> list[dict]:
     return rows
 
 
+def cached(metric: dict | None) -> str:
+    return "-" if metric is None else f"{metric['total']:,.0f}"
+
+
 def fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
@@ -689,13 +720,15 @@ def render(results: list[ScaleResult], args: argparse.Namespace, command: str, c
          f"the first {args.working_set} slots (all, when fewer), one city per slot. "
          "Cores = CPU seconds per second (/proc). Reads = partition reads + range "
          "scans of the bench keyspace coordinated by Cassandra (system_views), per second. RSS per worker. "
+         f"Cached slots: `{args.cached_slots_metric}` from /metrics, summed ('-': not exported). "
          "Everything shares the machine with the load generator (and whatever else runs): noisy figures; "
          "'machine busy' is every process's CPU during the idle window, the share of others shows the noise."),
         "",
         "| Slots | Idle CPU Cassandra + workers (cores) | Machine busy at idle (cores) "
         "| Idle reads/s | Serve req/s | p99 (ms) | Reads/s under load "
-        "| Worker RSS after load (MiB) | … after every slot served once | Click → serve, per worker (s) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Worker RSS after load (MiB) | … after every slot served once | Cached slots after load / after all "
+        "| Click → serve, per worker (s) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         idle = r.idle
@@ -710,7 +743,8 @@ def render(results: list[ScaleResult], args: argparse.Namespace, command: str, c
             f"| {fmt(r.load['rps'], 0) if r.load else '-'} | {fmt(r.load['p99_ms'], 1) if r.load else '-'} "
             f"| {fmt(r.load_window.reads_per_s + r.load_window.scans_per_s, 1) if r.load_window else '-'} "
             f"| {' / '.join(f'{m:.0f}' for m in r.rss_after_load_mib) or '-'} "
-            f"| {' / '.join(f'{m:.0f}' for m in r.rss_after_all_mib) or '-'} | {click} |")
+            f"| {' / '.join(f'{m:.0f}' for m in r.rss_after_all_mib) or '-'} "
+            f"| {cached(r.cached_after_load)} / {cached(r.cached_after_all)} | {click} |")
     lines += ["", "Against the aims:", ""]
     lines += [f"- {line}" for line in verdicts(results)]
     partitions = next((r.partitions for r in results if r.partitions), None)
@@ -795,6 +829,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--partition-load", type=float, default=10.0,
                         help="seconds of load on one slot before counting rows per partition (0: skip)")
     parser.add_argument("--event-tables", default="impressions,clicks", help="tables whose partitions are counted")
+    parser.add_argument("--cached-slots-metric", default="banner_bandit_cached_slots",
+                        help="Prometheus gauge of the slots a worker holds (reported when /metrics has it)")
     parser.add_argument("--keep", action="store_true", help="keep each scale's keyspace")
     parser.add_argument("--no-docs", action="store_true",
                         help="leave docs/BENCHMARKS.md alone (figures only in benchmarks/out/)")

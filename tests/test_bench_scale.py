@@ -82,3 +82,17 @@ def test_bad_slots_are_refused(monkeypatch, capsys):
         bench_scale.parse_args()
     assert exc.value.code == 2
     assert "--slots" in capsys.readouterr().err
+
+
+def test_the_cached_slots_gauge_is_summed_over_its_samples():
+    exposition = """# HELP banner_bandit_cached_slots Slots this worker holds
+# TYPE banner_bandit_cached_slots gauge
+banner_bandit_cached_slots{pid="101"} 100.0
+banner_bandit_cached_slots{pid="102"} 98.0
+banner_bandit_cached_slots_created 1.7e9
+banner_bandit_serves_total{status="200"} 5000.0
+"""
+    gauge = bench_scale.gauge_total(exposition, "banner_bandit_cached_slots")
+    assert gauge["total"] == 198.0
+    assert len(gauge["samples"]) == 2
+    assert bench_scale.gauge_total(exposition, "banner_bandit_missing") is None
