@@ -536,6 +536,7 @@ class ScaleResult:
     first_serve_s: float
     workers: int
     idle: Window | None = None
+    idle_after_load: Window | None = None
     load: dict | None = None
     load_window: Window | None = None
     rss_after_load_mib: list[float] = field(default_factory=list)
@@ -566,6 +567,18 @@ def wrk_load(wrk: Path, base: str, paths: list[str], seconds: float, connections
                         "serve", Path(tmp), None)
     return {"requests": phase.requests, "rps": phase.rps, "p50_ms": phase.p50_ms, "p99_ms": phase.p99_ms,
             "failed": phase.failed, "errors": dict(phase.errors)}
+
+
+def idle_window(meter: Meter, args: argparse.Namespace, what: str) -> Window:
+    log(f"{what}: {args.settle:g} s to settle, then {args.idle:g} s without a request ...")
+    time.sleep(args.settle)
+    before = meter.sample()
+    time.sleep(args.idle)
+    idle = meter.window(before, meter.sample())
+    log(f"  {what}: Cassandra {idle.cassandra_cores:.3f} cores, workers {idle.worker_cores:.3f} cores; "
+        f"reads {idle.reads_per_s:.1f}/s, range scans {idle.scans_per_s:.2f}/s "
+        f"(machine busy {idle.machine_cores:.2f} cores)")
+    return idle
 
 
 def measure_scale(slots: int, args: argparse.Namespace, wrk: Path, first: bool) -> ScaleResult:
@@ -599,14 +612,7 @@ def measure_scale(slots: int, args: argparse.Namespace, wrk: Path, first: bool) 
         log(f"serving after {result.first_serve_s:.1f} s; {result.workers} workers")
         meter = Meter(proc.pid, cassandra, reads)
 
-        log(f"idle: {args.settle:g} s to settle, then {args.idle:g} s without a request ...")
-        time.sleep(args.settle)
-        before = meter.sample()
-        time.sleep(args.idle)
-        result.idle = meter.window(before, meter.sample())
-        log(f"  idle: Cassandra {result.idle.cassandra_cores:.3f} cores, workers {result.idle.worker_cores:.3f} "
-            f"cores; reads {result.idle.reads_per_s:.1f}/s, range scans {result.idle.scans_per_s:.2f}/s "
-            f"(machine busy {result.idle.machine_cores:.2f} cores)")
+        result.idle = idle_window(meter, args, "idle (one slot served so far)")
 
         working = min(args.working_set, slots)
         paths = [serve_path(i, args.slots_per_tenant, CITIES[i % args.cities]) for i in range(working)]
@@ -626,6 +632,9 @@ def measure_scale(slots: int, args: argparse.Namespace, wrk: Path, first: bool) 
         log(f"  worker RSS after the load on {working} slots: "
             f"{', '.join(f'{m:.0f}' for m in result.rss_after_load_mib)} MiB; {args.cached_slots_metric}: "
             f"{result.cached_after_load['total'] if result.cached_after_load else 'not exported'}")
+
+        if args.idle_after_load:
+            result.idle_after_load = idle_window(meter, args, f"idle after the load ({working} slots served)")
 
         if slots > working:
             log(f"serving each of the {slots:,} slots once ...")
@@ -725,21 +734,24 @@ def render(results: list[ScaleResult], args: argparse.Namespace, command: str, c
          "'machine busy' is every process's CPU during the idle window, the share of others shows the noise."),
         "",
         "| Slots | Idle CPU Cassandra + workers (cores) | Machine busy at idle (cores) "
-        "| Idle reads/s | Serve req/s | p99 (ms) | Reads/s under load "
+        "| Idle reads/s | Idle after the load: cores, reads/s | Serve req/s | p99 (ms) | Reads/s under load "
         "| Worker RSS after load (MiB) | … after every slot served once | Cached slots after load / after all "
         "| Click → serve, per worker (s) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         idle = r.idle
         idle_cores = f"{idle.cassandra_cores + idle.worker_cores:.3f} ({idle.cassandra_cores:.3f} + " \
                      f"{idle.worker_cores:.3f})" if idle else "-"
+        later = r.idle_after_load
+        after = (f"{later.cassandra_cores + later.worker_cores:.3f}, "
+                 f"{later.reads_per_s + later.scans_per_s:.1f}") if later else "-"
         click = ", ".join(f"{v:.2f}" for v in sorted(r.click.seen_after_s.values())) if r.click else "-"
         if r.click and r.click.not_seen:
             click += f" (never in {len(r.click.not_seen)} worker(s))"
         lines.append(
             f"| {r.slots:,} | {idle_cores} | {fmt(idle.machine_cores) if idle else '-'} "
-            f"| {fmt(idle.reads_per_s + idle.scans_per_s, 1) if idle else '-'} "
+            f"| {fmt(idle.reads_per_s + idle.scans_per_s, 1) if idle else '-'} | {after} "
             f"| {fmt(r.load['rps'], 0) if r.load else '-'} | {fmt(r.load['p99_ms'], 1) if r.load else '-'} "
             f"| {fmt(r.load_window.reads_per_s + r.load_window.scans_per_s, 1) if r.load_window else '-'} "
             f"| {' / '.join(f'{m:.0f}' for m in r.rss_after_load_mib) or '-'} "
@@ -820,6 +832,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--start-timeout", type=float, default=600, help="seconds to wait for a first serve")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds of quiet before idle and counting")
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of the idle window")
+    parser.add_argument("--no-idle-after-load", dest="idle_after_load", action="store_false",
+                        help="skip the second idle window, after the load (the working set held)")
     parser.add_argument("--working-set", type=int, default=100, help="slots the load cycles through")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up load")

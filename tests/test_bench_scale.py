@@ -73,6 +73,8 @@ def test_render_has_one_row_per_scale_and_the_partition_table(monkeypatch):
     text = bench_scale.render(results, args, "make bench-scale", "5.0.8")
     rows = [line for line in text.splitlines() if line.startswith("| 10")]
     assert [row.split("|")[1].strip() for row in rows] == ["10", "10,000"]
+    header = next(line for line in text.splitlines() if line.startswith("| Slots"))
+    assert all(row.count("|") == header.count("|") for row in rows)
     assert "| impressions | day date | 1 | 12,500 | 9,000,000 | 216,000,000 |" in text
 
 
