@@ -18,7 +18,7 @@ def window(cassandra: float, workers: float) -> Window:
 
 def result(slots: int, rps: float, idle: tuple[float, float], rss_load: float, rss_all: float) -> ScaleResult:
     return ScaleResult(slots=slots, keyspace=f"bb_bench_scale_{slots}", loading={}, first_serve_s=1, workers=2,
-                       idle=window(*idle), load={"rps": rps, "p99_ms": 5},
+                       idle=window(*idle), load={"rps": rps, "p99_ms": 5, "failed": 0},
                        rss_after_load_mib=[rss_load, rss_load], rss_after_all_mib=[rss_all, rss_all],
                        click=ClickResult(workers=2, seen_after_s={"1": 0.5, "2": 1.25}))
 
