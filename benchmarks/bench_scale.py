@@ -880,6 +880,14 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def write_raw(results: list[ScaleResult], args: argparse.Namespace, command: str) -> None:
+    raw = {"command": command, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+           "args": {k: v for k, v in vars(args).items() if k != "slot_counts"},
+           "results": [asdict(r) for r in results],
+           "partition_projection": projection(next((r.partitions for r in results if r.partitions), None))}
+    (OUT_DIR / "scale.json").write_text(json.dumps(raw, indent=2, default=str))
+
+
 def main() -> int:
     args = parse_args()
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
@@ -888,16 +896,12 @@ def main() -> int:
         raise SystemExit(f"port {args.port} is already in use; pick another with --port")
     wrk, wrk_text = ensure_wrk()
     log(f"load generator: {wrk_text}; Cassandra pids {cassandra_pids(args.cassandra_pid_files) or 'none found'}")
-    results = []
+    command = "make bench-scale" + (f" SCALE_ARGS='{' '.join(sys.argv[1:])}'" if sys.argv[1:] else "")
+    results: list[ScaleResult] = []
     for number, slots in enumerate(args.slot_counts):
         results.append(measure_scale(slots, args, wrk, first=number == 0))
-    command = "make bench-scale" + (f" SCALE_ARGS='{' '.join(sys.argv[1:])}'" if sys.argv[1:] else "")
+        write_raw(results, args, command)       # after each scale: a long run stopped later keeps these
     markdown = render(results, args, command, cassandra_version(args))
-    raw = {"command": command, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-           "args": {k: v for k, v in vars(args).items() if k != "slot_counts"},
-           "results": [asdict(r) for r in results],
-           "partition_projection": projection(next((r.partitions for r in results if r.partitions), None))}
-    (OUT_DIR / "scale.json").write_text(json.dumps(raw, indent=2, default=str))
     (OUT_DIR / "scale.md").write_text(markdown)
     print("\n" + markdown, flush=True)
     if args.no_docs:
