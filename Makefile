@@ -15,7 +15,7 @@ comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
 .PHONY: help venv cassandra cassandra-stop schema demo run stop test test-unit lint docs-config bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
-.PHONY: spark-jars priors audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline migrate-events
+.PHONY: spark-jars priors audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline migrate-events bench-scale
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
@@ -25,6 +25,7 @@ help:
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make docs-config  regenerate docs/configuration.md from the settings (webapp/web/config.py)"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
+	@echo "make bench-scale  cost against stored slots: 10, 1,000, 10,000 slots (SCALE_ARGS='--slots 10,1000')"
 	@echo "make bench-pooling  city priors vs the 97% stationary aim, and a reversed city (SEEDS=32 FIRST_SEED=0, ~8 min)"
 	@echo "make bench-drift  plain vs discounted Thompson sampling after a drift, with and without city priors (SEEDS=32, ~6 min)"
 	@echo "make bench-decay  what a slot with a decay half-life costs the serving cache's refresh"
@@ -128,6 +129,10 @@ chromium:
 
 bench-serve: venv cassandra
 	@$(PY) benchmarks/bench_serve.py
+
+# The app's packages from this checkout (PYTHONPATH), whatever checkout the venv was installed from.
+bench-scale: venv cassandra
+	@PYTHONPATH=$(CURDIR) $(PY) benchmarks/bench_scale.py $(SCALE_ARGS)
 
 bench-pooling: venv
 	@$(PY) benchmarks/bench_pooling.py --seeds $${SEEDS:-32} --first-seed $${FIRST_SEED:-0}
