@@ -88,7 +88,7 @@ class PosteriorCache:
     """The SlotStates of this worker's working set, keyed (tenant, slot): :meth:`slot` loads a slot on its first
     serve, :meth:`refresh` re-reads the held ones (module doc)."""
 
-    def __init__(self, db: Database, max_draws: int = 4096, *, load_timeout: float = 0.75,
+    def __init__(self, db: Database, max_draws: int = 4096, *, load_timeout: float = 1.0,
                  idle_seconds: float = 300.0, max_slots: int = 10_000, not_found_seconds: float = 1.0) -> None:
         self.db = db
         self.max_draws = max_draws          # PROPENSITY_DRAWS: the largest block of precomputed draws

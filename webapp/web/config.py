@@ -149,7 +149,7 @@ class ServingSettings(_Group):
     CACHE_REFRESH_SECONDS: Seconds = Field(1.0, description="how often each worker re-reads the configuration, "
                                                             "counters and priors of the slots it holds")
     SLOT_LOAD_TIMEOUT_SECONDS: Seconds = Field(
-        0.75, description="longest wait of a slot's first serve in a worker for its partition reads; when "
+        1.0, description="longest wait of a slot's first serve in a worker for its partition reads; when "
                           "Cassandra cannot answer in time the serve is a 503 with `Retry-After`")
     SLOT_IDLE_SECONDS: Seconds = Field(300.0, description="a worker drops a slot not served for this long")
     SLOT_CACHE_MAX: Count = Field(10_000, description="most slots a worker holds (the least recently served "
