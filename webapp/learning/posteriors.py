@@ -74,7 +74,7 @@ class SlotState:
 @dataclass
 class _Held:
     state: SlotState
-    rows: tuple | None                  # the rows it was built from (None: decaying, rebuilt every refresh)
+    digest: int | None                  # of the rows it was built from (None: decaying, rebuilt every refresh)
     served_at: float                    # time.monotonic() of its last serve
 
 
@@ -258,10 +258,10 @@ class PosteriorCache:
                     held = self._slots.get(key)
                     if held is None:
                         continue                # evicted meanwhile
-                    if fresh.rows is not None and fresh.rows == held.rows:
+                    if fresh.digest is not None and fresh.digest == held.digest:
                         held.state.read_at = fresh.state.read_at        # unchanged: keep the policy's blocks
                     else:
-                        held.state, held.rows = fresh.state, fresh.rows
+                        held.state, held.digest = fresh.state, fresh.digest
             self.refreshes += 1
             if len(built) + len(gone) == len(keys):
                 self.refreshed_at = time.monotonic()
@@ -301,9 +301,14 @@ class PosteriorCache:
             if slot_rows[0].get("decay_half_life_hours") and key not in decayed:
                 continue
             state = build_snapshot(slot_rows, banners, counts, priors, decayed, self.max_draws)[key]
-            rows = None if key in decayed else (slot_rows, banners, counts, priors)
-            result[key] = _Held(state, rows, now)
+            digest = None if key in decayed else rows_digest((slot_rows, banners, counts, priors))
+            result[key] = _Held(state, digest, now)
         return result
+
+
+def rows_digest(parts: tuple[list[dict[str, Any]], ...]) -> int:
+    """A hash of a slot's rows, kept instead of the rows to tell an unchanged slot (memory: one int a slot)."""
+    return hash(tuple(tuple(row.values()) for rows in parts for row in rows))
 
 
 def tenant_filter(row: dict[str, Any]) -> ClickFilterSettings | None:
