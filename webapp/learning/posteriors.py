@@ -196,6 +196,7 @@ class PosteriorCache:
                 self._remember_missing(key)
                 return None
             held = self._build({key: results})[key]
+            assert held is not None         # nothing to compare with: always built
         except Exception as exc:
             self.stats["unavailable"] += 1
             metrics.SLOT_LOADS.labels(outcome="unavailable").inc()
@@ -250,7 +251,11 @@ class PosteriorCache:
                        for i, key in enumerate(keys)}
             readable = {key: rows for key, rows in by_slot.items() if not any(isinstance(r, Exception) for r in rows)}
             gone = [key for key, rows in readable.items() if not rows[0]]
-            built = self._build({key: rows for key, rows in readable.items() if rows[0]}, tolerant=True)
+            present = {key: rows for key, rows in readable.items() if rows[0]}
+            with self._lock:
+                digests = {key: held.digest for key in present if (held := self._slots.get(key)) is not None}
+            built = self._build(present, tolerant=True, unchanged=digests)
+            now = time.monotonic()
             with self._lock:
                 for key in gone:
                     self._slots.pop(key, None)
@@ -258,13 +263,13 @@ class PosteriorCache:
                     held = self._slots.get(key)
                     if held is None:
                         continue                # evicted meanwhile
-                    if fresh.digest is not None and fresh.digest == held.digest:
-                        held.state.read_at = fresh.state.read_at        # unchanged: keep the policy's blocks
+                    if fresh is None:
+                        held.state.read_at = now        # unchanged: keep the policy (and its blocks of draws)
                     else:
                         held.state, held.digest = fresh.state, fresh.digest
             self.refreshes += 1
             if len(built) + len(gone) == len(keys):
-                self.refreshed_at = time.monotonic()
+                self.refreshed_at = now
 
     def age(self) -> float:
         """Seconds since the stalest held slot was read (0 when nothing is held)."""
@@ -282,26 +287,33 @@ class PosteriorCache:
         metrics.CACHE_READS.inc(len(reads))
         return results
 
-    def _build(self, rows_by_slot: dict[Key, list], tolerant: bool = False) -> dict[Key, _Held]:
-        """Held entries of slots from their (slot row, banners, counts, priors) rows. ``tolerant``: a slot whose
-        decayed counts cannot be read is left out (it keeps its state) instead of raising."""
+    def _build(self, rows_by_slot: dict[Key, list], tolerant: bool = False,
+               unchanged: dict[Key, int | None] | None = None) -> dict[Key, _Held | None]:
+        """Held entries of slots from their (slot row, banners, counts, priors) rows; None for a slot whose rows
+        have the digest given in ``unchanged`` (nothing to rebuild). ``tolerant``: a slot whose decayed counts
+        cannot be read is left out (it keeps its state) instead of raising."""
         now = time.monotonic()
-        decayed: dict[Key, Any] = {}
-        for key, (slot_rows, *_) in rows_by_slot.items():
+        unchanged = unchanged or {}
+        result: dict[Key, _Held | None] = {}
+        for key, rows in rows_by_slot.items():
+            slot_rows, banners, counts, priors = rows
             half_life = slot_rows[0].get("decay_half_life_hours")
-            if half_life:
+            decayed: dict[Key, Any] = {}
+            digest = None
+            if half_life:                   # decayed counts change with time: rebuilt every refresh
                 try:
                     decayed[key] = self._decayed.counts(*key, float(half_life))
                 except Exception:
                     if not tolerant:
                         raise
                     log.warning("slot %s/%s: decayed counts unreadable; keeping its state", *key)
-        result = {}
-        for key, (slot_rows, banners, counts, priors) in rows_by_slot.items():
-            if slot_rows[0].get("decay_half_life_hours") and key not in decayed:
-                continue
+                    continue
+            else:
+                digest = rows_digest(rows)
+                if digest == unchanged.get(key):
+                    result[key] = None
+                    continue
             state = build_snapshot(slot_rows, banners, counts, priors, decayed, self.max_draws)[key]
-            digest = None if key in decayed else rows_digest((slot_rows, banners, counts, priors))
             result[key] = _Held(state, digest, now)
         return result
 
