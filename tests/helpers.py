@@ -39,7 +39,8 @@ def make_config(keyspace: str, **overrides) -> dict:
 
 
 def sync(app) -> None:
-    """Write this process's counters and re-read the posterior cache (what the background loop does)."""
+    """Write this process's counters and re-read the slots its posterior cache holds (what the background loop
+    does)."""
     with app.app_context():
         runtime.get(app).sync()
 
