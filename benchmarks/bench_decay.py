@@ -88,6 +88,7 @@ def main() -> None:
             print(f"writing {args.days} days of quarter-hour traffic ...", flush=True)
             rows = write_traffic(db, args.days)
             cache = runtime.get(app).cache
+            cache.slot("d", "s")            # held from its first serve: refresh() re-reads held slots only
             cache.refresh()
             plain = timed_refreshes(cache, args.rounds)
             services.put_slot(db, "d", "s", "S", decay_half_life_hours=24.0)

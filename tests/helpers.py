@@ -38,6 +38,7 @@ def make_config(keyspace: str, **overrides) -> dict:
         "RANDOM_SEED": 20261123,
         "RATELIMIT_SERVE": "1000000/minute",   # limits on but out of the way; tests/test_rate_limits.py
         "RATELIMIT_CLICK": "1000000/minute",   # sets small ones
+        "SLOT_LOAD_TIMEOUT_SECONDS": 10.0,     # a first serve on a loaded machine must not turn into a 503
         "TESTING": True,
     }
     config.update(overrides)
@@ -45,7 +46,8 @@ def make_config(keyspace: str, **overrides) -> dict:
 
 
 def sync(app) -> None:
-    """Write this process's counters and re-read the posterior cache (what the background loop does)."""
+    """Write this process's counters and re-read the slots its posterior cache holds (what the background loop
+    does)."""
     with app.app_context():
         runtime.get(app).sync()
 

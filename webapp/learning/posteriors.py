@@ -1,9 +1,19 @@
-"""The per-process posterior cache: configuration, counts and priors, re-read from Cassandra in the background.
+"""The per-process posterior cache: the state of the slots this worker serves, read by partition on first serve
+and re-read in the background.
 
-Serving never waits on Cassandra after the first load: it reads an immutable snapshot that a background
-thread replaces every CACHE_REFRESH_SECONDS. Each slot of a snapshot holds its policy (bandits/registry.py,
-by the slot's ``policy`` name), built from the slot's counts and priors; the policy's math is in bandits/
-(per-city Thompson sampling: bandits/city_thompson.py).
+A worker holds only its working set: a slot is loaded the first time it is served (its tenant row, slot row,
+banners, counters and priors: one partition each, read concurrently, bounded by SLOT_LOAD_TIMEOUT_SECONDS),
+then re-read every CACHE_REFRESH_SECONDS with every other held slot, concurrently, by partition. A slot not
+served for SLOT_IDLE_SECONDS is dropped, and at most SLOT_CACHE_MAX are held (least recently served out
+first). Nothing is read for a slot nobody serves, and an idle worker reads nothing. A slot or tenant that
+does not exist is remembered as such for SLOT_NOT_FOUND_SECONDS (and until the next refresh), so unknown-slot
+traffic cannot hammer Cassandra while a slot just created is servable within about a second.
+
+Serving never waits on Cassandra for a held slot: each SlotState is immutable once built and a refresh
+replaces it whole; a slot whose reads fail keeps its last state (its age then flags the serve as stale).
+Each slot holds its policy (bandits/registry.py, by the slot's ``policy`` name), built from the slot's counts
+and priors; the policy's math is in bandits/ (per-city Thompson sampling: bandits/city_thompson.py). A refresh
+that reads the same rows as before keeps the slot's policy as it is.
 
 A slot with a decay half-life learns from time-decayed counts instead (webapp.learning.decay): the same formula over
 Σ weight · count, with old evidence halving every half-life.
@@ -15,8 +25,8 @@ import json
 import logging
 import threading
 import time
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from bandits import BetaPrior
@@ -27,9 +37,15 @@ from webapp.learning.decay import DecayedCounts
 from webapp.serving.click_filter import ClickFilterSettings
 from webapp.storage import store
 from webapp.storage.database import Database
+from webapp.web import metrics
 
 log = logging.getLogger(__name__)
 
+Key = tuple[str, str]                   # (tenant_id, slot_id)
+
+
+class SlotUnavailable(Exception):
+    """A slot this worker does not hold could not be read in time (Cassandra unreachable or slow)."""
 
 
 @dataclass(frozen=True)
@@ -47,52 +63,269 @@ class SlotState:
     slot_id: str
     banners: dict[str, Banner]                      # all banners, paused ones included (click redirects)
     active: tuple[Banner, ...]                      # servable, in banner_id order: the policy's arms
-    policy: Policy                                  # built from the snapshot's counts and priors
+    policy: Policy                                  # built from the slot's counts and priors
+    read_at: float = field(default_factory=time.monotonic)    # when its rows were last read successfully
+
+    def age(self) -> float:
+        """Seconds since this slot's rows were last read."""
+        return time.monotonic() - self.read_at
+
+
+@dataclass
+class _Held:
+    state: SlotState
+    digest: int | None                  # of the rows it was built from (None: decaying, rebuilt every refresh)
+    served_at: float                    # time.monotonic() of its last serve
+
+
+@dataclass
+class _Tenant:
+    click_filter: ClickFilterSettings | None
+    used_at: float
 
 
 class PosteriorCache:
-    """Holds the latest snapshot {(tenant, slot): SlotState}; :meth:`refresh` replaces it whole."""
+    """The SlotStates of this worker's working set, keyed (tenant, slot): :meth:`slot` loads a slot on its first
+    serve, :meth:`refresh` re-reads the held ones (module doc)."""
 
-    def __init__(self, db: Database, max_draws: int = 4096) -> None:
+    def __init__(self, db: Database, max_draws: int = 4096, *, load_timeout: float = 1.0,
+                 idle_seconds: float = 300.0, max_slots: int = 10_000, not_found_seconds: float = 1.0) -> None:
         self.db = db
         self.max_draws = max_draws          # PROPENSITY_DRAWS: the largest block of precomputed draws
-        self._slots: dict[tuple[str, str], SlotState] | None = None
-        self._click_filters: dict[str, ClickFilterSettings] = {}
+        self.load_timeout = load_timeout    # SLOT_LOAD_TIMEOUT_SECONDS
+        self.idle_seconds = idle_seconds    # SLOT_IDLE_SECONDS
+        self.max_slots = max_slots          # SLOT_CACHE_MAX
+        self.not_found_seconds = not_found_seconds  # SLOT_NOT_FOUND_SECONDS
+        self._slots: OrderedDict[Key, _Held] = OrderedDict()       # least recently served first
+        self._tenants: dict[str, _Tenant] = {}                      # click filters of the tenants in use
+        self._missing: OrderedDict[tuple[str, str | None], float] = OrderedDict()  # → expiry; slot None = tenant
+        self._lock = threading.Lock()           # guards the three dicts (short sections, never around I/O)
         self._refresh_lock = threading.Lock()
         self._decayed = DecayedCounts(db)
         self.refreshes = 0
-        self.refreshed_at: float | None = None     # time.monotonic() of the last successful refresh
+        self.refreshed_at: float | None = None     # time.monotonic() of the last refresh that read every slot
+        self.stats = {"loads": 0, "not_found": 0, "unavailable": 0, "evicted_idle": 0, "evicted_capacity": 0,
+                      "reads": 0, "failed_reads": 0}
+
+    # -- serving ---------------------------------------------------------------------------------------
 
     @property
-    def loaded(self) -> bool:
-        return self._slots is not None
+    def held(self) -> int:
+        """How many slots this worker holds."""
+        return len(self._slots)
+
+    def holds(self, tenant_id: str, slot_id: str) -> bool:
+        return (tenant_id, slot_id) in self._slots
 
     def slot(self, tenant_id: str, slot_id: str) -> SlotState | None:
-        if self._slots is None:
-            self.refresh()
-        assert self._slots is not None
-        return self._slots.get((tenant_id, slot_id))
+        """The slot's state, or None when it does not exist. A slot not held is read now (bounded by the load
+        timeout); :class:`SlotUnavailable` when it cannot be."""
+        key = (tenant_id, slot_id)
+        now = time.monotonic()
+        with self._lock:
+            held = self._slots.get(key)
+            if held is not None:
+                held.served_at = now
+                self._slots.move_to_end(key)
+                return held.state
+            if self._known_missing(key, now):
+                return None
+        return self._load(key)
 
     def click_filter(self, tenant_id: str) -> ClickFilterSettings:
-        return self._click_filters.get(tenant_id) or ClickFilterSettings()
+        """The tenant's click filter (read on first use; the defaults when it cannot be read)."""
+        now = time.monotonic()
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            try:
+                rows = self._read([(store.TENANT_ROW, (tenant_id,))], self.load_timeout)[0]
+            except Exception:  # noqa: BLE001 - no session: judge by the defaults, as before the first load
+                rows = None
+            if isinstance(rows, Exception) or rows is None:
+                return ClickFilterSettings()
+            tenant = _Tenant(tenant_filter(rows[0]) if rows else None, now)
+            with self._lock:
+                self._tenants[tenant_id] = tenant
+        tenant.used_at = now
+        return tenant.click_filter or ClickFilterSettings()
+
+    def prepare(self) -> None:
+        """Connect and prepare the cache's statements (a worker's warm-up), so a first serve costs one round
+        trip."""
+        for cql in (store.TENANT_ROW, *store.SLOT_PARTITIONS):
+            self.db.prepare(cql)
+
+    def _known_missing(self, key: Key, now: float) -> bool:
+        for missing in (key, (key[0], None)):
+            expiry = self._missing.get(missing)
+            if expiry is not None:
+                if expiry > now:
+                    return True
+                del self._missing[missing]
+        return False
+
+    def _remember_missing(self, key: tuple[str, str | None]) -> None:
+        with self._lock:
+            self._missing[key] = time.monotonic() + self.not_found_seconds
+            self._missing.move_to_end(key)
+            while len(self._missing) > self.max_slots:
+                self._missing.popitem(last=False)
+
+    def _load(self, key: Key) -> SlotState | None:
+        tenant_id, slot_id = key
+        known_tenant = tenant_id in self._tenants
+        reads = [] if known_tenant else [(store.TENANT_ROW, (tenant_id,))]
+        reads += [(cql, key) for cql in store.SLOT_PARTITIONS]
+        try:
+            results = self._read(reads, self.load_timeout)
+            failed = next((r for r in results if isinstance(r, Exception)), None)
+            if failed is not None:
+                raise failed
+            if not known_tenant:
+                tenant_rows = results.pop(0)
+                if not tenant_rows:
+                    self.stats["not_found"] += 1
+                    metrics.SLOT_LOADS.labels(outcome="not_found").inc()
+                    self._remember_missing((tenant_id, None))
+                    return None
+                with self._lock:
+                    self._tenants.setdefault(tenant_id, _Tenant(tenant_filter(tenant_rows[0]), time.monotonic()))
+            if not results[0]:
+                self.stats["not_found"] += 1
+                metrics.SLOT_LOADS.labels(outcome="not_found").inc()
+                self._remember_missing(key)
+                return None
+            held = self._build({key: results})[key]
+            assert held is not None         # nothing to compare with: always built
+        except Exception as exc:
+            self.stats["unavailable"] += 1
+            metrics.SLOT_LOADS.labels(outcome="unavailable").inc()
+            raise SlotUnavailable(f"slot {tenant_id}/{slot_id} could not be read: {exc!r}") from exc
+        self.stats["loads"] += 1
+        metrics.SLOT_LOADS.labels(outcome="loaded").inc()
+        with self._lock:
+            current = self._slots.get(key)
+            if current is not None:          # loaded meanwhile by another thread: one state per slot
+                return current.state
+            self._slots[key] = held
+            while len(self._slots) > self.max_slots:
+                self._slots.popitem(last=False)
+                self.stats["evicted_capacity"] += 1
+                metrics.SLOT_EVICTIONS.labels(reason="capacity").inc()
+        return held.state
+
+    # -- background ------------------------------------------------------------------------------------
 
     def refresh(self) -> None:
+        """Drop idle slots, then re-read every held slot (and its tenant's row), one partition per read, all
+        concurrently; replace each slot whose reads all succeeded. Reads nothing when nothing is held."""
         with self._refresh_lock:
-            tenants, slots, banners = store.all_config(self.db)
-            counts = store.all_counts(self.db)
-            priors = store.all_priors(self.db)
-            decaying = {(r["tenant_id"], r["slot_id"]): float(r["decay_half_life_hours"]) for r in slots
-                        if r.get("decay_half_life_hours")}
-            decayed = {key: self._decayed.counts(*key, half_life) for key, half_life in decaying.items()}
-            self._decayed.forget(set(decaying))
-            self._click_filters = click_filters(tenants)
-            self._slots = build_snapshot(slots, banners, counts, priors, decayed, self.max_draws)
+            now = time.monotonic()
+            with self._lock:
+                self._missing.clear()           # unknown slots are asked again (sync(): at once)
+                for key in [k for k, held in self._slots.items() if now - held.served_at > self.idle_seconds]:
+                    del self._slots[key]
+                    self.stats["evicted_idle"] += 1
+                    metrics.SLOT_EVICTIONS.labels(reason="idle").inc()
+                keys = list(self._slots)
+                in_use = {tenant_id for tenant_id, _ in keys}
+                for tenant_id in [t for t, tenant in self._tenants.items()
+                                  if t not in in_use and now - tenant.used_at > self.idle_seconds]:
+                    del self._tenants[tenant_id]
+                tenants = list(self._tenants)
+            self._decayed.forget(set(keys))
+            if not keys and not tenants:
+                self.refreshes += 1
+                self.refreshed_at = time.monotonic()
+                return
+            reads = [(store.TENANT_ROW, (tenant_id,)) for tenant_id in tenants]
+            reads += [(cql, key) for key in keys for cql in store.SLOT_PARTITIONS]
+            results = self._read(reads, None)
+            for tenant_id, rows in zip(tenants, results, strict=False):
+                if not isinstance(rows, Exception):
+                    tenant = self._tenants.get(tenant_id)
+                    if tenant is not None:
+                        tenant.click_filter = tenant_filter(rows[0]) if rows else None
+            width = len(store.SLOT_PARTITIONS)
+            by_slot = {key: results[len(tenants) + i * width:len(tenants) + (i + 1) * width]
+                       for i, key in enumerate(keys)}
+            readable = {key: rows for key, rows in by_slot.items() if not any(isinstance(r, Exception) for r in rows)}
+            gone = [key for key, rows in readable.items() if not rows[0]]
+            present = {key: rows for key, rows in readable.items() if rows[0]}
+            with self._lock:
+                digests = {key: held.digest for key in present if (held := self._slots.get(key)) is not None}
+            built = self._build(present, tolerant=True, unchanged=digests)
+            now = time.monotonic()
+            with self._lock:
+                for key in gone:
+                    self._slots.pop(key, None)
+                for key, fresh in built.items():
+                    held = self._slots.get(key)
+                    if held is None:
+                        continue                # evicted meanwhile
+                    if fresh is None:
+                        held.state.read_at = now        # unchanged: keep the policy (and its blocks of draws)
+                    else:
+                        held.state, held.digest = fresh.state, fresh.digest
             self.refreshes += 1
-            self.refreshed_at = time.monotonic()
+            if len(built) + len(gone) == len(keys):
+                self.refreshed_at = now
 
     def age(self) -> float:
-        """Seconds since the snapshot was last refreshed."""
-        return time.monotonic() - self.refreshed_at if self.refreshed_at is not None else float("inf")
+        """Seconds since the stalest held slot was read (0 when nothing is held)."""
+        with self._lock:
+            oldest = min((held.state.read_at for held in self._slots.values()), default=None)
+        return time.monotonic() - oldest if oldest is not None else 0.0
+
+    # -- reading and building --------------------------------------------------------------------------
+
+    def _read(self, reads: list[store.Read], timeout: float | None) -> list[Any]:
+        results = store.read_partitions(self.db, reads, timeout if timeout is not None else 10.0)
+        failed = sum(isinstance(r, Exception) for r in results)
+        self.stats["reads"] += len(reads)
+        self.stats["failed_reads"] += failed
+        metrics.CACHE_READS.inc(len(reads))
+        return results
+
+    def _build(self, rows_by_slot: dict[Key, list], tolerant: bool = False,
+               unchanged: dict[Key, int | None] | None = None) -> dict[Key, _Held | None]:
+        """Held entries of slots from their (slot row, banners, counts, priors) rows; None for a slot whose rows
+        have the digest given in ``unchanged`` (nothing to rebuild). ``tolerant``: a slot whose decayed counts
+        cannot be read is left out (it keeps its state) instead of raising."""
+        now = time.monotonic()
+        unchanged = unchanged or {}
+        result: dict[Key, _Held | None] = {}
+        for key, rows in rows_by_slot.items():
+            slot_rows, banners, counts, priors = rows
+            half_life = slot_rows[0].get("decay_half_life_hours")
+            decayed: dict[Key, Any] = {}
+            digest = None
+            if half_life:                   # decayed counts change with time: rebuilt every refresh
+                try:
+                    decayed[key] = self._decayed.counts(*key, float(half_life))
+                except Exception:
+                    if not tolerant:
+                        raise
+                    log.warning("slot %s/%s: decayed counts unreadable; keeping its state", *key)
+                    continue
+            else:
+                digest = rows_digest(rows)
+                if digest == unchanged.get(key):
+                    result[key] = None
+                    continue
+            state = build_snapshot(slot_rows, banners, counts, priors, decayed, self.max_draws)[key]
+            result[key] = _Held(state, digest, now)
+        return result
+
+
+def rows_digest(parts: tuple[list[dict[str, Any]], ...]) -> int:
+    """A hash of a slot's rows, kept instead of the rows to tell an unchanged slot (memory: one int a slot)."""
+    return hash(tuple(tuple(row.values()) for rows in parts for row in rows))
+
+
+def tenant_filter(row: dict[str, Any]) -> ClickFilterSettings | None:
+    """The click filter of a tenants row (None: the defaults)."""
+    return click_filters([row]).get(row["tenant_id"])
 
 
 def click_filters(tenants: list[dict[str, Any]]) -> dict[str, ClickFilterSettings]:

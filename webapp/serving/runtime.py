@@ -33,7 +33,9 @@ class Runtime:
         self.pid = os.getpid()
         seed = config["RANDOM_SEED"]
         self.rng = np.random.default_rng(seed)
-        self.cache = PosteriorCache(db, config["PROPENSITY_DRAWS"])
+        self.cache = PosteriorCache(db, config["PROPENSITY_DRAWS"], load_timeout=config["SLOT_LOAD_TIMEOUT_SECONDS"],
+                                    idle_seconds=config["SLOT_IDLE_SECONDS"], max_slots=config["SLOT_CACHE_MAX"],
+                                    not_found_seconds=config["SLOT_NOT_FOUND_SECONDS"])
         self.spool = Spool(config["SPOOL_DIR"], config["SPOOL_MAX_BYTES"], config["SPOOL_SEGMENT_SECONDS"])
         self.events = EventWriter(db, self.spool, config["IMPRESSION_BATCH_ROWS"])
         self.tokens = ClickTokens(config["CLICK_TOKEN_SECRET"], config["CLICK_WINDOW_SECONDS"])
@@ -47,8 +49,9 @@ class Runtime:
             return policy.choose(context, self.rng)
 
     def start(self) -> None:
-        """Load the cache once (warm-up), then refresh, flush, fsync and replay in a daemon thread."""
-        self._guard(self.cache.refresh)     # Cassandra may be down: serving starts once a refresh works
+        """Connect and prepare the cache's reads (warm-up), then refresh, flush, fsync and replay in a daemon
+        thread. The cache holds nothing yet: each slot is read on its first serve."""
+        self._guard(self.cache.prepare)     # Cassandra may be down: a first serve then answers 503
         if self.config["BACKGROUND_THREADS"]:
             self._thread = threading.Thread(target=self._loop, name="banner-bandit-refresh", daemon=True)
             self._thread.start()
@@ -83,7 +86,7 @@ class Runtime:
             log.exception("background step %s failed", getattr(step, "__qualname__", step))
 
     def sync(self) -> None:
-        """Write pending events and counters, then refresh the cache now (tests and CLI)."""
+        """Write pending events and counters, then re-read the slots this worker holds now (tests and CLI)."""
         self.events.drain()
         self.cache.refresh()
 

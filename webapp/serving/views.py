@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, render_te
 
 from bandits.policy import Context
 from eventlog.timeuuids import timeuuid
+from webapp.learning.posteriors import SlotState, SlotUnavailable
 from webapp.serving import click_filter, runtime
 from webapp.serving.tokens import ClickClaim
 from webapp.storage import store
@@ -44,8 +45,18 @@ def click_url(token: str) -> str:
     return f"{request.scheme}://{request.host}{request.script_root}/v1/click/{token}"
 
 
-def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
-    """Pick a banner for this request, log the impression; return the serve document and target URL."""
+def _slot_state(rt, tenant: str, slot: str) -> SlotState | None:
+    """The slot's state from this worker's cache; a slot it does not hold is read now (bounded), and a 503
+    with Retry-After says when that cannot be done."""
+    try:
+        return rt.cache.slot(tenant, slot)
+    except SlotUnavailable:
+        raise ServiceUnavailable(f"slot {tenant}/{slot} cannot be loaded right now (database unreachable); "
+                                 "try again shortly", retry_after=1) from None
+
+
+def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], SlotState]:
+    """Pick a banner for this request, log the impression; return the serve document and the slot's state."""
     validation.identifier(tenant, "tenant")
     validation.identifier(slot, "slot")
     limit = current_app.config["MAX_PARAM_LENGTH"]
@@ -55,12 +66,7 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
     referrer_id = validation.text_param(args.get("referrer_id"), "referrer_id", limit)
 
     rt = runtime.get()
-    if not rt.cache.loaded:         # a process that started while Cassandra was away
-        try:
-            rt.cache.refresh()
-        except Exception:  # noqa: BLE001
-            raise ServiceUnavailable("banner configuration not loaded yet (database unreachable)") from None
-    state = rt.cache.slot(tenant, slot)
+    state = _slot_state(rt, tenant, slot)
     if state is None:
         raise NotFound(f"unknown tenant/slot {tenant}/{slot}")
     if not state.active:
@@ -94,7 +100,7 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], str]:
                       "prior": impression.prior_source, "propensity": round(propensity, 4)},
         "policy": policy.name,
     }
-    return document, banner.target_url
+    return document, state
 
 
 @bp.get("/v1/serve/<tenant>/<slot>")
@@ -123,7 +129,7 @@ def serve(tenant: str, slot: str):
         503: ServiceUnavailable
     """
     try:
-        document, _ = _choose(tenant, slot)
+        document, state = _choose(tenant, slot)
     except DomainError as exc:
         metrics.SERVES.labels(status=str(exc.status)).inc()
         raise
@@ -133,13 +139,13 @@ def serve(tenant: str, slot: str):
                                           mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Banner-Bandit-Worker"] = str(os.getpid())
-    _flag_stale(response)
+    _flag_stale(response, state)
     return response
 
 
-def _flag_stale(response: Response) -> None:
-    """Say so when the posteriors are older than they should be (Cassandra unreachable)."""
-    age = runtime.get().cache.age()
+def _flag_stale(response: Response, state: SlotState) -> None:
+    """Say so when the slot's posteriors are older than they should be (Cassandra unreachable)."""
+    age = state.age()
     if age > current_app.config["STALE_AFTER_SECONDS"]:
         response.headers["X-Banner-Bandit-Stale"] = f"{age:.1f}"
         metrics.STALE_SERVES.inc()
@@ -249,7 +255,7 @@ def click_redirect(token: str):
         503: ServiceUnavailable
     """
     _, claim = _record_click(token, request.args.get("customer_id"), request.args.get("referrer_id"))
-    state = runtime.get().cache.slot(claim.tenant_id, claim.slot_id)
+    state = _slot_state(runtime.get(), claim.tenant_id, claim.slot_id)
     banner = state.banners.get(claim.banner_id) if state else None
     if banner is None or not banner.target_url:
         raise NotFound("the banner of this click no longer exists")

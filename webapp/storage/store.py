@@ -40,7 +40,8 @@ def get_tenant(db: Database, tenant_id: str) -> dict[str, Any] | None:
 
 
 def list_tenants(db: Database) -> list[dict[str, Any]]:
-    """Every tenant (a small configuration table: a full scan is fine)."""
+    """Every tenant: a full scan, for the dashboard's and the API's listings only (a person asked; never
+    periodic, never on the serve path)."""
     rows = db.execute("SELECT tenant_id, name, timezone FROM {ks}.tenants")
     return sorted(rows, key=lambda r: r["tenant_id"])
 
@@ -135,25 +136,51 @@ def list_banners(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, A
     return db.execute("SELECT * FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
 
 
-def all_config(db: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every tenant's click filter, every slot and every banner (the serving cache's view)."""
-    tenants = db.execute("SELECT tenant_id, click_filter FROM {ks}.tenants")
-    slots = db.execute("SELECT tenant_id, slot_id, decay_half_life_hours, policy FROM {ks}.slots")
-    banners = db.execute(
-        "SELECT tenant_id, slot_id, banner_id, image_url, target_url, alt, active FROM {ks}.banners")
-    return tenants, slots, banners
+# -- the serving cache's reads: one partition each, sent concurrently --------------------------------------
+# A worker reads only the slots it serves (webapp/learning/posteriors.py), never a whole table. The only
+# SELECTs of this module without a partition key are list_tenants and list_users: the dashboard's and the
+# management API's listings, run when a person asks, never periodically nor on the serve path.
+
+TENANT_ROW = "SELECT tenant_id, click_filter FROM {ks}.tenants WHERE tenant_id = ?"
+SLOT_ROW = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy FROM {ks}.slots "
+            "WHERE tenant_id = ? AND slot_id = ?")
+SLOT_BANNERS = ("SELECT tenant_id, slot_id, banner_id, image_url, target_url, alt, active FROM {ks}.banners "
+                "WHERE tenant_id = ? AND slot_id = ?")
+SLOT_COUNTS = ("SELECT tenant_id, slot_id, location, banner_id, impressions, clicks FROM {ks}.banner_counts "
+               "WHERE tenant_id = ? AND slot_id = ?")
+SLOT_PRIORS = ("SELECT tenant_id, slot_id, location, banner_id, alpha, beta, source FROM {ks}.priors "
+               "WHERE tenant_id = ? AND slot_id = ?")
+SLOT_PARTITIONS = (SLOT_ROW, SLOT_BANNERS, SLOT_COUNTS, SLOT_PRIORS)    # what a slot's state is built from
+
+Read = tuple[str, tuple]                                  # (cql, parameters)
+
+
+def read_partitions(db: Database, reads: list[Read], timeout: float, window: int = 256
+                    ) -> list[list[dict[str, Any]] | Exception]:
+    """Run single-partition SELECTs concurrently (``window`` in flight at a time; the driver routes each to a
+    replica of its partition) and return, in order, each one's rows or the exception it raised. ``timeout``
+    bounds each request."""
+    session = db.session()
+    results: list[list[dict[str, Any]] | Exception] = []
+    for start in range(0, len(reads), window):
+        futures = []
+        for cql, params in reads[start:start + window]:
+            try:
+                futures.append(session.execute_async(db.prepare(cql), params, timeout=timeout))
+            except Exception as exc:  # noqa: BLE001 - e.g. no host, or the table is gone: that read failed
+                futures.append(exc)
+        for future in futures:
+            if isinstance(future, Exception):
+                results.append(future)
+                continue
+            try:
+                results.append(list(future.result()))
+            except Exception as exc:  # noqa: BLE001 - reported per read; the caller keeps what it had
+                results.append(exc)
+    return results
 
 
 # -- learned statistics ---------------------------------------------------------------------------------
-
-def all_counts(db: Database) -> list[dict[str, Any]]:
-    return db.execute("SELECT tenant_id, slot_id, location, banner_id, impressions, clicks "
-                      "FROM {ks}.banner_counts")
-
-
-def all_priors(db: Database) -> list[dict[str, Any]]:
-    return db.execute("SELECT tenant_id, slot_id, location, banner_id, alpha, beta, source FROM {ks}.priors")
-
 
 def slot_counts(db: Database, tenant_id: str, slot_id: str, location: str) -> list[dict[str, Any]]:
     return db.execute(
@@ -303,6 +330,7 @@ def get_user(db: Database, username: str) -> dict[str, Any] | None:
 
 
 def list_users(db: Database) -> list[dict[str, Any]]:
+    """Every dashboard user: a full scan for the dashboard's users page only (never periodic)."""
     rows = db.execute("SELECT username, role, tenant_id, created_at FROM {ks}.users")
     return sorted(rows, key=lambda r: r["username"])
 

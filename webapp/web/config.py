@@ -146,8 +146,17 @@ class ServingSettings(_Group):
     CLICK_TOKEN_SECRET: str = Field("", description="HMAC key of click tokens; empty: `SECRET_KEY`")
     CLICK_WINDOW_SECONDS: Count = Field(24 * 3600, description="a click is accepted this long after its "
                                                                "impression")
-    CACHE_REFRESH_SECONDS: Seconds = Field(1.0, description="how often each worker re-reads posteriors and "
-                                                            "configuration")
+    CACHE_REFRESH_SECONDS: Seconds = Field(1.0, description="how often each worker re-reads the configuration, "
+                                                            "counters and priors of the slots it holds")
+    SLOT_LOAD_TIMEOUT_SECONDS: Seconds = Field(
+        1.0, description="longest wait of a slot's first serve in a worker for its partition reads; when "
+                          "Cassandra cannot answer in time the serve is a 503 with `Retry-After`")
+    SLOT_IDLE_SECONDS: Seconds = Field(300.0, description="a worker drops a slot not served for this long")
+    SLOT_CACHE_MAX: Count = Field(10_000, description="most slots a worker holds (the least recently served "
+                                                      "go first)")
+    SLOT_NOT_FOUND_SECONDS: Seconds = Field(
+        1.0, description="how long a worker remembers that a slot or tenant does not exist (at most until its "
+                         "next refresh), so unknown-slot requests do not each read Cassandra")
     IMPRESSION_WRITE_SECONDS: Seconds = Field(
         0.5, description="how often each worker sends its queued impressions (already in the spool); longer "
                          "means larger batches and less of Cassandra's CPU per impression")

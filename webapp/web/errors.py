@@ -39,6 +39,10 @@ class Conflict(DomainError):
 class ServiceUnavailable(DomainError):
     status = 503
 
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after      # seconds, sent as Retry-After
+
 
 def wants_json() -> bool:
     return request.path.startswith("/v1/") or request.is_json
@@ -51,6 +55,8 @@ def init_app(app: Flask) -> None:
         response.status_code = exc.status
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="banner-bandit"'
+        if getattr(exc, "retry_after", None) is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.errorhandler(HTTPException)

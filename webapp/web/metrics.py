@@ -23,7 +23,7 @@ CLICKS = Counter("banner_bandit_clicks_total", "Clicks, by outcome (recorded, du
                  "filtered_<reason>)", ["outcome"])
 STALE_SERVES = Counter("banner_bandit_stale_serves_total",
                        "Serves answered from posteriors older than STALE_AFTER_SECONDS")
-POSTERIOR_AGE = Gauge("banner_bandit_posterior_age_seconds", "Age of the oldest worker's posterior snapshot",
+POSTERIOR_AGE = Gauge("banner_bandit_posterior_age_seconds", "Age of the stalest slot in the workers' posterior caches",
                       multiprocess_mode="max")
 SPOOL_BYTES = Gauge("banner_bandit_spool_bytes", "Bytes in the event spool not yet in Cassandra",
                     multiprocess_mode="livesum")
@@ -31,6 +31,14 @@ BACKLOG = Gauge("banner_bandit_event_backlog", "Events accepted but not yet writ
                 multiprocess_mode="livesum")
 SPOOL_FULL = Gauge("banner_bandit_spool_full", "1 while a worker's spool is full and refuses events (alarm)",
                    multiprocess_mode="max")
+CACHED_SLOTS = Gauge("banner_bandit_cached_slots", "Slots held in the workers' posterior caches (their working sets)",
+                     multiprocess_mode="livesum")
+SLOT_LOADS = Counter("banner_bandit_slot_loads_total", "Slots read on their first serve, by outcome (loaded, "
+                     "not_found, unavailable)", ["outcome"])
+SLOT_EVICTIONS = Counter("banner_bandit_slot_evictions_total", "Slots dropped from a posterior cache, by reason "
+                         "(idle, capacity)", ["reason"])
+CACHE_READS = Counter("banner_bandit_cache_reads_total", "Single-partition reads sent by the posterior caches "
+                      "(first serves and refreshes)")
 REPLAYED = Counter("banner_bandit_replayed_events_total", "Spooled events of dead processes applied on replay")
 
 bp = Blueprint("metrics", __name__)
@@ -50,6 +58,7 @@ def observe_runtime(runtime) -> None:
     """Set the gauges from this worker's runtime (called by its background loop)."""
     age = runtime.cache.age()
     POSTERIOR_AGE.set(age if age != float("inf") else -1)
+    CACHED_SLOTS.set(runtime.cache.held)
     SPOOL_BYTES.set(runtime.spool.size)
     BACKLOG.set(runtime.events.backlog)
     SPOOL_FULL.set(1 if runtime.spool.full_since is not None else 0)
