@@ -86,6 +86,19 @@ def test_a_refresh_reads_the_held_slots_only_by_partition(app, client):
     assert sent.mentioning(unserved) == 0
 
 
+def test_a_tenants_held_slots_share_one_read_of_their_slot_rows(app, client):
+    tenant, _ = gen_slot(client, ["a"], slot="one")
+    gen_slot(client, ["a"], tenant=tenant, slot="two")
+    gen_slot(client, ["a"], tenant=tenant, slot="three")           # stored, never served
+    for slot in ("one", "two"):
+        assert client.get(f"/v1/serve/{tenant}/{slot}").status_code == 200
+    with Requests(app) as sent:
+        _cache(app).refresh()
+    # The tenant row, one read of the slots partition for both, then banners, counters, priors of each.
+    assert sent.count == 1 + 1 + 2 * 3
+    assert sent.mentioning("three") == 0
+
+
 def test_an_unchanged_slot_keeps_its_policy_and_a_click_replaces_it(app, client):
     tenant, slot = gen_slot(client, ["a", "b"])
     served = client.get(f"/v1/serve/{tenant}/{slot}").get_json()

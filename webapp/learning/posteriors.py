@@ -42,6 +42,7 @@ from webapp.web import metrics
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]                   # (tenant_id, slot_id)
+SLOTS_PER_READ = 100                    # slot rows of one tenant read at once by a refresh (IN on the clustering key)
 
 
 class SlotUnavailable(Exception):
@@ -152,7 +153,7 @@ class PosteriorCache:
     def prepare(self) -> None:
         """Connect and prepare the cache's statements (a worker's warm-up), so a first serve costs one round
         trip."""
-        for cql in (store.TENANT_ROW, *store.SLOT_PARTITIONS):
+        for cql in (store.TENANT_ROW, store.TENANT_SLOT_ROWS, *store.SLOT_PARTITIONS):
             self.db.prepare(cql)
 
     def _known_missing(self, key: Key, now: float) -> bool:
@@ -238,16 +239,29 @@ class PosteriorCache:
                 self.refreshes += 1
                 self.refreshed_at = time.monotonic()
                 return
+            # The slot rows of a tenant's held slots are one partition of the slots table: one read a tenant.
+            slot_ids: dict[str, list[str]] = defaultdict(list)
+            for tenant_id, slot_id in keys:
+                slot_ids[tenant_id].append(slot_id)
+            groups = [(tenant_id, ids[i:i + SLOTS_PER_READ]) for tenant_id, ids in slot_ids.items()
+                      for i in range(0, len(ids), SLOTS_PER_READ)]
             reads = [(store.TENANT_ROW, (tenant_id,)) for tenant_id in tenants]
-            reads += [(cql, key) for key in keys for cql in store.SLOT_PARTITIONS]
+            reads += [(store.TENANT_SLOT_ROWS, (tenant_id, ids)) for tenant_id, ids in groups]
+            reads += [(cql, key) for key in keys for cql in store.SLOT_PARTITIONS[1:]]
             results = self._read(reads, None)
             for tenant_id, rows in zip(tenants, results, strict=False):
                 if not isinstance(rows, Exception):
                     tenant = self._tenants.get(tenant_id)
                     if tenant is not None:
                         tenant.click_filter = tenant_filter(rows[0]) if rows else None
-            width = len(store.SLOT_PARTITIONS)
-            by_slot = {key: results[len(tenants) + i * width:len(tenants) + (i + 1) * width]
+            slot_rows: dict[Key, list | Exception] = {}
+            for (tenant_id, ids), rows in zip(groups, results[len(tenants):], strict=False):
+                found = {} if isinstance(rows, Exception) else {row["slot_id"]: row for row in rows}
+                for slot_id in ids:
+                    row = found.get(slot_id)
+                    slot_rows[(tenant_id, slot_id)] = rows if isinstance(rows, Exception) else ([row] if row else [])
+            start, width = len(tenants) + len(groups), len(store.SLOT_PARTITIONS) - 1
+            by_slot = {key: [slot_rows[key], *results[start + i * width:start + (i + 1) * width]]
                        for i, key in enumerate(keys)}
             readable = {key: rows for key, rows in by_slot.items() if not any(isinstance(r, Exception) for r in rows)}
             gone = [key for key, rows in readable.items() if not rows[0]]

@@ -144,6 +144,8 @@ def list_banners(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, A
 TENANT_ROW = "SELECT tenant_id, click_filter FROM {ks}.tenants WHERE tenant_id = ?"
 SLOT_ROW = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy FROM {ks}.slots "
             "WHERE tenant_id = ? AND slot_id = ?")
+TENANT_SLOT_ROWS = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy FROM {ks}.slots "
+                    "WHERE tenant_id = ? AND slot_id IN ?")        # one partition: the tenant's slots
 SLOT_BANNERS = ("SELECT tenant_id, slot_id, banner_id, image_url, target_url, alt, active FROM {ks}.banners "
                 "WHERE tenant_id = ? AND slot_id = ?")
 SLOT_COUNTS = ("SELECT tenant_id, slot_id, location, banner_id, impressions, clicks FROM {ks}.banner_counts "
