@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Scale benchmark: what 10, 1,000 and 10,000 stored slots cost when only a few are served (issue 23 §4).
+"""Scale benchmark: what 10, 1,000 and 10,000 stored slots cost when only a few are served.
 
 Run from the repository root as ``.venv/bin/python benchmarks/bench_scale.py`` (``make bench-scale``);
 ``--help`` lists the knobs (``--slots 10,1000``, ``--cassandra-hosts``, ``--cassandra-pid-files`` …).
@@ -80,7 +80,7 @@ CITIES = ["Mumbai", "Delhi", "Bengaluru", "Chennai", "Kolkata", "Pune", "Hyderab
           "Lucknow", "Surat", "Kanpur", "Nagpur", "Indore", "Bhopal", "Patna", "Vadodara", "Goa", "Agra",
           "Nashik", "Ranchi", "Guwahati", "Kochi", "Mysuru"]
 INSTANT_CLICKS = {"min_delay_seconds": 0, "max_clicks_per_customer": 0, "max_clicks_per_ip": 0}
-PEAK_RATE = 2500                 # serves/s on one slot: the partition bound's design point (issue 23 §2)
+PEAK_RATE = 2500                 # serves/s on one slot: the partition bound's design point
 AIM_IDLE_CORES = 0.05
 AIM_THROUGHPUT_SHARE = 0.95
 
@@ -822,7 +822,7 @@ def verdicts(results: list[ScaleResult]) -> list[str]:
         out.append("worker memory (mean per worker): " + "; ".join(parts) + ".")
     clicks = [v for r in results if r.click for v in r.click.seen_after_s.values()]
     if clicks:
-        out.append(f"click → changed serve: at most {max(clicks):.2f} s over every worker and scale (issue 23: "
+        out.append(f"click → changed serve: at most {max(clicks):.2f} s over every worker and scale (aim: "
                    "within about 2 s).")
     return out
 
