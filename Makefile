@@ -15,6 +15,7 @@ comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
 .PHONY: help venv cassandra cassandra-stop schema demo run stop test test-unit lint docs-config bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
+.PHONY: cluster cluster-stop cluster-status spark-cluster spark-cluster-stop cluster-priors cluster-audit
 .PHONY: spark-jars priors audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline migrate-events bench-scale
 
 help:
@@ -42,6 +43,9 @@ help:
 	@echo "make repair-counters  add back the counts the counters miss, to slots taking no traffic (Spark)"
 	@echo "make import-history  import HISTORY_CSV (default .run/history.csv; a sample is generated if absent)"
 	@echo "make bench-priors job time on 1M/10M events and the regret simulation (docs/BENCHMARKS.md)"
+	@echo "make cluster      a three-node Cassandra ring on 127.0.0.1-3:9142 (docs/operations.md); cluster-stop, cluster-status"
+	@echo "make spark-cluster  a Spark master and worker on spark://127.0.0.1:7177; spark-cluster-stop"
+	@echo "make cluster-priors / cluster-audit  the priors job / counter audit by spark-submit, on both clusters"
 
 # The pinned requirements of every part (requirements/*.txt, all included by requirements.txt), then the
 # project itself, editable and without dependencies: scripts and benchmarks import its packages as installed.
@@ -170,6 +174,32 @@ bench-learning: venv
 STEPS ?= 2000
 simulate-service: venv cassandra
 	@$(PY) -m simulator service --keyspace bb_simulator --steps $(STEPS)
+
+# -- A three-node ring and a Spark standalone cluster on this machine (scripts/cluster.sh, docs/operations.md) --
+# They run beside the single node of `make run`: other addresses and ports. `make cluster` prints what to export.
+cluster:
+	@scripts/cluster.sh start
+
+cluster-stop:
+	@scripts/cluster.sh stop
+
+cluster-status:
+	@scripts/cluster.sh status
+
+spark-cluster: venv spark-jars
+	@scripts/cluster.sh spark-start
+
+spark-cluster-stop:
+	@scripts/cluster.sh spark-stop
+
+RING_ENV := $(shell scripts/cluster.sh env 2>/dev/null | paste -sd' ')
+
+cluster-priors: venv spark-jars
+	@$(RING_ENV) $(VENV)/bin/flask --app wsgi init-db
+	@$(RING_ENV) scripts/cluster.sh submit city_priors $(PRIORS_ARGS)
+
+cluster-audit: venv spark-jars
+	@$(RING_ENV) scripts/cluster.sh submit counter_audit $(AUDIT_ARGS)
 
 # -- Spark jobs (spark_jobs/, docs/operations.md) --------------------------------------------------------------
 HISTORY_CSV ?= .run/history.csv

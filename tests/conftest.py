@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ADMIN_TOKEN, make_config
+from tests.helpers import ADMIN_TOKEN, make_config, port_open, ring_settings
 from webapp import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # A test that uses one of these fixtures, directly or through another fixture, gets the marker:
 # `make test-unit` deselects them (tests that need a browser are marked in their module).
 FIXTURE_MARKERS = {
-    "cassandra": {"cassandra", "keyspace"},
-    "spark": {"spark"},        # the Spark test modules' session fixture
+    "cassandra": {"cassandra", "keyspace", "ring"},
+    "spark": {"spark", "spark_cluster"},        # the Spark test modules' session fixture, the standalone cluster
+    "ring": {"ring"},
 }
 
 
@@ -87,3 +88,32 @@ def client(app):
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(scope="session")
+def ring() -> dict:
+    """The three-node ring of scripts/cluster.sh (started, or reused when running); its CASSANDRA_* settings.
+
+    Stopped at the end only if this run started it.
+    """
+    settings = ring_settings()
+    hosts = settings["CASSANDRA_HOSTS"].split(",")
+    started = not all(port_open(host, int(settings["CASSANDRA_PORT"])) for host in hosts)
+    if started:
+        subprocess.run([str(ROOT / "scripts" / "cluster.sh"), "start"], check=True)
+    yield settings
+    if started:
+        subprocess.run([str(ROOT / "scripts" / "cluster.sh"), "stop"], check=False)
+
+
+@pytest.fixture(scope="session")
+def spark_cluster() -> str:
+    """A Spark standalone master and worker (scripts/cluster.sh spark-start, or reused); stopped at the end only
+    if this run started them. Its value: the master's URL."""
+    script = str(ROOT / "scripts" / "cluster.sh")
+    started = subprocess.run([script, "spark-status"], check=False, capture_output=True).returncode != 0
+    if started:
+        subprocess.run([script, "spark-start"], check=True)
+    yield "spark://127.0.0.1:7177"
+    if started:
+        subprocess.run([script, "spark-stop"], check=False)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import socket
+import subprocess
 import uuid
+from pathlib import Path
 
 import numpy as np
 from cassandra.util import uuid_from_time
@@ -16,6 +18,7 @@ from webapp.dashboard import accounts
 from webapp.serving import runtime
 from webapp.storage.events import Click, Impression
 
+ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
 PASSWORD = "correct horse battery staple"
 _CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -83,6 +86,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def ring_settings() -> dict[str, str]:
+    """The CASSANDRA_* settings that point at the three-node ring of scripts/cluster.sh (its `env` command)."""
+    out = subprocess.run([str(ROOT / "scripts" / "cluster.sh"), "env"], check=True, capture_output=True,
+                         text=True).stdout
+    return dict(line.split("=", 1) for line in out.split())
 
 
 def gen_user(app, role: str = accounts.ROLE_PLATFORM, tenant: str = "", username: str | None = None) -> str:

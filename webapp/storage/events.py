@@ -29,9 +29,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from cassandra import OperationTimedOut, Unavailable, WriteTimeout
+from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout, WriteType
 from cassandra.cluster import NoHostAvailable
 from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.protocol import ErrorMessage
 from cassandra.query import BatchStatement, BatchType
 
 from bandits.registry import DEFAULT_POLICY
@@ -44,7 +45,14 @@ from webapp.storage.spool import Segment, Spool
 log = logging.getLogger(__name__)
 
 RETRY_BATCH = 5000      # failed writes resubmitted per flush
-UNREACHABLE = (NoHostAvailable, Unavailable, OperationTimedOut, WriteTimeout)
+# Cassandra could not answer in time or at the consistency asked: nothing, or an unknown part, was applied.
+# ReadTimeout too: a lightweight transaction (the click insert) reads before it proposes, and that read can time
+# out when a replica has just died.
+UNREACHABLE = (NoHostAvailable, Unavailable, OperationTimedOut, WriteTimeout, ReadTimeout)
+# Protocol v5's CAS_WRITE_UNKNOWN: a lightweight transaction's proposal was accepted by fewer replicas than a
+# quorum (one died in the middle), its outcome unknown. Over protocol v4 the server sends it as a WriteTimeout of
+# type CAS; python-driver 3.x has no class for it and raises a bare ErrorMessage with this code.
+CAS_WRITE_UNKNOWN = 0x1700
 
 
 @dataclass(frozen=True)
@@ -257,7 +265,14 @@ class EventWriter:
         if click.legacy_day is not None and store.legacy_click_exists(
                 self.db, click.tenant_id, click.slot_id, click.legacy_day, click.impression_id):
             return False        # clicked before the upgrade, in the day-partitioned table: a duplicate
-        rows = self.db.execute(store.INSERT_CLICK, click.row())
+        try:
+            rows = self.db.execute(store.INSERT_CLICK, click.row())
+        except ErrorMessage as exc:
+            if exc.code != CAS_WRITE_UNKNOWN:
+                raise
+            # As protocol v4 reports it: then it is spooled and retried like any timed-out click, and the retry's
+            # IF NOT EXISTS finishes or discards the half-made proposal, so the click is logged once.
+            raise WriteTimeout(str(exc), write_type=WriteType.CAS) from exc
         applied = bool(rows[0]["[applied]"])
         if applied:         # a flagged click is stored, and counted only as filtered (eventlog.counting)
             self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, click.served_at,
