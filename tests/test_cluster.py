@@ -28,7 +28,6 @@ from tests.helpers import ADMIN_TOKEN, INSTANT_CLICKS, free_port, gen_slot, make
 from tests.spark_support import job_config, local_spark
 from webapp import create_app
 from webapp.storage import store
-from webapp.storage import store
 from webapp.storage.database import Database
 
 ROOT = Path(__file__).resolve().parent.parent
