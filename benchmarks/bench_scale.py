@@ -70,6 +70,7 @@ from bench_serve import (  # this folder
     stop_gunicorn,
     wait_for,
 )
+from eventlog.partitions import BUCKET_SECONDS, MAX_PARTITION_ROWS
 from keyspaces import PREFIX, drop_keyspace  # this folder
 from report import stamp, write_section  # this folder
 
@@ -715,6 +716,8 @@ def projection(partitions: dict | None) -> list[dict]:
         per_s = table["hot_max_rows"] / partitions["seconds"] * PEAK_RATE / rate
         rows.append({"table": table["table"], "partition_key": ", ".join(table["partition_key"]),
                      "max_rows": table["hot_max_rows"], "partitions": table["hot_partitions"],
+                     "per_bucket": (per_s * BUCKET_SECONDS
+                                        if any(k.split()[0] == "bucket" for k in table["partition_key"]) else None),
                      "per_hour": per_s * 3600, "per_day": per_s * 86400})
     return rows
 
@@ -741,11 +744,8 @@ def render(results: list[ScaleResult], args: argparse.Namespace, command: str, c
          f"request. Load: wrk, closed loop, {args.connections} connections, median of {args.load_rounds} rounds of "
          f"{args.duration:g} s on a working set of "
          f"the first {args.working_set} slots (all, when fewer), one city per slot. "
-         "Cores = CPU seconds per second (/proc). Reads = partition reads + range "
-         "scans of the bench keyspace coordinated by Cassandra (system_views), per second. RSS per worker. "
-         f"Cached slots: `{args.cached_slots_metric}` from /metrics, summed ('-': not exported). "
-         "Everything shares the machine with the load generator (and whatever else runs): noisy figures; "
-         "'machine busy' is every process's CPU during the idle window, the share of others shows the noise."),
+         "Reads: the bench keyspace's, from system_views. Cached slots: "
+         f"`{args.cached_slots_metric}`, summed. 'Machine busy' (all processes at idle) shows the noise."),
         "",
         "| Slots | Idle CPU Cassandra + workers (cores) | Machine busy at idle (cores) "
         "| Idle reads/s | Idle after the load: cores, reads/s | Serve req/s | p99 (ms) | Reads/s under load "
@@ -783,12 +783,13 @@ def render(results: list[ScaleResult], args: argparse.Namespace, command: str, c
         load = partitions["load"]
         lines += ["", (f"Rows per partition, counted from the data after {partitions['seconds']:g} s of wrk on one "
                        f"slot ({load['rps']:.0f} serves/s), projected to {PEAK_RATE:,} serves/s on that slot "
-                       "(if a partition kept receiving rows for the whole hour / day; a time bucket shorter than "
-                       "that bounds it lower):"), "",
-                  "| Table | Partition key | Partitions of the slot | Largest (rows) | Projected per hour "
-                  "| Projected per day |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+                       f"over one time bucket ({BUCKET_SECONDS // 60} min) where the key has one, else over an hour "
+                       f"and a day (aim: at most {MAX_PARTITION_ROWS:,} rows):"), "",
+                  "| Table | Partition key | Partitions of the slot | Largest (rows) | Projected per bucket "
+                  "| Projected per hour | Projected per day |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         lines += [f"| {p['table']} | {p['partition_key']} | {p['partitions']} | {p['max_rows']:,} | "
-                  f"{p['per_hour']:,.0f} | {p['per_day']:,.0f} |" for p in projected]
+                  + (f"{p['per_bucket']:,.0f} | – | – |" if p["per_bucket"] is not None
+                     else f"– | {p['per_hour']:,.0f} | {p['per_day']:,.0f} |") for p in projected]
     return "\n".join(lines) + "\n"
 
 

@@ -69,13 +69,17 @@ def test_render_has_one_row_per_scale_and_the_partition_table(monkeypatch):
     results = [result(10, 1000, (0.01, 0.01), 90, 90), result(10000, 900, (0.2, 0.5), 95, 400)]
     results[0].partitions = {"load": {"rps": 1250.0}, "seconds": 10.0, "tables": [
         {"table": "impressions", "partition_key": ["day date"], "hot_rows": 12500, "hot_max_rows": 12500,
-         "hot_partitions": 1}]}
+         "hot_partitions": 1},
+        {"table": "impression_log", "partition_key": ["tenant_id text", "bucket timestamp", "shard int"],
+         "hot_rows": 12500, "hot_max_rows": 1250, "hot_partitions": 8}]}
     text = bench_scale.render(results, args, "make bench-scale", "5.0.8")
     rows = [line for line in text.splitlines() if line.startswith("| 10")]
     assert [row.split("|")[1].strip() for row in rows] == ["10", "10,000"]
     header = next(line for line in text.splitlines() if line.startswith("| Slots"))
     assert all(row.count("|") == header.count("|") for row in rows)
-    assert "| impressions | day date | 1 | 12,500 | 9,000,000 | 216,000,000 |" in text
+    assert "| impressions | day date | 1 | 12,500 | – | 9,000,000 | 216,000,000 |" in text
+    # 1,250 rows in 10 s at 1,250 serves/s: 250 rows/s at 2,500 serves/s, over a 300 s bucket
+    assert "| impression_log | tenant_id text, bucket timestamp, shard int | 8 | 1,250 | 75,000 | – | – |" in text
 
 
 def test_bad_slots_are_refused(monkeypatch, capsys):
