@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
+from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
+from cassandra.cluster import NoHostAvailable
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ServiceUnavailable as HTTPServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+# The driver's answers when Cassandra cannot take a request now: a retry later may succeed.
+DATABASE_UNAVAILABLE = (NoHostAvailable, Unavailable, OperationTimedOut, ReadTimeout, WriteTimeout)
 
 
 class DomainError(Exception):
@@ -69,6 +79,16 @@ def init_app(app: Flask) -> None:
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response
+
+    def database_unavailable(exc: Exception):
+        """Cassandra is down or too slow: 503 with Retry-After, never a 500. A timed-out write may still have
+        been applied; every management write is an idempotent PUT, so the client's retry is safe."""
+        log.warning("database unavailable for %s %s: %r", request.method, request.path, exc)
+        return http_error(HTTPServiceUnavailable(
+            description="the database is unavailable right now; try again shortly", retry_after=1))
+
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.register_error_handler(unavailable, database_unavailable)
 
     @app.errorhandler(RequestEntityTooLarge)
     def body_too_large(exc: RequestEntityTooLarge):
