@@ -63,6 +63,7 @@ from bench_serve import (  # this folder
     http,
     machine_busy_seconds,
     port_in_use,
+    print_log_tail,
     process_cpu_seconds,
     run,
     run_wrk,
@@ -683,9 +684,7 @@ def measure_scale(slots: int, args: argparse.Namespace, wrk: Path, first: bool) 
             result.partitions = {"load": peak, "seconds": args.partition_load,
                                  "tables": partition_rows(db, args.event_tables.split(","), hot)}
     except Exception:
-        tail = gunicorn_log.read_text(errors="replace").splitlines()[-30:] if gunicorn_log.exists() else []
-        if tail:
-            print("--- last lines of the gunicorn log ---\n" + "\n".join(tail), file=sys.stderr)
+        print_log_tail(gunicorn_log)
         raise
     finally:
         log("stopping gunicorn (SIGTERM) ...")

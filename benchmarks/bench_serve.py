@@ -508,6 +508,13 @@ def start_gunicorn(env: dict[str, str], log_path: Path) -> subprocess.Popen:
     return proc
 
 
+def print_log_tail(log_path: Path, lines: int = 30) -> None:
+    """The last lines of a server log on stderr: what a failed run shows of why."""
+    tail = log_path.read_text(errors="replace").splitlines()[-lines:] if log_path.exists() else []
+    if tail:
+        print("--- last lines of the gunicorn log ---\n" + "\n".join(tail), file=sys.stderr)
+
+
 def stop_gunicorn(proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
     """SIGTERM (graceful: workers flush pending writes), wait; SIGKILL the group if it hangs."""
     if proc.poll() is not None:
@@ -863,9 +870,7 @@ def serve_under_load(args: argparse.Namespace, tools: Tools, env: dict[str, str]
         log(f"load stopped; waiting {args.settle:g} s for asynchronous writes ...")
         time.sleep(args.settle)
     except Exception:
-        tail = gunicorn_log.read_text(errors="replace").splitlines()[-30:] if gunicorn_log.exists() else []
-        if tail:
-            print("--- last lines of the gunicorn log ---\n" + "\n".join(tail), file=sys.stderr)
+        print_log_tail(gunicorn_log)
         raise
     finally:
         log("stopping gunicorn (SIGTERM) ...")
