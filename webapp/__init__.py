@@ -34,11 +34,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from webapp.management import api
     from webapp.serving import media, views
-    from webapp.web import metrics, openapi
+    from webapp.web import health, metrics, openapi
 
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(media.bp)
 
