@@ -5,6 +5,8 @@
 #   scripts/cassandra.sh start    fetch if needed, write conf, start CassandraDaemon, wait for CQL
 #   scripts/cassandra.sh stop     stop it cleanly (SIGTERM, then wait)
 #   scripts/cassandra.sh status   exit 0 when CQL answers on the port
+#   scripts/cassandra.sh run      write conf and run CassandraDaemon in the foreground, logging to standard output
+#                                 (a container's main process: containers/cassandra/entrypoint.sh)
 #
 # Everything lives under CASSANDRA_HOME (default: <repo>/.cassandra, git-ignored): lib/, conf/, data/, logs/.
 # CASSANDRA_PORT, CASSANDRA_STORAGE_PORT, CASSANDRA_JMX_PORT and CASSANDRA_LIB let a second node run beside
@@ -114,18 +116,9 @@ YAML
 XML
 }
 
-start() {
-  if pid=$(running_pid) && cql_up; then
-    say "already running (pid $pid) on $host:$port"
-    return 0
-  fi
-  if cql_up; then
-    say "something already answers on $host:$port; using it"
-    return 0
-  fi
-  fetch
-  write_conf
-  local jvm_flags=(
+# The JVM's flags for this node, into the array jvm_flags (start and run).
+set_jvm_flags() {
+  jvm_flags=(
     -Xms"$heap" -Xmx"$heap" -Xss512k
     -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxGCPauseMillis=300
     -XX:ActiveProcessorCount=${CASSANDRA_CPUS:-2}
@@ -171,6 +164,21 @@ start() {
   local extra_opts
   read -r -a extra_opts <<<"${CASSANDRA_JVM_OPTS:-}"
   jvm_flags+=("${extra_opts[@]}")
+}
+
+start() {
+  if pid=$(running_pid) && cql_up; then
+    say "already running (pid $pid) on $host:$port"
+    return 0
+  fi
+  if cql_up; then
+    say "something already answers on $host:$port; using it"
+    return 0
+  fi
+  fetch
+  write_conf
+  local jvm_flags
+  set_jvm_flags
   say "starting Cassandra on $host (heap $heap, data in $home/data, log $home/logs/system.log)…"
   # setsid: the daemon outlives the shell (and a Ctrl-C of `make run`'s server); `make stop` ends it.
   # nice: this node shares its cores with the web server. Its background work (JIT compiles, memtable flushes,
@@ -217,6 +225,24 @@ start() {
   fi
 }
 
+run() {
+  fetch
+  write_conf
+  cat >"$conf/logback.xml" <<XML
+<configuration scan="false">
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="STDOUT"/></root>
+</configuration>
+XML
+  local jvm_flags
+  set_jvm_flags
+  say "running Cassandra in the foreground on $host (heap $heap, data in $home/data)"
+  # exec: the JVM gets the container's SIGTERM itself and shuts down cleanly.
+  exec java "${jvm_flags[@]}" -cp "$conf:$lib/*" org.apache.cassandra.service.CassandraDaemon </dev/null
+}
+
 stop() {
   local pid
   if ! pid=$(running_pid); then
@@ -239,6 +265,7 @@ case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
   stop) stop ;;
+  run) run ;;
   status) cql_up && say "CQL answers on $host:$port" ;;
-  *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|start|stop|status|run" >&2; exit 2 ;;
 esac
