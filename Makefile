@@ -46,6 +46,8 @@ help:
 	@echo "make cluster      a three-node Cassandra ring on 127.0.0.1-3:9142 (docs/operations.md); cluster-stop, cluster-status"
 	@echo "make spark-cluster  a Spark master and worker on spark://127.0.0.1:7177; spark-cluster-stop"
 	@echo "make cluster-priors / cluster-audit  the priors job / counter audit by spark-submit, on both clusters"
+	@echo "make compose-up   the images, a three-node ring and two replicas on 127.0.0.1:BB_PORT (8080); compose-down"
+	@echo "make images       build the app, jobs, Cassandra and proxy images (scripts/containers.sh; docs/operations.md)"
 
 # The pinned requirements of every part (requirements/*.txt, all included by requirements.txt), then the
 # project itself, editable and without dependencies: scripts and benchmarks import its packages as installed.
@@ -200,6 +202,23 @@ cluster-priors: venv spark-jars
 
 cluster-audit: venv spark-jars
 	@$(RING_ENV) scripts/cluster.sh submit counter_audit $(AUDIT_ARGS)
+
+# -- Containers (Containerfile, containers/, compose.yaml; docs/operations.md "Containers") ----------------------
+# scripts/containers.sh: podman-compose with podman, else docker compose. `containers-setup` (root, Debian) installs
+# podman and what it needs; BB_DOWN_VOLUMES=1 make compose-down deletes the stack's data too.
+.PHONY: containers-setup images compose-up compose-down
+
+containers-setup:
+	@scripts/containers.sh setup
+
+images:
+	@scripts/containers.sh build
+
+compose-up:
+	@scripts/containers.sh up
+
+compose-down:
+	@scripts/containers.sh down
 
 # -- Spark jobs (spark_jobs/, docs/operations.md) --------------------------------------------------------------
 HISTORY_CSV ?= .run/history.csv

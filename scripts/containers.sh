@@ -22,7 +22,6 @@ project=${BB_PROJECT:-banner-bandit}
 tag=${BB_TAG:-latest}
 public_base=docker.io/library/debian:bookworm-slim
 local_base=localhost/bookworm-base
-app_services=(cassandra-1 cassandra-2 cassandra-3 schema app-1 app-2 proxy)
 
 say() { printf '[containers] %s\n' "$*" >&2; }
 
@@ -190,15 +189,22 @@ build() {
 
 up() {
   [[ ${BB_SKIP_BUILD:-} == 1 ]] || build
-  say "starting ${app_services[*]} (project $project, port ${BB_PORT:-8080})…"
-  compose up -d --no-build "${app_services[@]}" >/dev/null
-  local waited=0 timeout=${BB_UP_TIMEOUT:-600} url="http://127.0.0.1:${BB_PORT:-8080}/readyz"
+  local port=${BB_PORT:-8080}
+  say "starting the ring: cassandra-1, -2, -3 one after another (project $project)…"
+  compose up -d --no-build cassandra-1 cassandra-2 cassandra-3 >/dev/null
+  # The schema step to its end before any replica starts: a replica would otherwise answer on a half-made schema.
+  # (compose's depends_on conditions would say so, but podman-compose 1.0 ignores them: the order is kept here.)
+  say "schema step (waits for the last node, then flask init-db)…"
+  compose run --rm --no-deps -T schema
+  say "starting app-1, app-2 and the proxy on 127.0.0.1:$port…"
+  compose up -d --no-build --no-deps app-1 app-2 proxy >/dev/null
+  local waited=0 timeout=${BB_UP_TIMEOUT:-300} url="http://127.0.0.1:$port/readyz"
   until python3 -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('$url', timeout=5).status != 200)" 2>/dev/null; do
     (( waited >= timeout )) && { say "$url did not answer 200 within ${timeout}s"; compose ps >&2 || true; exit 1; }
-    sleep 5; waited=$((waited + 5))
-    (( waited % 30 == 0 )) && say "waiting for the ring, the schema and a replica ($url)… ${waited}s"
+    sleep 2; waited=$((waited + 2))
+    (( waited % 30 == 0 )) && say "waiting for a replica to be ready ($url)… ${waited}s"
   done
-  say "serving on http://127.0.0.1:${BB_PORT:-8080}/ after ${waited}s (admin token in .run/env)"
+  say "serving on http://127.0.0.1:$port/ (the admin token: ADMIN_API_TOKEN, in .run/env unless set)"
 }
 
 down() {

@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "containers.sh"
 LOCATION = "Mumbai"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 
 def _can_run() -> str | None:
@@ -62,7 +64,8 @@ class Stack:
     def request(self, method: str, path: str, body: dict | None = None, admin: bool = False
                 ) -> tuple[int, dict, str]:
         """(status, JSON body, replica that answered: the proxy's X-Served-By)."""
-        headers = {"Content-Type": "application/json"}
+        # A visitor's browser: the click filter drops clicks of bot-like agents (urllib's own is one).
+        headers = {"Content-Type": "application/json", "User-Agent": BROWSER}
         if admin:
             headers["Authorization"] = f"Bearer {self.env['ADMIN_API_TOKEN']}"
         data = json.dumps(body).encode() if body is not None else None
@@ -80,16 +83,21 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(capsys_module_disabled):
+def stack(request, capsys_module_disabled):
     reason = _can_run()
     if reason:
         pytest.skip(reason)
     stack = Stack(capsys_module_disabled)
+    failed_before = request.session.testsfailed
     try:
         stack.script("setup", timeout=900)
         stack.script("up", timeout=1800)          # builds the images (minutes from scratch), waits for /readyz
         yield stack
     finally:
+        if request.session.testsfailed > failed_before or sys.exc_info()[0] is not None:
+            stack.progress("the replicas' and the schema step's last log lines:")
+            subprocess.run([str(SCRIPT), "compose", "logs", "--tail", "60", "app-1", "app-2"], env=stack.env,
+                           timeout=120, check=False)
         stack.progress("tearing the stack down (containers and volumes)")
         stack.env["BB_DOWN_VOLUMES"] = "1"
         subprocess.run([str(SCRIPT), "down"], env=stack.env, timeout=300, check=False)
@@ -139,16 +147,12 @@ def test_click_learned_through_the_other_replica_and_one_node_down(stack):
     replicas = {stack.request("GET", serve_path)[2] for _ in range(4)}
     assert replicas == {"app-1", "app-2"}
 
-    # A serve and its click, both answered by the same replica…
-    def served_and_clicked():
-        status, served, replica = stack.request("GET", serve_path)
-        assert status == 200, served
-        status, clicked, click_replica = stack.request("POST", "/v1/click", {"token": served["token"]})
-        assert status == 200, clicked
-        assert clicked["status"] == "recorded"
-        return (replica, served["posterior"]) if replica == click_replica else None
-
-    clicked_on, before = _until("a serve and its click on one replica", served_and_clicked, timeout=60, every=0)
+    # A serve, and its click recorded by one replica…
+    status, served, _ = stack.request("GET", serve_path)
+    assert status == 200, served
+    before = served["posterior"]
+    status, clicked, clicked_on = stack.request("POST", "/v1/click", {"token": served["token"]})
+    assert status == 200 and clicked["status"] == "recorded", clicked
     other = ({"app-1", "app-2"} - {clicked_on}).pop()
     stack.progress(f"clicked through {clicked_on}; posterior before: {before}")
 
