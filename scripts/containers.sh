@@ -7,7 +7,8 @@
 #   scripts/containers.sh up        build, then start the ring, the schema step, the replicas and the proxy; wait
 #                                   until the published port serves
 #   scripts/containers.sh down      stop and remove the stack (BB_DOWN_VOLUMES=1: its volumes, i.e. all data, too)
-#   scripts/containers.sh compose ARGS…   the compose tool on this project (e.g. `compose run --rm priors`)
+#   scripts/containers.sh job NAME [ARGS…]  a one-off job service of compose.yaml (priors, audit) with its arguments
+#   scripts/containers.sh compose ARGS…   the compose tool on this project (e.g. `compose stop cassandra-2`)
 #
 # Environment: BB_PROJECT (compose project name, banner-bandit), BB_PORT (published port, 8080), BB_TAG (latest),
 # BASE_IMAGE (default: localhost/bookworm-base when it exists or no registry answers, else Debian's slim image),
@@ -224,6 +225,9 @@ case "${1:-}" in
   build) build ;;
   up) up ;;
   down) down ;;
+  job) shift; [[ $# -ge 1 ]] || { say "usage: $0 job priors|audit [ARGS…]"; exit 2; }
+       # --no-deps: podman-compose 1.0 would otherwise `up` (and try to build) every service first.
+       compose run --rm --no-deps -T "$@" ;;
   compose) shift; compose "$@" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
