@@ -138,11 +138,20 @@ def test_logout_needs_a_post_with_csrf_and_ends_the_session(client, world):
 @pytest.mark.parametrize("target", [
     "https://evil.example/admin/", "//evil.example/admin/", "/\\evil.example", "\\\\evil.example",
     "javascript:alert(1)", "http:/admin/", "/v1/serve/x/y", "/admin/login", "admin/", "/admin/%0d%0aSet-Cookie:x",
+    # dot segments, plain or percent-encoded (a browser resolves %2e%2e as ..), encoded slashes and backslashes
+    "/admin/../v1/click/x", "/admin/./../v1/serve/x/y", "/admin/tenants/../../v1/serve/x/y",
+    "/admin/%252e%252e/v1/serve/x/y", "/admin/%252E./v1/serve/x/y", "/admin/..%252fv1/serve/x/y",
+    "/admin/%255c..%255cv1", "/admin/..%255cv1/serve/x/y", "/admin/../admin/login",
 ])
 def test_next_never_leaves_the_dashboard(client, world, target):
     response = login(client, world["platform"], next_url=target)
     assert response.status_code == 302
     assert response.headers["Location"] == "/admin/"
+
+
+def test_next_is_normalized_when_it_stays_in_the_dashboard(client, world):
+    response = login(client, world["platform"], next_url=f"/admin/tenants/./{world['other']}/slots/x/../hero")
+    assert response.headers["Location"] == f"/admin/tenants/{world['other']}/slots/hero"
 
 
 def test_next_returns_to_the_page_asked_for(client, world):

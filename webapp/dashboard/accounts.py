@@ -45,7 +45,7 @@ class User:
     username: str
     role: str
     tenant_id: str          # '' for a platform admin
-    session_epoch: str = ""
+    session_epoch: str = dataclasses.field(default="", compare=False, repr=False)
     disabled: bool = False
     must_change_password: bool = False
 
