@@ -3,7 +3,8 @@
 Access is decided in one place, :func:`guard`, before every dashboard view:
 
 * every request that changes state carries a valid CSRF token;
-* every view except the login page needs a logged-in user;
+* every view except the login page needs a logged-in user (whose session has not been ended: see
+  webapp.dashboard.auth.load_user); a user holding a one-time password goes to the password page first;
 * a view marked :func:`platform_only` needs a platform admin (else 403);
 * a view whose URL names a ``tenant`` needs a user who can manage that tenant (else 404, so a tenant admin
   cannot even learn which other tenants exist).
@@ -26,6 +27,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
 
 PUBLIC_ENDPOINTS = {"admin.login"}
+PASSWORD_CHANGE_ENDPOINTS = {"admin.account_password", "admin.logout"}
 UPLOAD_ENDPOINTS = {"admin.banner_new", "admin.banner_edit"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 UPLOAD_FORM_OVERHEAD = 64 * 1024       # bytes of form fields besides the image in an upload request
@@ -58,6 +60,8 @@ def guard() -> Response | None:
         return None
     if not current_user.is_authenticated:
         return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+    if current_user.user.must_change_password and request.endpoint not in PASSWORD_CHANGE_ENDPOINTS:
+        return redirect(url_for("admin.account_password"))     # a one-time password: choose your own first
     view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, "platform_only", False) and not current_user.is_platform_admin:
         abort(403)
@@ -80,11 +84,11 @@ def security_headers(response: Response) -> Response:
 def init_app(app: Flask) -> None:
     """Sessions, CSRF and login for ``app``; registers the blueprint. The login rate limit (webapp.web.rate_limits'
     limiter, initialized before) is a decorator of the login view."""
-    try:
-        parse_many(app.config["LOGIN_RATE_LIMIT"])
-    except ValueError:
-        raise ValueError(f"LOGIN_RATE_LIMIT={app.config['LOGIN_RATE_LIMIT']!r} is not a rate limit such as "
-                         f"'10/minute'") from None
+    for key in ("LOGIN_RATE_LIMIT", "LOGIN_ADDRESS_RATE_LIMIT"):
+        try:
+            parse_many(app.config[key])
+        except ValueError:
+            raise ValueError(f"{key}={app.config[key]!r} is not a rate limit such as '10/minute'") from None
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)   # guard() checks the dashboard's requests
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)       # a token lives as long as the session
@@ -93,7 +97,7 @@ def init_app(app: Flask) -> None:
     login_manager = LoginManager(app)
     login_manager.login_view = "admin.login"
 
-    from webapp.dashboard import auth, views  # noqa: F401 - registers the routes on bp
+    from webapp.dashboard import auth, users, views  # noqa: F401 - registers the routes on bp
 
     login_manager.user_loader(auth.load_user)
     app.register_blueprint(bp)

@@ -9,7 +9,7 @@ from zoneinfo import available_timezones
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import BooleanField, HiddenField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from webapp.dashboard import accounts
 
@@ -71,11 +71,30 @@ class ActiveForm(FlaskForm):
     active = HiddenField(validators=[DataRequired()])
 
 
+PASSWORD_HINT = (f"At least {accounts.MIN_PASSWORD_LENGTH} characters and hard to guess: not a common password, "
+                 f"a keyboard pattern or your username. A few unrelated words make a strong one.")
+
+
 class UserForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired(), Length(max=64)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=accounts.MAX_PASSWORD_LENGTH)],
-                             description=f"At least {accounts.MIN_PASSWORD_LENGTH} characters.")
+                             description=PASSWORD_HINT)
     role = SelectField("Role", choices=[SelectChoice(accounts.ROLE_TENANT, "Tenant admin (one tenant)"),
                                         SelectChoice(accounts.ROLE_PLATFORM, "Platform admin (all tenants)")])
     tenant_id = SelectField("Tenant", validate_choice=False,
                             description="The tenant a tenant admin manages.")
+
+
+class PasswordChangeForm(FlaskForm):
+    """A user's own password change: the current one, then the new one twice."""
+    current_password = PasswordField("Current password", validators=[
+        DataRequired(), Length(max=accounts.MAX_PASSWORD_LENGTH)])
+    new_password = PasswordField("New password", description=PASSWORD_HINT, validators=[
+        DataRequired(), Length(max=accounts.MAX_PASSWORD_LENGTH)])
+    confirm = PasswordField("New password again", validators=[
+        DataRequired(), EqualTo("new_password", message="The two new passwords differ.")])
+
+
+class InviteForm(FlaskForm):
+    username = StringField("Colleague's username", validators=[DataRequired(), Length(max=64)],
+                           description="Letters, digits, '_', '-', '@' and single dots, such as an e-mail address.")

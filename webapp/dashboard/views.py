@@ -16,10 +16,10 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
-from wtforms import SelectChoice
 
-from webapp.dashboard import accounts, bp, platform_only
-from webapp.dashboard.forms import ActiveForm, BannerForm, EmptyForm, LoginForm, SlotForm, TenantForm, UserForm
+from webapp.dashboard import bp, platform_only
+from webapp.dashboard.auth import login_retry_after
+from webapp.dashboard.forms import ActiveForm, BannerForm, EmptyForm, LoginForm, SlotForm, TenantForm
 from webapp.management import services
 from webapp.serving import media
 from webapp.web import validation
@@ -69,7 +69,7 @@ def csrf_error(exc: CSRFError):
 def too_many_logins(exc: HTTPException):
     form = LoginForm()
     form.form_errors.append(exc.description)
-    return render_template("admin/login.html", form=form, next_url=None), 429
+    return render_template("admin/login.html", form=form, next_url=None), 429, {"Retry-After": login_retry_after()}
 
 
 @bp.errorhandler(403)
@@ -354,31 +354,3 @@ def results_csv(tenant: str, slot: str):
         writer.writerow([_csv_cell(v) for v in row])
     return Response(out.getvalue(), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{tenant}-{slot}-results.csv"'})
-
-
-# -- users ----------------------------------------------------------------------------------------------------
-
-@bp.get("/users")
-@platform_only
-def users():
-    return render_template("admin/users.html", users=accounts.list_users(_db()))
-
-
-@bp.route("/new-user", methods=["GET", "POST"])
-@platform_only
-def user_new():
-    form = UserForm()
-    form.tenant_id.choices = [SelectChoice("", "—")] + [SelectChoice(t["id"], f"{t['id']} — {t['name']}")
-                                                         for t in services.list_tenants(_db())]
-    if form.validate_on_submit():
-        try:
-            written, user = accounts.create_user(_db(), form.username.data, form.password.data, form.role.data,
-                                                 form.tenant_id.data or "")
-            if not written:
-                raise InvalidInput(f"user {user.username} already exists")
-        except DomainError as exc:
-            _fail(form, exc)
-        else:
-            flash(f"User {user.username} created.", "success")
-            return redirect(url_for("admin.users"))
-    return render_template("admin/user_form.html", form=form)

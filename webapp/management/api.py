@@ -59,6 +59,7 @@ def put_tenant(tenant: str):
         400: BadRequest
         401: Unauthorized
         404: NotFound
+        409: Conflict
         413: PayloadTooLarge
     """
     body = _body({"name", "timezone", "click_filter"})
@@ -106,6 +107,7 @@ def put_slot(tenant: str, slot: str):
         400: BadRequest
         401: Unauthorized
         404: NotFound
+        409: Conflict
         413: PayloadTooLarge
     """
     body = _body({"name", "size", "locations", "decay_half_life_hours", "policy"})

@@ -12,7 +12,7 @@ from bandits.registry import DEFAULT_POLICY, POLICIES
 from webapp.serving.tokens import MAX_TOKEN_LENGTH, TOKEN_RE
 from webapp.web import validation
 
-IDENTIFIER = validate.Regexp(validation.ID_RE.pattern)
+IDENTIFIER = [validate.Length(min=1, max=validation.MAX_ID_LENGTH), validate.Regexp(validation.ID_RE.pattern)]
 # No C0/C1 control characters (the API also refuses format, surrogate, private-use and unassigned ones).
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f-\x9f]*$"
 PLAIN_TEXT = validate.Regexp(NO_CONTROL_CHARACTERS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -52,10 +53,23 @@ def require_slot(db: Database, tenant_id: str, slot_id: str) -> dict[str, Any]:
     return found
 
 
+def new_identifier(value: str, what: str, existing: Iterable[str]) -> str:
+    """``value`` as the ID of something being created beside ``existing`` IDs: lower-case
+    (validation.new_identifier), and not one that an existing, older mixed-case ID equals but for case."""
+    validation.new_identifier(value, what)
+    clash = next((other for other in existing if other != value and other.casefold() == value), None)
+    if clash is not None:
+        raise Conflict(f"{what} {clash} already exists; IDs that differ only by case are not allowed")
+    return value
+
+
 def put_tenant(db: Database, tenant_id: str, name: Any, timezone: Any, default_timezone: str,
                click_filter: Any = None) -> tuple[bool, dict[str, Any]]:
-    """Create or replace a tenant; returns (created, document). click_filter: thresholds, None = defaults."""
+    """Create or replace a tenant; returns (created, document). click_filter: thresholds, None = defaults.
+    An existing tenant is replaced under its ID as stored; a new one follows :func:`new_identifier`."""
     validation.identifier(tenant_id, "tenant")
+    if store.get_tenant(db, tenant_id) is None:        # the scan of tenants is on creation only
+        new_identifier(tenant_id, "tenant", (t["tenant_id"] for t in store.list_tenants(db)))
     name = validation.short_text(name, "name", required=True)
     timezone = validation.timezone(timezone, default_timezone)
     try:
@@ -149,6 +163,8 @@ def put_slot(db: Database, tenant_id: str, slot_id: str, name: Any, *, size: Any
     half_life = None if decay_half_life_hours is UNSET else decay_half_life(decay_half_life_hours)
     chosen = None if policy is UNSET else policy_name(policy)
     require_tenant(db, tenant_id)
+    if store.get_slot(db, tenant_id, slot_id) is None:
+        new_identifier(slot_id, "slot", (r["slot_id"] for r in store.list_slots(db, tenant_id)))
     created = store.put_slot(db, tenant_id, slot_id, name, store.SlotLayout(width, height, known),
                              store.SlotLearning(half_life, chosen))
     return created, get_slot(db, tenant_id, slot_id)
@@ -181,6 +197,8 @@ def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, *, im
     )
     require_slot(db, tenant_id, slot_id)
     existing = {row["banner_id"] for row in store.list_banners(db, tenant_id, slot_id)}
+    if banner_id not in existing:
+        new_identifier(banner_id, "banner", existing)
     if banner_id not in existing and len(existing) >= max_banners:
         raise Conflict(f"slot {tenant_id}/{slot_id} already has {len(existing)} banners, the most allowed "
                        f"(MAX_BANNERS_PER_SLOT={max_banners}); replace an existing banner instead")

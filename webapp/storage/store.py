@@ -304,18 +304,20 @@ def traffic_partitions(db: Database, tenant_id: str, slot_id: str, days: list[dt
 # -- dashboard users and images -----------------------------------------------------------------------------
 
 def put_user(db: Database, username: str, password_hash: str, role: str, tenant_id: str, *,
-             replace: bool) -> bool:
-    """Create a user; with ``replace``, overwrite one of the same name. Returns False when the user
-    exists and ``replace`` is false (nothing written)."""
+             replace: bool, session_epoch: str = "", must_change_password: bool = False) -> bool:
+    """Create a user; with ``replace``, overwrite one of the same name (enabled again, and its sessions
+    ended: a new ``session_epoch``). Returns False when the user exists and ``replace`` is false (nothing
+    written)."""
     now = utcnow()
     created = db.execute(
-        "INSERT INTO {ks}.users (username, password_hash, role, tenant_id, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
-        (username, password_hash, role, tenant_id, now, now),
+        "INSERT INTO {ks}.users (username, password_hash, role, tenant_id, session_epoch, disabled, "
+        "must_change_password, created_at, updated_at) VALUES (?, ?, ?, ?, ?, false, ?, ?, ?) IF NOT EXISTS",
+        (username, password_hash, role, tenant_id, session_epoch, must_change_password, now, now),
     )[0]["[applied]"]
     if not created and replace:
-        db.execute("UPDATE {ks}.users SET password_hash = ?, role = ?, tenant_id = ?, updated_at = ? "
-                   "WHERE username = ?", (password_hash, role, tenant_id, now, username))
+        db.execute("UPDATE {ks}.users SET password_hash = ?, role = ?, tenant_id = ?, session_epoch = ?, "
+                   "disabled = false, must_change_password = ?, updated_at = ? WHERE username = ?",
+                   (password_hash, role, tenant_id, session_epoch, must_change_password, now, username))
         return True
     return created
 
@@ -326,15 +328,38 @@ def set_password_hash(db: Database, username: str, password_hash: str) -> None:
 
 
 def get_user(db: Database, username: str) -> dict[str, Any] | None:
-    rows = db.execute("SELECT username, password_hash, role, tenant_id FROM {ks}.users WHERE username = ?",
-                      (username,))
+    rows = db.execute("SELECT username, password_hash, role, tenant_id, session_epoch, disabled, "
+                      "must_change_password FROM {ks}.users WHERE username = ?", (username,))
     return rows[0] if rows else None
 
 
 def list_users(db: Database) -> list[dict[str, Any]]:
     """Every dashboard user: a full scan for the dashboard's users page only (never periodic)."""
-    rows = db.execute("SELECT username, role, tenant_id, created_at FROM {ks}.users")
+    rows = db.execute("SELECT username, role, tenant_id, created_at, disabled FROM {ks}.users")
     return sorted(rows, key=lambda r: r["username"])
+
+
+def set_session_epoch(db: Database, username: str, epoch: str) -> bool:
+    """Replace a user's session epoch (ending their sessions); False when there is no such user."""
+    return db.execute("UPDATE {ks}.users SET session_epoch = ?, updated_at = ? WHERE username = ? IF EXISTS",
+                      (epoch, utcnow(), username))[0]["[applied]"]
+
+
+def set_password(db: Database, username: str, password_hash: str, epoch: str, must_change: bool) -> bool:
+    """A new password and a new session epoch together; False when there is no such user."""
+    return db.execute("UPDATE {ks}.users SET password_hash = ?, session_epoch = ?, must_change_password = ?, "
+                      "updated_at = ? WHERE username = ? IF EXISTS",
+                      (password_hash, epoch, must_change, utcnow(), username))[0]["[applied]"]
+
+
+def set_user_disabled(db: Database, username: str, disabled: bool, epoch: str) -> bool:
+    """Disable or enable a user, with a new session epoch; False when there is no such user."""
+    return db.execute("UPDATE {ks}.users SET disabled = ?, session_epoch = ?, updated_at = ? "
+                      "WHERE username = ? IF EXISTS", (disabled, epoch, utcnow(), username))[0]["[applied]"]
+
+
+def delete_user(db: Database, username: str) -> None:
+    db.execute("DELETE FROM {ks}.users WHERE username = ?", (username,))
 
 
 def put_image(db: Database, tenant_id: str, image_id: str, content_type: str, data: bytes) -> None:

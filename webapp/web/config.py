@@ -237,8 +237,10 @@ class DashboardSettings(_Group):
         "Lax", description="SameSite of the session cookie (always HttpOnly)")
     SESSION_COOKIE_SECURE: bool = Field(False, description="set true when the dashboard is served over HTTPS")
     PERMANENT_SESSION_LIFETIME: Count = Field(12 * 3600, description="seconds a dashboard login lasts")
-    LOGIN_RATE_LIMIT: RateLimit = Field("10/minute", description="failed logins per client address and per "
-                                                                 "username")
+    LOGIN_RATE_LIMIT: RateLimit = Field("10/minute", description="failed logins for one username from one client "
+                                                                 "address (other addresses are not locked out)")
+    LOGIN_ADDRESS_RATE_LIMIT: RateLimit = Field("30/minute", description="failed logins from one client address, "
+                                                                         "whatever usernames are tried")
     MAX_IMAGE_BYTES: Count = Field(512 * 1024, description="largest banner image upload")
     PUBLIC_BASE_URL: BaseUrl = Field(
         "", description="base of uploaded image URLs and embed snippets; empty: the request's host")

@@ -56,8 +56,9 @@ class BearerAuthPlugin(BasePlugin):
 
 def _identifier(name: str, what: str, example: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "example": example,
-            "description": f"{what} ID: 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit",
-            "schema": {"type": "string", "pattern": validation.ID_RE.pattern, "maxLength": 64}}
+            "description": f"{what} ID: {validation.ID_RULE}; a new one in lower case",
+            "schema": {"type": "string", "pattern": validation.ID_RE.pattern,
+                       "maxLength": validation.MAX_ID_LENGTH}}
 
 
 def _text_query(name: str, description: str, max_length: int) -> dict[str, Any]:

@@ -14,7 +14,17 @@ from werkzeug.utils import cached_property
 
 from webapp.web.errors import InvalidInput
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+# One rule for every identifier a person types (tenant, slot and banner IDs; dashboard usernames, which may
+# also hold '@'): 1-64 characters of letters, digits, '_', '-' and single dots, starting with a letter or digit
+# (so never '..', never a trailing dot). New identifiers are lower-case (NEW_ID_RE); lookups match exactly
+# what is stored (ID_RE), so a mixed-case ID created before this rule (say 'probeA') keeps working as written,
+# while a new ID that differs from an existing one only by case is refused where it is created.
+MAX_ID_LENGTH = 64
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*$")
+NEW_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*(?:\.[a-z0-9_\-]+)*$")
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-@]*(?:\.[a-z0-9_\-@]+)*$")
+ID_RULE = ("1-64 characters of letters, digits, '_', '-' or single dots, starting with a letter or digit and "
+           "not ending with a dot")
 MAX_URL_LENGTH = 2048
 MAX_TEXT_LENGTH = 300
 
@@ -37,13 +47,28 @@ class Utf8Request(Request):
 
 
 def identifier(value: str, what: str) -> str:
-    """Tenant, slot and banner IDs: 1–64 of letters, digits, '_', '-', '.', starting alphanumeric."""
-    if not isinstance(value, str) or not ID_RE.fullmatch(value):   # fullmatch: '$' alone lets "id\n" in
-        raise InvalidInput(
-            f"{what} must be 1-64 characters of letters, digits, '_', '-' or '.', starting with a letter "
-            f"or digit"
-        )
+    """A tenant, slot or banner ID to look up: the shape of :data:`ID_RE`, any case (see ID_RULE)."""
+    if not isinstance(value, str) or len(value) > MAX_ID_LENGTH or not ID_RE.fullmatch(value):
+        raise InvalidInput(f"{what} must be {ID_RULE}")        # fullmatch: '$' alone lets "id\n" in
     return value
+
+
+def new_identifier(value: str, what: str) -> str:
+    """A tenant, slot or banner ID being created: :func:`identifier`'s rule, in lower case."""
+    identifier(value, what)
+    if not NEW_ID_RE.fullmatch(value):
+        raise InvalidInput(f"{what} must be lower-case: {ID_RULE} (try {value.lower()!r})")
+    return value
+
+
+def username(value: Any) -> str:
+    """A dashboard username, case-folded: the identifier rule, '@' allowed too (an e-mail address)."""
+    if not isinstance(value, str):
+        raise InvalidInput("username must be a string")
+    folded = value.strip().casefold()
+    if len(folded) > MAX_ID_LENGTH or not USERNAME_RE.fullmatch(folded):
+        raise InvalidInput(f"username must be {ID_RULE} ('@' allowed too)")
+    return folded
 
 
 def _has_control_characters(value: str) -> bool:
