@@ -81,7 +81,7 @@ def _update_body(schema: type[Schema], current: Callable[[], dict[str, Any]],
     if request.method == "PATCH":
         patch = _body(allowed)
         stored = {name: value for name, value in current().items() if name in allowed}
-        return merge_patch(stored, patch)
+        return {**(defaults or {}), **merge_patch(stored, patch)}     # a member the patch nulled: default
     return {**(defaults or {}), **_body(allowed)}
 
 
