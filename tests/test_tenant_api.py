@@ -4,12 +4,14 @@ PUT/PATCH, deletes and banner schedules."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 import uuid
 
 import pytest
 
-from tests.helpers import gen_slot, sync
+from tests.helpers import csrf_token, gen_slot, gen_user, login, sync
+from webapp.dashboard import accounts
 from webapp.storage import store
 
 BANNER = {"image_url": "https://cdn.example.com/a.png", "target_url": "https://shop.example.com/a"}
@@ -348,3 +350,30 @@ def test_bad_schedules_are_400_and_write_nothing(client, admin_headers, schedule
     assert client.patch(f"{base}/a", json=schedule, headers=admin_headers).status_code == 400
     assert client.get(f"{base}/new", headers=admin_headers).status_code == 404
     assert client.get(f"{base}/a", headers=admin_headers).get_json()["starts_at"] is None
+
+
+# -- dashboard -----------------------------------------------------------------------------------------------
+
+def test_tenant_admin_creates_and_revokes_keys_on_the_dashboard(app, client, admin_headers):
+    tenant, _ = gen_slot(client, ["a"])
+    other, _ = gen_slot(client, ["a"])
+    login(client, gen_user(app, accounts.ROLE_TENANT, tenant))
+    page = f"/admin/tenants/{tenant}/api-keys"
+    token = csrf_token(client.get(page).get_data(as_text=True))
+    shown = client.post(page, data={"csrf_token": token, "name": "shop backend", "scopes": ["read", "events"]})
+    assert shown.status_code == 200
+    key = re.search(r'<code class="secret">(bb_[^<]+)</code>', shown.get_data(as_text=True))[1]
+    assert client.get(f"/v1/admin/tenants/{tenant}", headers=bearer(key)).status_code == 200
+    listing = client.get(page).get_data(as_text=True)
+    assert "shop backend" in listing and key not in listing            # shown once
+    # bad input: a form error, nothing created
+    refused = client.post(page, data={"csrf_token": token, "name": "x", "scopes": ["admin"]})
+    assert refused.status_code == 200 and "Not a valid choice" in refused.get_data(as_text=True)
+    assert len(client.get(f"/v1/admin/tenants/{tenant}/api-keys", headers=admin_headers).get_json()[
+        "api_keys"]) == 1
+    # another tenant's page: 404, as for every dashboard page
+    assert client.get(f"/admin/tenants/{other}/api-keys").status_code == 404
+    key_id = key.split("_")[1]
+    revoked = client.post(f"/admin/tenants/{tenant}/api-keys/revoke", data={"csrf_token": token, "key_id": key_id})
+    assert revoked.status_code == 302
+    assert client.get(f"/v1/admin/tenants/{tenant}", headers=bearer(key)).status_code == 401

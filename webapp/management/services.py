@@ -474,8 +474,9 @@ def traffic_series(db: Database, tenant_id: str, slot_id: str, location: str, ho
     hour = dt.timedelta(hours=1)
     end = (now.replace(minute=0, second=0, microsecond=0) + hour).astimezone(dt.UTC)
     start = end - hours * hour
-    rows = store.traffic(db, tenant_id, slot_id, location, start, end)
-    banner_ids = sorted({b["id"] for b in list_banners(db, tenant_id, slot_id)} | {r["banner_id"] for r in rows})
+    banner_ids = sorted(b["id"] for b in list_banners(db, tenant_id, slot_id))
+    rows = [r for r in store.traffic(db, tenant_id, slot_id, location, start, end)
+            if r["banner_id"] in banner_ids]              # a deleted banner's traffic stays in the log only
     index = {b: i for i, b in enumerate(banner_ids)}
     impressions = np.zeros((len(banner_ids), hours), dtype=np.int64)
     clicks = np.zeros_like(impressions)
