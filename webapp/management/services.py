@@ -386,7 +386,11 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
     observed = observed.reshape(len(banners), 2)
     alpha, beta = beta_posterior([p.alpha for p in chosen], [p.beta for p in chosen],
                                  observed[:, 0], observed[:, 1])
-    active = np.array([bool(b["active"]) for b in banners], dtype=bool)
+    now = store.utcnow()
+    status = [schedules.status(b.get("starts_at"), b.get("ends_at"), now) for b in banners]
+    # P(best) among the banners served now: active and inside their schedule
+    active = np.array([bool(b["active"]) and status[i] == schedules.LIVE for i, b in enumerate(banners)],
+                      dtype=bool)
     p_best = np.zeros(len(banners))
     if active.any():
         p_best[active] = win_probabilities(alpha[active], beta[active], rng, P_BEST_DRAWS)
@@ -395,7 +399,7 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
         impressions, clicks = counts.get(banner["banner_id"], (0, 0))
         reports.append(asdict(BannerReport(
             id=banner["banner_id"], active=bool(banner["active"]),
-            schedule=schedules.status(banner.get("starts_at"), banner.get("ends_at"), store.utcnow()),
+            schedule=status[i],
             impressions=impressions, clicks=clicks,
             filtered_clicks=filtered.get(banner["banner_id"], 0),
             ctr=clicks / impressions if impressions else 0.0,
