@@ -125,19 +125,19 @@ class SlotBody(Closed):
     name = fields.String(required=True, validate=[validate.Length(min=1, max=validation.MAX_TEXT_LENGTH),
                                                   PLAIN_TEXT])
     size = fields.String(validate=validate.Regexp(r"^\d{1,4}x\d{1,4}$"),
-                         metadata={"description": "WIDTHxHEIGHT in pixels; kept as stored when left out",
+                         metadata={"description": "WIDTHxHEIGHT in pixels; default 728x250",
                                    "example": "728x250"})
     locations = fields.List(fields.String(validate=[validate.Length(max=128), PLAIN_TEXT]),
                             validate=validate.Length(max=200),
-                            metadata={"description": "known locations (normalized); kept when left out"})
+                            metadata={"description": "known locations (normalized); default []"})
     decay_half_life_hours = fields.Float(
         allow_none=True, validate=validate.Range(0.25, 720),
         metadata={"description": "discounted Thompson sampling: learn from traffic weighted by "
-                                 "2^(-age/half-life) instead of all traffic alike; null = no decay; kept when "
-                                 "left out", "example": 24})
+                                 "2^(-age/half-life) instead of all traffic alike; null = no decay (the "
+                                 "default)", "example": 24})
     policy = fields.String(allow_none=True, validate=validate.OneOf(sorted(POLICIES)),
                            metadata={"description": "the slot's policy (bandits/registry.py); null = "
-                                                    f"{DEFAULT_POLICY}; kept when left out",
+                                                    f"{DEFAULT_POLICY} (the default)",
                                      "example": DEFAULT_POLICY})
 
 
