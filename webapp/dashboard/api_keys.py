@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, SelectMultipleField, StringField, widgets
+from wtforms import HiddenField, SelectChoice, SelectMultipleField, StringField, widgets
 from wtforms.validators import DataRequired, Length
 
 from webapp.dashboard import bp
@@ -21,8 +21,9 @@ class ApiKeyForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=services.MAX_KEY_NAME_LENGTH)],
                        description="What uses the key, such as 'shop backend'.")
     scopes = SelectMultipleField(
-        "Scopes", choices=[("read", "read: lists and statistics"), ("write", "write: configuration changes"),
-                           ("events", "events: server-side clicks")],
+        "Scopes", choices=[SelectChoice("read", "read: lists and statistics"),
+                           SelectChoice("write", "write: configuration changes"),
+                           SelectChoice("events", "events: server-side clicks")],
         option_widget=widgets.CheckboxInput(), widget=widgets.ListWidget(prefix_label=False))
 
 
