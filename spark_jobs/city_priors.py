@@ -153,8 +153,26 @@ def extract(spark: SparkSession, keyspace: str, window: Window, tenants: list[st
         "impression_id", "location", "banner_id", "posterior_scope"])
     clicks = read_table(spark, keyspace, "click_log", EVENT_PARTITION_KEY + ["impression_id", "valid"])
     if scan:
-        return _in_window(impressions, window, tenants), _in_window(clicks, window, tenants)
-    return keys.join(impressions, EVENT_PARTITION_KEY), keys.join(clicks, EVENT_PARTITION_KEY)
+        impressions, clicks = _in_window(impressions, window, tenants), _in_window(clicks, window, tenants)
+    else:
+        impressions, clicks = keys.join(impressions, EVENT_PARTITION_KEY), keys.join(clicks, EVENT_PARTITION_KEY)
+    return configured_banners_only(impressions, configured_banners(spark, keyspace, tenants)), clicks
+
+
+def configured_banners(spark: SparkSession, keyspace: str, tenants: list[str] | None) -> DataFrame:
+    """(tenant_id, slot_id, banner_id) of every configured banner, collected on the driver (configuration
+    is small) so that joining the log with it is a broadcast, never a query per event."""
+    banners = read_table(spark, keyspace, "banners", BANNER_KEY)
+    if tenants:
+        banners = banners.where(F.col("tenant_id").isin(tenants))
+    rows = [(r["tenant_id"], r["slot_id"], r["banner_id"]) for r in banners.collect()]
+    return spark.createDataFrame(rows, "tenant_id string, slot_id string, banner_id string")
+
+
+def configured_banners_only(impressions: DataFrame, banners: DataFrame) -> DataFrame:
+    """The impressions of banners that still exist: a deleted banner's events stay in the log, but get no
+    prior (its clicks then join no impression in city_counts)."""
+    return impressions.join(F.broadcast(banners), BANNER_KEY, "left_semi")
 
 
 # -- transform ------------------------------------------------------------------------------------------------

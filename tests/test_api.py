@@ -62,7 +62,8 @@ def test_put_creates_then_replaces(client, admin_headers):
     assert client.put(url, json={**BANNER, "alt": "new", "active": False}, headers=admin_headers).status_code == 200
     banners = client.get(f"/v1/admin/tenants/{tenant}/slots/hero/banners", headers=admin_headers).get_json()
     assert banners == {"banners": [{"id": "b1", "image_url": BANNER["image_url"],
-                                    "target_url": BANNER["target_url"], "alt": "new", "active": False}]}
+                                    "target_url": BANNER["target_url"], "alt": "new", "active": False,
+                                    "starts_at": None, "ends_at": None, "schedule": "live"}]}
 
 
 def test_slot_and_banner_of_unknown_parents_are_404(client, admin_headers):

@@ -73,6 +73,9 @@ def write_log(db: Database, tenant: str, slot: str) -> None:
                 elif location == "delhi" and i < c + 10:     # flagged by the click filter: never counted
                     clicks.append((*key, served_at, banner, location, False))
     db.execute("INSERT INTO {ks}.slots (tenant_id, slot_id, name) VALUES (?, ?, ?)", (tenant, slot, slot))
+    for banner in ("a", "b"):
+        db.execute("INSERT INTO {ks}.banners (tenant_id, slot_id, banner_id) VALUES (?, ?, ?)",
+                   (tenant, slot, banner))
     session = db.session()
     # Only the columns the log has (binding None would write tombstones).
     insert_impression = db.prepare(
@@ -208,11 +211,14 @@ def test_history_import_rejects_bad_rows_with_line_numbers_and_imports_good_ones
 def test_a_window_of_too_many_partitions_is_scanned_instead(spark, config, db, monkeypatch):
     tenant, slot = f"t{uuid.uuid4().hex[:10]}", "hero"
     db.execute("INSERT INTO {ks}.slots (tenant_id, slot_id, name) VALUES (?, ?, ?)", (tenant, slot, slot))
+    db.execute("INSERT INTO {ks}.banners (tenant_id, slot_id, banner_id) VALUES (?, ?, ?)", (tenant, slot, "a"))
     for hour in (1, 9, 17):
-        impression_id = uuid_from_time(dt.datetime.combine(DAY, dt.time(hour), dt.UTC))
-        db.execute("INSERT INTO {ks}.impression_log (tenant_id, slot_id, bucket, shard, impression_id, banner_id, "
-                   "location) VALUES (?, ?, ?, ?, ?, ?, ?)", (tenant, slot, *partition_of(impression_id),
-                                                             impression_id, "a", "pune"))
+        # banner "gone" was deleted (no banners row): its events stay in the log, and the job skips them
+        for banner in ("a", "gone"):
+            impression_id = uuid_from_time(dt.datetime.combine(DAY, dt.time(hour), dt.UTC))
+            db.execute("INSERT INTO {ks}.impression_log (tenant_id, slot_id, bucket, shard, impression_id, "
+                       "banner_id, location) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (tenant, slot, *partition_of(impression_id), impression_id, banner, "pune"))
     keyspace = config["CASSANDRA_KEYSPACE"]
     joined = city_priors.extract(spark, keyspace, WIDE, [tenant])[0].count()
     monkeypatch.setattr(city_priors, "MAX_JOIN_PARTITIONS", 1)

@@ -31,6 +31,20 @@ ADMIN_OPERATIONS = {
     ("put", "/v1/admin/tenants/{tenant}/slots/{slot}/banners/{banner}"),
     ("get", "/v1/admin/tenants/{tenant}/slots/{slot}/banners"),
     ("get", "/v1/admin/tenants/{tenant}/slots/{slot}/stats"),
+    # issue 25: read back, merge-patch and delete everything writable; tenant API keys
+    ("get", "/v1/admin/tenants"),
+    ("patch", "/v1/admin/tenants/{tenant}"),
+    ("delete", "/v1/admin/tenants/{tenant}"),
+    ("get", "/v1/admin/tenants/{tenant}/slots"),
+    ("get", "/v1/admin/tenants/{tenant}/slots/{slot}"),
+    ("patch", "/v1/admin/tenants/{tenant}/slots/{slot}"),
+    ("delete", "/v1/admin/tenants/{tenant}/slots/{slot}"),
+    ("get", "/v1/admin/tenants/{tenant}/slots/{slot}/banners/{banner}"),
+    ("patch", "/v1/admin/tenants/{tenant}/slots/{slot}/banners/{banner}"),
+    ("delete", "/v1/admin/tenants/{tenant}/slots/{slot}/banners/{banner}"),
+    ("post", "/v1/admin/tenants/{tenant}/api-keys"),
+    ("get", "/v1/admin/tenants/{tenant}/api-keys"),
+    ("delete", "/v1/admin/tenants/{tenant}/api-keys/{key_id}"),
 }
 
 # Bounds of the schemathesis run: examples per operation and phase, and the wall clock of the whole run.
@@ -62,12 +76,16 @@ def test_openapi_document_covers_the_public_contract(client):
     assert set(ops) == PUBLIC_OPERATIONS | ADMIN_OPERATIONS
 
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http", "scheme": "bearer", "description": "Authorization: Bearer <ADMIN_API_TOKEN>"}
+        "type": "http", "scheme": "bearer",
+        "description": "Authorization: Bearer <ADMIN_API_TOKEN or tenant API key>"}
     for key in ADMIN_OPERATIONS:
         assert ops[key]["security"] == [{"bearerAuth": []}], key
         assert "401" in ops[key]["responses"], key
-    for key in PUBLIC_OPERATIONS:
+        assert "403" in ops[key]["responses"], key
+    for key in PUBLIC_OPERATIONS - {("post", "/v1/click")}:
         assert "security" not in ops[key], key
+    # a browser posts a click anonymously, a tenant's backend with its key
+    assert ops[("post", "/v1/click")]["security"] == [{}, {"bearerAuth": []}]
 
     error_ref = {"$ref": "#/components/schemas/Error"}
     for key, operation in ops.items():

@@ -34,6 +34,7 @@ from bandits.city_thompson import FIRST_BLOCK, Posterior  # noqa: F401 - re-expo
 from bandits.policy import Policy, SlotStatistics
 from bandits.registry import UnknownPolicy, policy_class
 from webapp.learning.decay import DecayedCounts
+from webapp.serving import schedules
 from webapp.serving.click_filter import ClickFilterSettings
 from webapp.storage import store
 from webapp.storage.database import Database
@@ -56,6 +57,11 @@ class Banner:
     target_url: str
     alt: str
     active: bool
+    starts: float | None = None         # schedule, epoch seconds (webapp.serving.schedules); None: unbounded
+    ends: float | None = None
+
+    def live_at(self, now: float) -> bool:
+        return self.active and schedules.status_at(self.starts, self.ends, now) == schedules.LIVE
 
 
 @dataclass
@@ -63,13 +69,29 @@ class SlotState:
     tenant_id: str
     slot_id: str
     banners: dict[str, Banner]                      # all banners, paused ones included (click redirects)
-    active: tuple[Banner, ...]                      # servable, in banner_id order: the policy's arms
+    active: tuple[Banner, ...]                      # servable now, in banner_id order: the policy's arms
     policy: Policy                                  # built from the slot's counts and priors
     read_at: float = field(default_factory=time.monotonic)    # when its rows were last read successfully
+    # The next schedule boundary (epoch seconds) of a banner of the slot: from then on ``active`` is wrong
+    # and :meth:`at` builds the state anew from the same rows, without reading anything.
+    changes_at: float | None = None
+    statistics: SlotStatistics | None = None
+    policy_name: str | None = None
+    max_draws: int = 4096
 
     def age(self) -> float:
         """Seconds since this slot's rows were last read."""
         return time.monotonic() - self.read_at
+
+    def at(self, now: float) -> SlotState:
+        """This state as of ``now`` (epoch seconds): itself before ``changes_at``, else rebuilt with the
+        banners live at ``now`` as the policy's arms (pure CPU, no read)."""
+        if self.changes_at is None or now < self.changes_at or self.statistics is None:
+            return self
+        fresh = assemble(self.tenant_id, self.slot_id, self.banners, self.statistics, self.policy_name,
+                         self.max_draws, now)
+        fresh.read_at = self.read_at
+        return fresh
 
 
 @dataclass
@@ -128,10 +150,29 @@ class PosteriorCache:
             if held is not None:
                 held.served_at = now
                 self._slots.move_to_end(key)
-                return held.state
-            if self._known_missing(key, now):
+                state = held.state
+            elif self._known_missing(key, now):
                 return None
-        return self._load(key)
+            else:
+                state = None
+        if state is None:
+            state = self._load(key)
+            if state is None:
+                return None
+        if state.changes_at is not None and time.time() >= state.changes_at:
+            state = self._reschedule(key, state)
+        return state
+
+    def _reschedule(self, key: Key, state: SlotState) -> SlotState:
+        """A banner's schedule boundary passed: the held state, rebuilt for now (once, whoever comes first)."""
+        fresh = state.at(time.time())
+        with self._lock:
+            held = self._slots.get(key)
+            if held is not None and held.state is state:
+                held.state = fresh
+            elif held is not None:
+                return held.state.at(time.time())
+        return fresh
 
     def click_filter(self, tenant_id: str) -> ClickFilterSettings:
         """The tenant's click filter (read on first use; the defaults when it cannot be read)."""
@@ -365,7 +406,7 @@ def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], c
     for row in banners:
         by_slot_banners[(row["tenant_id"], row["slot_id"])][row["banner_id"]] = Banner(
             row["banner_id"], row["image_url"] or "", row["target_url"] or "", row["alt"] or "",
-            bool(row["active"]))
+            bool(row["active"]), *schedules.window(row.get("starts_at"), row.get("ends_at")))
     by_slot_counts: dict[tuple[str, str], dict[str, dict[str, tuple[int, int]]]] = defaultdict(
         lambda: defaultdict(dict))
     for row in counts:
@@ -386,16 +427,28 @@ def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], c
     for row in slots:
         key = (row["tenant_id"], row["slot_id"])
         all_banners = by_slot_banners.get(key, {})
-        active = tuple(b for _, b in sorted(all_banners.items()) if b.active)
         statistics = SlotStatistics(counts=decayed[key] if key in decayed else dict(by_slot_counts.get(key, {})),
                                     priors=dict(by_slot_priors.get(key, {})))
+        name = row.get("policy")
         try:
-            policy = policy_class(row.get("policy"))
+            policy_class(name)
         except UnknownPolicy as exc:        # written by an older or newer server: serve, and say so
             log.warning("slot %s/%s: %s; serving with the default", key[0], key[1], exc)
-            policy = policy_class(None)
-        snapshot[key] = SlotState(
-            tenant_id=key[0], slot_id=key[1], banners=all_banners, active=active,
-            policy=policy.from_statistics(tuple(b.banner_id for b in active), statistics, max_draws=max_draws),
-        )
+            name = None
+        snapshot[key] = assemble(key[0], key[1], all_banners, statistics, name, max_draws, time.time())
     return snapshot
+
+
+def assemble(tenant_id: str, slot_id: str, banners: dict[str, Banner], statistics: SlotStatistics,
+             policy_name: str | None, max_draws: int, now: float) -> SlotState:
+    """A slot's state at ``now`` (epoch seconds): its policy over the banners active and inside their
+    schedule then, and when that set next changes (the earliest schedule boundary after ``now``)."""
+    active = tuple(b for _, b in sorted(banners.items()) if b.live_at(now))
+    boundaries = [t for b in banners.values() if b.active for t in (b.starts, b.ends) if t is not None and t > now]
+    policy = policy_class(policy_name)
+    return SlotState(
+        tenant_id=tenant_id, slot_id=slot_id, banners=banners, active=active,
+        policy=policy.from_statistics(tuple(b.banner_id for b in active), statistics, max_draws=max_draws),
+        changes_at=min(boundaries, default=None), statistics=statistics, policy_name=policy_name,
+        max_draws=max_draws,
+    )

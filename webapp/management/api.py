@@ -1,37 +1,88 @@
-"""Management JSON API (bearer token): tenants, slots, banners, and per-slot statistics."""
+"""Management JSON API: tenants, slots, banners, API keys and per-slot statistics.
+
+Who may do what is decided in one place, :func:`authorize`, before every view: the caller is the platform
+token or a tenant API key (webapp.web.api_keys); a tenant key works only under its own tenant (another
+tenant's paths → 403), with scope ``read`` for GETs and ``write`` for changes; a view marked
+:func:`platform_only` (creating, deleting or listing tenants) needs the platform token.
+
+One update rule for every resource: PUT replaces the whole resource (a field left out takes its documented
+default, and the answer shows it), PATCH (a JSON merge patch, RFC 7386) changes only the fields sent.
+"""
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
+from marshmallow import Schema
 
-from webapp.management import services
-from webapp.web import validation
-from webapp.web.errors import Unauthorized
+from webapp.management import schemas, services
+from webapp.web import api_keys, validation
+from webapp.web.errors import Forbidden
 
 bp = Blueprint("api", __name__, url_prefix="/v1/admin")
+View = TypeVar("View", bound=Callable)
+
+# What a PUT stores for a field it leaves out, where the service would otherwise keep the stored value.
+SLOT_DEFAULTS: dict[str, Any] = {"size": "728x250", "locations": [], "decay_half_life_hours": None,
+                                 "policy": None}
 
 
 def _db():
     return current_app.extensions["cassandra"]
 
 
+def platform_only(view: View) -> View:
+    """Mark a view as for the platform token only (enforced by :func:`authorize`)."""
+    view.platform_only = True  # type: ignore[attr-defined]
+    return view
+
+
 @bp.before_request
-def require_token() -> None:
-    expected = current_app.config["ADMIN_API_TOKEN"]
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if not expected:
-        raise Unauthorized("the management API is disabled: set ADMIN_API_TOKEN")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <ADMIN_API_TOKEN>'")
-    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise Unauthorized("wrong bearer token")
+def authorize() -> None:
+    """Authenticate the caller and apply the access rule (module doc); the principal is ``g.principal``."""
+    principal = api_keys.authenticate(request)
+    assert principal is not None
+    g.principal = principal
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "platform_only", False):
+        principal.require("write", None)
+        return
+    tenant = (request.view_args or {}).get("tenant")
+    principal.require("read" if request.method in ("GET", "HEAD") else "write", tenant)
 
 
 def _body(allowed: set[str]) -> dict:
     return validation.json_body(request, allowed)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 §2, as written there: objects merge recursively, null removes a member, anything else
+    replaces. (Eight lines; the PyPI implementations are unmaintained.)"""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = merge_patch(result.get(name), value)
+    return result
+
+
+def _update_body(schema: type[Schema], current: Callable[[], dict[str, Any]],
+                 defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The full body a PUT or PATCH stands for, over the fields of ``schema`` (the resource's body schema):
+    PUT: the body, with ``defaults`` for fields left out; PATCH: the current document merged with the patch
+    (so a field the patch does not name keeps its value, and a null takes it back to its default)."""
+    allowed = set(schema._declared_fields)
+    if request.method == "PATCH":
+        patch = _body(allowed)
+        stored = {name: value for name, value in current().items() if name in allowed}
+        return {**(defaults or {}), **merge_patch(stored, patch)}     # a member the patch nulled: default
+    return {**(defaults or {}), **_body(allowed)}
 
 
 def _put_result(result: tuple[bool, dict]):
@@ -39,12 +90,32 @@ def _put_result(result: tuple[bool, dict]):
     return jsonify(document), 201 if created else 200
 
 
+@bp.get("/tenants")
+@platform_only
+def list_tenants():
+    """Every tenant (platform token only).
+    ---
+    get:
+      summary: List every tenant (platform token only)
+      tags: [management]
+      responses:
+        200: {description: the tenants, content: {application/json: {schema: TenantList}}}
+        401: Unauthorized
+        403: Forbidden
+    """
+    return jsonify(tenants=[services.tenant_document(r["tenant_id"], r["name"], r["timezone"], r["click_filter"])
+                            for r in services.store.list_tenants(_db())])
+
+
 @bp.put("/tenants/<tenant>")
+@bp.patch("/tenants/<tenant>")
 def put_tenant(tenant: str):
-    """Create or replace a tenant.
+    """Create or replace a tenant; PATCH changes only the fields sent.
     ---
     put:
-      summary: Create (201) or replace (200) a tenant
+      summary: Create (201, platform token only) or replace (200) a tenant
+      description: Replaces the whole tenant; `timezone` left out is Asia/Kolkata (DEFAULT_TIMEZONE),
+        `click_filter` left out is the default filter.
       tags: [management]
       parameters:
         - tenant
@@ -58,11 +129,33 @@ def put_tenant(tenant: str):
         201: {description: created, content: {application/json: {schema: Tenant}}}
         400: BadRequest
         401: Unauthorized
+        403: Forbidden
+        404: NotFound
+        413: PayloadTooLarge
+    patch:
+      summary: Change the fields sent (JSON merge patch, RFC 7386; null = back to the default)
+      tags: [management]
+      parameters:
+        - tenant
+      requestBody:
+        required: true
+        content:
+          application/merge-patch+json:
+            schema: TenantPatch
+          application/json:
+            schema: TenantPatch
+      responses:
+        200: {description: changed, content: {application/json: {schema: Tenant}}}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
         404: NotFound
         409: Conflict
         413: PayloadTooLarge
     """
-    body = _body({"name", "timezone", "click_filter"})
+    body = _update_body(schemas.TenantBody, lambda: services.get_tenant(_db(), tenant))
+    if not g.principal.is_platform and services.store.get_tenant(_db(), tenant) is None:
+        raise Forbidden("only the platform token may create a tenant")
     return _put_result(services.put_tenant(_db(), tenant, body.get("name"), body.get("timezone"),
                                            current_app.config["DEFAULT_TIMEZONE"], body.get("click_filter")))
 
@@ -80,18 +173,221 @@ def get_tenant(tenant: str):
         200: {description: the tenant, content: {application/json: {schema: Tenant}}}
         400: BadRequest
         401: Unauthorized
+        403: Forbidden
         404: NotFound
     """
-    found = services.require_tenant(_db(), tenant)
-    return jsonify(services.tenant_document(tenant, found["name"], found["timezone"], found["click_filter"]))
+    return jsonify(services.get_tenant(_db(), tenant))
+
+
+@bp.delete("/tenants/<tenant>")
+@platform_only
+def delete_tenant(tenant: str):
+    """Delete a tenant (platform token only).
+    ---
+    delete:
+      summary: Delete a tenant with its slots, banners and API keys (platform token only)
+      description: The configuration goes; the event log stays. Serving stops within seconds.
+      tags: [management]
+      parameters:
+        - tenant
+      responses:
+        204: {description: deleted}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+    """
+    services.delete_tenant(_db(), tenant)
+    return "", 204
+
+
+@bp.get("/tenants/<tenant>/slots")
+def list_slots(tenant: str):
+    """The slots of a tenant.
+    ---
+    get:
+      summary: List a tenant's slots
+      tags: [management]
+      parameters:
+        - tenant
+      responses:
+        200: {description: the slots, content: {application/json: {schema: SlotList}}}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+    """
+    return jsonify(slots=services.list_slots(_db(), tenant))
+
+
+@bp.get("/tenants/<tenant>/slots/<slot>")
+def get_slot(tenant: str, slot: str):
+    """A slot.
+    ---
+    get:
+      summary: Read a slot
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+      responses:
+        200: {description: the slot, content: {application/json: {schema: Slot}}}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+    """
+    return jsonify(services.get_slot(_db(), tenant, slot))
+
+
+@bp.delete("/tenants/<tenant>/slots/<slot>")
+def delete_slot(tenant: str, slot: str):
+    """Delete a slot.
+    ---
+    delete:
+      summary: Delete a slot with its banners
+      description: The configuration goes; the event log stays. Serving stops within seconds.
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+      responses:
+        204: {description: deleted}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+    """
+    services.delete_slot(_db(), tenant, slot)
+    return "", 204
+
+
+@bp.get("/tenants/<tenant>/slots/<slot>/banners/<banner>")
+def get_banner(tenant: str, slot: str, banner: str):
+    """A banner.
+    ---
+    get:
+      summary: Read a banner
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+        - banner
+      responses:
+        200: {description: the banner, content: {application/json: {schema: Banner}}}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+    """
+    return jsonify(services.get_banner_document(_db(), tenant, slot, banner))
+
+
+@bp.delete("/tenants/<tenant>/slots/<slot>/banners/<banner>")
+def delete_banner(tenant: str, slot: str, banner: str):
+    """Delete a banner.
+    ---
+    delete:
+      summary: Delete a banner
+      description: Never served again once each worker re-reads the slot (within CACHE_REFRESH_SECONDS);
+        a click token issued before is then refused (404) and recorded nowhere. The event log stays.
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+        - banner
+      responses:
+        204: {description: deleted}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+    """
+    services.delete_banner(_db(), tenant, slot, banner)
+    return "", 204
+
+
+@bp.post("/tenants/<tenant>/api-keys")
+def create_api_key(tenant: str):
+    """Create an API key of a tenant; the key is in this answer only.
+    ---
+    post:
+      summary: Create a tenant API key (the key is shown once)
+      description: A tenant key with the write scope may create keys with its own scopes only.
+      tags: [management]
+      parameters:
+        - tenant
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: ApiKeyBody
+      responses:
+        201: {description: created, content: {application/json: {schema: NewApiKey}}}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+        409: Conflict
+        413: PayloadTooLarge
+    """
+    body = _body({"name", "scopes"})
+    scopes = body.get("scopes")
+    if not g.principal.is_platform and isinstance(scopes, list) and not set(scopes) <= g.principal.scopes:
+        raise Forbidden("an API key can create keys with its own scopes only")
+    return jsonify(services.create_api_key(_db(), tenant, body.get("name"), scopes)), 201
+
+
+@bp.get("/tenants/<tenant>/api-keys")
+def list_api_keys(tenant: str):
+    """The API keys of a tenant (never their secrets).
+    ---
+    get:
+      summary: List a tenant's API keys (without the secrets)
+      tags: [management]
+      parameters:
+        - tenant
+      responses:
+        200: {description: the keys, content: {application/json: {schema: ApiKeyList}}}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+    """
+    return jsonify(api_keys=services.list_api_keys(_db(), tenant))
+
+
+@bp.delete("/tenants/<tenant>/api-keys/<key_id>")
+def revoke_api_key(tenant: str, key_id: str):
+    """Revoke an API key.
+    ---
+    delete:
+      summary: Revoke a tenant API key (refused on every server within API_KEY_CACHE_SECONDS)
+      tags: [management]
+      parameters:
+        - tenant
+        - key_id
+      responses:
+        204: {description: revoked}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+    """
+    services.revoke_api_key(_db(), tenant, key_id)
+    api_keys.forget(current_app._get_current_object(), key_id)  # type: ignore[attr-defined]
+    return "", 204
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>")
+@bp.patch("/tenants/<tenant>/slots/<slot>")
 def put_slot(tenant: str, slot: str):
-    """Create or replace a slot of a tenant.
+    """Create or replace a slot of a tenant; PATCH changes only the fields sent.
     ---
     put:
       summary: Create (201) or replace (200) a banner slot
+      description: Replaces the whole slot; fields left out take their defaults (size 728x250, no known
+        locations, no decay, the default policy).
       tags: [management]
       parameters:
         - tenant
@@ -106,11 +402,32 @@ def put_slot(tenant: str, slot: str):
         201: {description: created, content: {application/json: {schema: Slot}}}
         400: BadRequest
         401: Unauthorized
+        403: Forbidden
+        404: NotFound
+        413: PayloadTooLarge
+    patch:
+      summary: Change the fields sent (JSON merge patch, RFC 7386; null = back to the default)
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+      requestBody:
+        required: true
+        content:
+          application/merge-patch+json:
+            schema: SlotPatch
+          application/json:
+            schema: SlotPatch
+      responses:
+        200: {description: changed, content: {application/json: {schema: Slot}}}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
         404: NotFound
         409: Conflict
         413: PayloadTooLarge
     """
-    body = _body({"name", "size", "locations", "decay_half_life_hours", "policy"})
+    body = _update_body(schemas.SlotBody, lambda: services.get_slot(_db(), tenant, slot), SLOT_DEFAULTS)
     return _put_result(services.put_slot(_db(), tenant, slot, body.get("name"), size=body.get("size"),
                                          locations=body.get("locations"),
                                          max_location_length=current_app.config["MAX_PARAM_LENGTH"],
@@ -120,11 +437,14 @@ def put_slot(tenant: str, slot: str):
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>/banners/<banner>")
+@bp.patch("/tenants/<tenant>/slots/<slot>/banners/<banner>")
 def put_banner(tenant: str, slot: str, banner: str):
-    """Create or replace a banner of a slot.
+    """Create or replace a banner of a slot; PATCH changes only the fields sent.
     ---
     put:
       summary: Create (201) or replace (200) a banner; a slot holds at most MAX_BANNERS_PER_SLOT
+      description: Replaces the whole banner; fields left out take their defaults (alt "", active true,
+        no schedule).
       tags: [management]
       parameters:
         - tenant
@@ -140,15 +460,37 @@ def put_banner(tenant: str, slot: str, banner: str):
         201: {description: created, content: {application/json: {schema: Banner}}}
         400: BadRequest
         401: Unauthorized
+        403: Forbidden
         404: NotFound
         409: Conflict
         413: PayloadTooLarge
+    patch:
+      summary: Change the fields sent (JSON merge patch, RFC 7386; null = back to the default)
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+        - banner
+      requestBody:
+        required: true
+        content:
+          application/merge-patch+json:
+            schema: BannerPatch
+          application/json:
+            schema: BannerPatch
+      responses:
+        200: {description: changed, content: {application/json: {schema: Banner}}}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+        413: PayloadTooLarge
     """
-    body = _body({"image_url", "target_url", "alt", "active"})
+    body = _update_body(schemas.BannerBody, lambda: services.get_banner(_db(), tenant, slot, banner))
     return _put_result(services.put_banner(
         _db(), tenant, slot, banner, image_url=body.get("image_url"), target_url=body.get("target_url"),
-        alt=body.get("alt"), active=body.get("active"),
-        max_banners=current_app.config["MAX_BANNERS_PER_SLOT"]))
+        alt=body.get("alt"), active=body.get("active"), starts_at=body.get("starts_at"),
+        ends_at=body.get("ends_at"), max_banners=current_app.config["MAX_BANNERS_PER_SLOT"]))
 
 
 @bp.get("/tenants/<tenant>/slots/<slot>/banners")
@@ -165,6 +507,7 @@ def list_banners(tenant: str, slot: str):
         200: {description: the banners, content: {application/json: {schema: BannerList}}}
         400: BadRequest
         401: Unauthorized
+        403: Forbidden
         404: NotFound
     """
     return jsonify(banners=services.list_banners(_db(), tenant, slot))
@@ -185,6 +528,7 @@ def slot_stats(tenant: str, slot: str):
         200: {description: per banner counts and posteriors, content: {application/json: {schema: SlotStats}}}
         400: BadRequest
         401: Unauthorized
+        403: Forbidden
         404: NotFound
     """
     location = validation.normalize_location(request.args.get("location"),

@@ -65,10 +65,19 @@ class ClickBody(Closed):
     # maxLength is MAX_PARAM_LENGTH, filled in from the config by webapp.web.openapi
     customer_id = fields.String(allow_none=True, validate=PLAIN_TEXT)
     referrer_id = fields.String(allow_none=True, validate=PLAIN_TEXT)
+    visitor_ip = fields.String(allow_none=True, metadata={
+        "description": "the visitor's IPv4 or IPv6 address, judged by the click filter; only with a tenant "
+                       "API key (scope events), else 400", "example": "203.0.113.7"})
+    user_agent = fields.String(allow_none=True, validate=[validate.Length(max=512), PLAIN_TEXT], metadata={
+        "description": "the visitor's User-Agent, judged by the click filter; only with a tenant API key"})
 
 
 class ClickResult(Closed):
     status = fields.String(required=True, validate=validate.OneOf(["recorded", "duplicate"]))
+    counted = fields.Boolean(metadata={"description": "with an API key: whether the click counts for learning"})
+    reason = fields.String(allow_none=True, metadata={
+        "description": "with an API key: why it does not count (too_fast, bot_user_agent, customer_rate, "
+                       "ip_rate, duplicate), null when it does"})
 
 
 class Ping(Closed):
@@ -116,19 +125,19 @@ class SlotBody(Closed):
     name = fields.String(required=True, validate=[validate.Length(min=1, max=validation.MAX_TEXT_LENGTH),
                                                   PLAIN_TEXT])
     size = fields.String(validate=validate.Regexp(r"^\d{1,4}x\d{1,4}$"),
-                         metadata={"description": "WIDTHxHEIGHT in pixels; kept as stored when left out",
+                         metadata={"description": "WIDTHxHEIGHT in pixels; default 728x250",
                                    "example": "728x250"})
     locations = fields.List(fields.String(validate=[validate.Length(max=128), PLAIN_TEXT]),
                             validate=validate.Length(max=200),
-                            metadata={"description": "known locations (normalized); kept when left out"})
+                            metadata={"description": "known locations (normalized); default []"})
     decay_half_life_hours = fields.Float(
         allow_none=True, validate=validate.Range(0.25, 720),
         metadata={"description": "discounted Thompson sampling: learn from traffic weighted by "
-                                 "2^(-age/half-life) instead of all traffic alike; null = no decay; kept when "
-                                 "left out", "example": 24})
+                                 "2^(-age/half-life) instead of all traffic alike; null = no decay (the "
+                                 "default)", "example": 24})
     policy = fields.String(allow_none=True, validate=validate.OneOf(sorted(POLICIES)),
                            metadata={"description": "the slot's policy (bandits/registry.py); null = "
-                                                    f"{DEFAULT_POLICY}; kept when left out",
+                                                    f"{DEFAULT_POLICY} (the default)",
                                      "example": DEFAULT_POLICY})
 
 
@@ -144,11 +153,19 @@ class Slot(Closed):
     policy = fields.String(required=True, validate=validate.OneOf(sorted(POLICIES)))
 
 
+SCHEDULE_TIME = {"format": "date-time", "example": "2026-12-24T00:00:00+05:30"}
+
+
 class BannerBody(Closed):
     image_url = fields.String(required=True, validate=HTTP_URL, metadata={"format": "uri"})
     target_url = fields.String(required=True, validate=HTTP_URL, metadata={"format": "uri"})
-    alt = fields.String(allow_none=True, validate=[validate.Length(max=validation.MAX_TEXT_LENGTH), PLAIN_TEXT])
+    alt = fields.String(allow_none=True, validate=[validate.Length(max=validation.MAX_TEXT_LENGTH), PLAIN_TEXT],
+                        metadata={"description": "default \"\""})
     active = fields.Boolean(allow_none=True, metadata={"description": "default true; paused when false"})
+    starts_at = fields.String(allow_none=True, metadata={
+        **SCHEDULE_TIME, "description": "served from then on (ISO 8601 with an offset); default null: already"})
+    ends_at = fields.String(allow_none=True, metadata={
+        **SCHEDULE_TIME, "description": "served until then (exclusive; after starts_at); default null: no end"})
 
 
 class BannerEntry(Closed):
@@ -157,6 +174,10 @@ class BannerEntry(Closed):
     target_url = fields.String(required=True)
     alt = fields.String(required=True)
     active = fields.Boolean(required=True)
+    starts_at = fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
+    ends_at = fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
+    schedule = fields.String(required=True, validate=validate.OneOf(["scheduled", "live", "ended"]),
+                             metadata={"description": "before starts_at, inside the interval, from ends_at on"})
 
 
 class Banner(BannerEntry):
@@ -177,6 +198,7 @@ class PriorReport(Closed):
 class BannerReport(Closed):
     id = fields.String(required=True)
     active = fields.Boolean(required=True)
+    schedule = fields.String(required=True, validate=validate.OneOf(["scheduled", "live", "ended"]))
     impressions = fields.Integer(required=True, validate=validate.Range(min=0))
     clicks = fields.Integer(required=True, validate=validate.Range(min=0),
                             metadata={"description": "valid clicks, the ones learned from"})
@@ -205,5 +227,62 @@ class SlotStats(Closed):
     filtered_clicks_by_reason = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
 
 
+def patch_of(body: type[Schema], name: str) -> type[Schema]:
+    """The merge-patch body of a resource: its PUT body's fields, none required, each nullable (null = back
+    to the default)."""
+    members = {}
+    for field_name, field in body._declared_fields.items():
+        copy = field.__class__.__new__(field.__class__)
+        copy.__dict__.update(field.__dict__)
+        copy.required, copy.allow_none = False, True
+        members[field_name] = copy
+    return type(name, (Closed,), members)
+
+
+TenantPatch = patch_of(TenantBody, "TenantPatch")
+SlotPatch = patch_of(SlotBody, "SlotPatch")
+BannerPatch = patch_of(BannerBody, "BannerPatch")
+
+
+class TenantList(Closed):
+    tenants = fields.List(fields.Nested(Tenant), required=True)
+
+
+class SlotList(Closed):
+    slots = fields.List(fields.Nested(Slot), required=True)
+
+
+SCOPE = fields.String(validate=validate.OneOf(["read", "write", "events"]))
+
+
+class ApiKeyBody(Closed):
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=100), PLAIN_TEXT])
+    scopes = fields.List(SCOPE, required=True, validate=validate.Length(min=1), metadata={
+        "description": "read: GETs (lists, stats); write: configuration changes; events: server-side clicks"})
+
+
+class ApiKey(Closed):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    scopes = fields.List(SCOPE, required=True)
+    created_at = fields.String(required=True, metadata={"format": "date-time"})
+    last_used_at = fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
+
+
+class NewApiKey(Closed):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    scopes = fields.List(SCOPE, required=True)
+    created_at = fields.String(required=True, metadata={"format": "date-time"})
+    key = fields.String(required=True, metadata={"description": "the key, shown this once: send it as "
+                                                                "'Authorization: Bearer <key>'"})
+
+
+class ApiKeyList(Closed):
+    api_keys = fields.List(fields.Nested(ApiKey), required=True)
+
+
 SCHEMAS: tuple[type[Schema], ...] = (Error, ServeDocument, ClickBody, ClickResult, Ping, TenantBody, Tenant,
-                                     SlotBody, Slot, BannerBody, Banner, BannerList, SlotStats)
+                                     SlotBody, Slot, BannerBody, Banner, BannerList, SlotStats, TenantPatch,
+                                     SlotPatch, BannerPatch, TenantList, SlotList, ApiKeyBody, ApiKey, NewApiKey,
+                                     ApiKeyList)

@@ -21,10 +21,11 @@ from bandits.policy import prior_for
 from bandits.registry import DEFAULT_POLICY, POLICIES
 from eventlog.counting import SLOT_WIDE
 from webapp.learning import decay
+from webapp.serving import schedules
 from webapp.serving.click_filter import ClickFilterSettings
 from webapp.storage import store
 from webapp.storage.database import Database
-from webapp.web import config, validation
+from webapp.web import api_keys, config, validation
 from webapp.web.errors import Conflict, InvalidInput, NotFound
 
 P_BEST_DRAWS = 20_000
@@ -88,6 +89,11 @@ def tenant_document(tenant_id: str, name: str, timezone: str, click_filter: str 
 
 def list_tenants(db: Database) -> list[dict[str, Any]]:
     return [{"id": r["tenant_id"], "name": r["name"], "timezone": r["timezone"]} for r in store.list_tenants(db)]
+
+
+def get_tenant(db: Database, tenant_id: str) -> dict[str, Any]:
+    found = require_tenant(db, tenant_id)
+    return tenant_document(tenant_id, found["name"], found["timezone"], found["click_filter"])
 
 
 def slot_size(value: Any) -> tuple[int, int]:
@@ -179,10 +185,45 @@ def list_slots(db: Database, tenant_id: str) -> list[dict[str, Any]]:
     return [_slot_document(r) for r in store.list_slots(db, tenant_id)]
 
 
+MAX_SCHEDULE_YEAR = 9999
+
+
+def schedule_time(value: Any, what: str) -> dt.datetime | None:
+    """An ISO 8601 date-time with a UTC offset ('2026-12-24T00:00:00+05:30'), as UTC to the millisecond
+    (what Cassandra keeps); None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidInput(f"{what} must be an ISO 8601 date-time with an offset, such as "
+                           "2026-12-24T00:00:00+05:30, or null")
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{what} is not an ISO 8601 date-time: {value!r}") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise InvalidInput(f"{what} needs a UTC offset (such as +05:30 or Z): {value!r}")
+    try:
+        utc = parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise InvalidInput(f"{what} is out of range") from None
+    if not 1970 <= utc.year <= MAX_SCHEDULE_YEAR:
+        raise InvalidInput(f"{what} must fall between 1970 and {MAX_SCHEDULE_YEAR}")
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, *, image_url: Any,
-               target_url: Any, alt: Any, active: Any,
+               target_url: Any, alt: Any, active: Any, starts_at: Any = None, ends_at: Any = None,
                max_banners: int = config.default("MAX_BANNERS_PER_SLOT")) -> tuple[bool, dict[str, Any]]:
     """Create or replace a banner; a slot holds at most ``max_banners`` (paused ones count too).
+    ``starts_at`` / ``ends_at``: ISO 8601 strings with an offset (or datetimes), None = unbounded.
 
     Pass the app's MAX_BANNERS_PER_SLOT. The count is read before the write, so two creations racing for
     the last place can both succeed: the bound is soft by the number of concurrent creations.
@@ -194,7 +235,11 @@ def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, *, im
         target_url=validation.http_url(target_url, "target_url"),
         alt=validation.short_text(alt, "alt", required=False),
         active=validation.boolean(active, "active", default=True),
+        starts_at=starts_at if isinstance(starts_at, dt.datetime) else schedule_time(starts_at, "starts_at"),
+        ends_at=ends_at if isinstance(ends_at, dt.datetime) else schedule_time(ends_at, "ends_at"),
     )
+    if fields.starts_at is not None and fields.ends_at is not None and fields.ends_at <= fields.starts_at:
+        raise InvalidInput("ends_at must be after starts_at")
     require_slot(db, tenant_id, slot_id)
     existing = {row["banner_id"] for row in store.list_banners(db, tenant_id, slot_id)}
     if banner_id not in existing:
@@ -203,12 +248,15 @@ def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, *, im
         raise Conflict(f"slot {tenant_id}/{slot_id} already has {len(existing)} banners, the most allowed "
                        f"(MAX_BANNERS_PER_SLOT={max_banners}); replace an existing banner instead")
     created = store.put_banner(db, tenant_id, slot_id, banner_id, fields)
-    return created, {"tenant": tenant_id, "slot": slot_id, "id": banner_id, **asdict(fields)}
+    return created, {"tenant": tenant_id, "slot": slot_id, **_banner_document({"banner_id": banner_id,
+                                                                                **asdict(fields)})}
 
 
 def _banner_document(r: dict[str, Any]) -> dict[str, Any]:
     return {"id": r["banner_id"], "image_url": r["image_url"], "target_url": r["target_url"],
-            "alt": r["alt"], "active": bool(r["active"])}
+            "alt": r["alt"] or "", "active": bool(r["active"]),
+            "starts_at": _iso(r.get("starts_at")), "ends_at": _iso(r.get("ends_at")),
+            "schedule": schedules.status(r.get("starts_at"), r.get("ends_at"), store.utcnow())}
 
 
 def list_banners(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, Any]]:
@@ -231,14 +279,91 @@ def set_banner_active(db: Database, tenant_id: str, slot_id: str, banner_id: str
     refresh (CACHE_REFRESH_SECONDS)."""
     banner = get_banner(db, tenant_id, slot_id, banner_id)
     _, document = put_banner(db, tenant_id, slot_id, banner_id, image_url=banner["image_url"],
-                             target_url=banner["target_url"], alt=banner["alt"], active=active)
+                             target_url=banner["target_url"], alt=banner["alt"], active=active,
+                             starts_at=banner["starts_at"], ends_at=banner["ends_at"])
     return document
+
+
+def get_banner_document(db: Database, tenant_id: str, slot_id: str, banner_id: str) -> dict[str, Any]:
+    """A banner as the API shows it: with its tenant and slot."""
+    return {"tenant": tenant_id, "slot": slot_id, **get_banner(db, tenant_id, slot_id, banner_id)}
+
+
+# -- deletes: every removal goes through these (the API and the dashboard), so a change feed can be written
+# in one place. Configuration goes; the event log, counters and priors stay (store.delete_* say why). A
+# worker drops a deleted slot or banner at its next refresh of the slot (CACHE_REFRESH_SECONDS).
+
+def delete_tenant(db: Database, tenant_id: str) -> None:
+    require_tenant(db, tenant_id)
+    store.delete_tenant(db, tenant_id)
+
+
+def delete_slot(db: Database, tenant_id: str, slot_id: str) -> None:
+    require_slot(db, tenant_id, slot_id)
+    store.delete_slot(db, tenant_id, slot_id)
+
+
+def delete_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str) -> None:
+    get_banner(db, tenant_id, slot_id, banner_id)
+    store.delete_banner(db, tenant_id, slot_id, banner_id)
+
+
+# -- tenant API keys ------------------------------------------------------------------------------------------
+
+MAX_KEY_NAME_LENGTH = 100
+MAX_KEYS_PER_TENANT = 100
+
+
+def api_key_scopes(value: Any) -> frozenset[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f"scopes must be a non-empty list of: {', '.join(api_keys.SCOPES)}")
+    unknown = sorted(set(value) - set(api_keys.SCOPES))
+    if unknown:
+        raise InvalidInput(f"unknown scope(s): {', '.join(unknown)}; scopes are {', '.join(api_keys.SCOPES)}")
+    return frozenset(value)
+
+
+def _api_key_document(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["key_id"], "name": row["name"],
+            "scopes": [s for s in api_keys.SCOPES if s in (row["scopes"] or ())],
+            "created_at": _iso(row["created_at"]), "last_used_at": _iso(row.get("last_used_at"))}
+
+
+def create_api_key(db: Database, tenant_id: str, name: Any, scopes: Any) -> dict[str, Any]:
+    """A new key of the tenant: its document plus ``key``, the secret, shown this once."""
+    name = validation.short_text(name, "name", required=True, max_length=MAX_KEY_NAME_LENGTH)
+    chosen = api_key_scopes(scopes)
+    require_tenant(db, tenant_id)
+    if len(store.tenant_api_key_ids(db, tenant_id)) >= MAX_KEYS_PER_TENANT:
+        raise Conflict(f"tenant {tenant_id} already has {MAX_KEYS_PER_TENANT} API keys; revoke one first")
+    key_id, key, hashed = api_keys.new_key()
+    created_at = store.utcnow().replace(microsecond=0)
+    store.put_api_key(db, tenant_id, key_id, name, chosen, hashed, created_at)
+    row = {"key_id": key_id, "name": name, "scopes": chosen, "created_at": created_at}
+    document = _api_key_document(row)
+    del document["last_used_at"]
+    return {**document, "key": key}
+
+
+def list_api_keys(db: Database, tenant_id: str) -> list[dict[str, Any]]:
+    require_tenant(db, tenant_id)
+    return [_api_key_document(r) for r in store.list_api_keys(db, tenant_id)]
+
+
+def revoke_api_key(db: Database, tenant_id: str, key_id: Any) -> None:
+    """Delete the key; every server stops accepting it within API_KEY_CACHE_SECONDS."""
+    require_tenant(db, tenant_id)
+    row = store.get_api_key(db, key_id) if isinstance(key_id, str) and len(key_id) <= 64 else None
+    if row is None or row["tenant_id"] != tenant_id:
+        raise NotFound(f"unknown API key {key_id} of tenant {tenant_id}")
+    store.delete_api_key(db, tenant_id, key_id)
 
 
 @dataclass(frozen=True)
 class BannerReport:
     id: str
     active: bool
+    schedule: str             # 'scheduled', 'live' or 'ended' (webapp.serving.schedules)
     impressions: int
     clicks: int               # valid clicks, the ones learned from
     filtered_clicks: int      # stored but flagged (bots, too fast, too many)
@@ -279,7 +404,11 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
     observed = observed.reshape(len(banners), 2)
     alpha, beta = beta_posterior([p.alpha for p in chosen], [p.beta for p in chosen],
                                  observed[:, 0], observed[:, 1])
-    active = np.array([bool(b["active"]) for b in banners], dtype=bool)
+    now = store.utcnow()
+    status = [schedules.status(b.get("starts_at"), b.get("ends_at"), now) for b in banners]
+    # P(best) among the banners served now: active and inside their schedule
+    active = np.array([bool(b["active"]) and status[i] == schedules.LIVE for i, b in enumerate(banners)],
+                      dtype=bool)
     p_best = np.zeros(len(banners))
     if active.any():
         p_best[active] = win_probabilities(alpha[active], beta[active], rng, P_BEST_DRAWS)
@@ -287,7 +416,9 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
     for i, banner in enumerate(banners):
         impressions, clicks = counts.get(banner["banner_id"], (0, 0))
         reports.append(asdict(BannerReport(
-            id=banner["banner_id"], active=bool(banner["active"]), impressions=impressions, clicks=clicks,
+            id=banner["banner_id"], active=bool(banner["active"]),
+            schedule=status[i],
+            impressions=impressions, clicks=clicks,
             filtered_clicks=filtered.get(banner["banner_id"], 0),
             ctr=clicks / impressions if impressions else 0.0,
             weighted_impressions=float(observed[i, 0]), weighted_clicks=float(observed[i, 1]),
@@ -365,8 +496,9 @@ def traffic_series(db: Database, tenant_id: str, slot_id: str, location: str, ho
     hour = dt.timedelta(hours=1)
     end = (now.replace(minute=0, second=0, microsecond=0) + hour).astimezone(dt.UTC)
     start = end - hours * hour
-    rows = store.traffic(db, tenant_id, slot_id, location, start, end)
-    banner_ids = sorted({b["id"] for b in list_banners(db, tenant_id, slot_id)} | {r["banner_id"] for r in rows})
+    banner_ids = sorted(b["id"] for b in list_banners(db, tenant_id, slot_id))
+    rows = [r for r in store.traffic(db, tenant_id, slot_id, location, start, end)
+            if r["banner_id"] in banner_ids]              # a deleted banner's traffic stays in the log only
     index = {b: i for i, b in enumerate(banner_ids)}
     impressions = np.zeros((len(banner_ids), hours), dtype=np.int64)
     clicks = np.zeros_like(impressions)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import ipaddress
 import json
 import os
 from typing import Any
@@ -17,7 +19,7 @@ from webapp.serving.tokens import ClickClaim
 from webapp.storage import store
 from webapp.storage.events import UNREACHABLE, Click, Impression
 from webapp.storage.spool import SpoolFull
-from webapp.web import metrics, validation
+from webapp.web import api_keys, metrics, validation
 from webapp.web.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
 from webapp.web.rate_limits import click_limit, serve_limit
 from webapp.web.security import embeddable
@@ -193,9 +195,54 @@ def _click_rate(rt, tenant_id: str, kind: str, key: str, bucket: int) -> int | N
         return None         # Cassandra away: the timing and user-agent rules still apply
 
 
-def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tuple[bool, ClickClaim]:
+MAX_USER_AGENT_LENGTH = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class Visitor:
+    """Whom the click filter judges: the caller (a browser), or the visitor a tenant's backend vouches for
+    (None = not given: the rules that need it are not applied)."""
+
+    ip: str | None
+    user_agent: str | None
+
+
+def vouched_visitor(body: dict[str, Any]) -> Visitor:
+    """visitor_ip / user_agent of a server-side click, validated."""
+    ip = body.get("visitor_ip")
+    if ip is not None:
+        if not isinstance(ip, str) or len(ip) > 64:
+            raise InvalidInput("visitor_ip must be an IPv4 or IPv6 address as a string")
+        try:
+            ip = str(ipaddress.ip_address(ip.strip()))
+        except ValueError:
+            raise InvalidInput(f"visitor_ip {ip!r} is not an IPv4 or IPv6 address") from None
+    user_agent = body.get("user_agent")
+    if user_agent is not None:
+        user_agent = validation.short_text(user_agent, "user_agent", required=False,
+                                           max_length=MAX_USER_AGENT_LENGTH)
+    return Visitor(ip, user_agent)
+
+
+def _click_banner(rt, claim: ClickClaim):
+    """The banner a click names, as this worker holds it; a click on a deleted slot or banner is refused
+    (404) and recorded nowhere."""
+    state = _slot_state(rt, claim.tenant_id, claim.slot_id)
+    banner = state.banners.get(claim.banner_id) if state else None
+    if banner is None:
+        raise NotFound("the banner of this click no longer exists")
+    return banner
+
+
+def _record_click(token: str | None, customer_id: Any, referrer_id: Any, *, visitor: Visitor | None = None,
+                  principal: api_keys.Principal | None = None) -> tuple[bool, ClickClaim, str | None, Any]:
+    """Record a click (once); (recorded, claim, the filter's reason or None, the banner). ``visitor``: whom
+    to judge (None: the caller); ``principal``: the tenant key of a server-side click, which must be the
+    token's tenant's (else 403, nothing recorded)."""
     rt = runtime.get()
     claim = rt.tokens.verify(token)
+    if principal is not None:
+        principal.require("events", claim.tenant_id)
     limit = current_app.config["MAX_PARAM_LENGTH"]
     if customer_id is not None and not isinstance(customer_id, str):
         raise InvalidInput("customer_id must be a string")
@@ -203,10 +250,14 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tupl
         raise InvalidInput("referrer_id must be a string")
     customer_id = validation.text_param(customer_id, "customer_id", limit)
     referrer_id = validation.text_param(referrer_id, "referrer_id", limit)
+    banner = _click_banner(rt, claim)
     now = dt.datetime.now(dt.UTC)
-    user_agent = (request.headers.get("User-Agent") or "")[:512]
-    ip = request.remote_addr or ""
+    if visitor is None:
+        visitor = Visitor(request.remote_addr or "", (request.headers.get("User-Agent") or "")[:512])
+    user_agent, ip = visitor.user_agent or "", visitor.ip or ""
     settings = rt.cache.click_filter(claim.tenant_id)
+    if visitor.user_agent is None:         # a backend that does not know it: no user-agent rule
+        settings = dataclasses.replace(settings, block_bot_user_agents=False)
     bucket = click_filter.window_bucket(now.timestamp(), settings)
     reason = None
     if settings.enabled:
@@ -227,7 +278,7 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any) -> tupl
         raise ServiceUnavailable("cannot record clicks right now (event spool full); try later") from None
     outcome = ("recorded" if reason is None else f"filtered_{reason}") if recorded else "duplicate"
     metrics.CLICKS.labels(outcome=outcome).inc()
-    return recorded, claim
+    return recorded, claim, reason, banner
 
 
 @bp.get("/v1/click/<token>")
@@ -254,10 +305,8 @@ def click_redirect(token: str):
         429: TooManyRequests
         503: ServiceUnavailable
     """
-    _, claim = _record_click(token, request.args.get("customer_id"), request.args.get("referrer_id"))
-    state = _slot_state(runtime.get(), claim.tenant_id, claim.slot_id)
-    banner = state.banners.get(claim.banner_id) if state else None
-    if banner is None or not banner.target_url:
+    _, _, _, banner = _record_click(token, request.args.get("customer_id"), request.args.get("referrer_id"))
+    if not banner.target_url:
         raise NotFound("the banner of this click no longer exists")
     # Redirect only to what the management API stored for this banner, and only if it is http(s): the
     # URL never comes from the request.
@@ -271,11 +320,18 @@ def click_redirect(token: str):
 @bp.post("/v1/click")
 @click_limit
 def click_post():
-    """Record a click from the publisher's server or script.
+    """Record a click from the publisher's page, or from its server with a tenant API key.
     ---
     post:
       summary: Record a click (once per impression)
+      description: >-
+        Without credentials (a browser): the click filter judges the caller's address and user agent, and
+        the answer says only recorded or duplicate. With `Authorization: Bearer <tenant API key>` (scope
+        `events`, the token's tenant): the body may carry the visitor's `visitor_ip` and `user_agent`, which
+        the filter judges instead (one left out: the rule that needs it is skipped), and the answer says
+        whether the click counts for learning and why not.
       tags: [clicks]
+      security: [{}, {bearerAuth: []}]
       requestBody:
         required: true
         content:
@@ -288,13 +344,29 @@ def click_post():
             application/json:
               schema: ClickResult
         400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
         413: PayloadTooLarge
         429: TooManyRequests
         503: ServiceUnavailable
     """
-    body = validation.json_body(request, {"token", "customer_id", "referrer_id"})
-    recorded, _ = _record_click(body.get("token"), body.get("customer_id"), body.get("referrer_id"))
-    return jsonify(status="recorded" if recorded else "duplicate")
+    body = validation.json_body(request, {"token", "customer_id", "referrer_id", "visitor_ip", "user_agent"})
+    principal = api_keys.authenticate(request, required=False)
+    visitor = None
+    if principal is None:
+        if "visitor_ip" in body or "user_agent" in body:
+            raise InvalidInput("visitor_ip and user_agent are accepted only from a tenant's server: send "
+                               "'Authorization: Bearer <API key>' with the events scope")
+    else:
+        visitor = vouched_visitor(body)
+    recorded, _, reason, _ = _record_click(body.get("token"), body.get("customer_id"), body.get("referrer_id"),
+                                           visitor=visitor, principal=principal)
+    if principal is None:
+        return jsonify(status="recorded" if recorded else "duplicate")
+    if not recorded:
+        return jsonify(status="duplicate", counted=False, reason="duplicate")
+    return jsonify(status="recorded", counted=reason is None, reason=reason)
 
 
 @bp.get("/v1/ping")

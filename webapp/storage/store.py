@@ -42,7 +42,7 @@ def get_tenant(db: Database, tenant_id: str) -> dict[str, Any] | None:
 def list_tenants(db: Database) -> list[dict[str, Any]]:
     """Every tenant: a full scan, for the dashboard's and the API's listings only (a person asked; never
     periodic, never on the serve path)."""
-    rows = db.execute("SELECT tenant_id, name, timezone FROM {ks}.tenants")
+    rows = db.execute("SELECT tenant_id, name, timezone, click_filter FROM {ks}.tenants")
     return sorted(rows, key=lambda r: r["tenant_id"])
 
 
@@ -106,22 +106,24 @@ class BannerFields:
     target_url: str
     alt: str
     active: bool
+    starts_at: dt.datetime | None = None    # served from (UTC); None = already
+    ends_at: dt.datetime | None = None      # served until (UTC, exclusive); None = no end
 
 
 def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, fields: BannerFields) -> bool:
     now = utcnow()
     created = db.execute(
         "INSERT INTO {ks}.banners (tenant_id, slot_id, banner_id, image_url, target_url, alt, active, "
-        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+        "starts_at, ends_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
         (tenant_id, slot_id, banner_id, fields.image_url, fields.target_url, fields.alt, fields.active,
-         now, now),
+         fields.starts_at, fields.ends_at, now, now),
     )[0]["[applied]"]
     if not created:
         db.execute(
-            "UPDATE {ks}.banners SET image_url = ?, target_url = ?, alt = ?, active = ?, updated_at = ? "
-            "WHERE tenant_id = ? AND slot_id = ? AND banner_id = ?",
-            (fields.image_url, fields.target_url, fields.alt, fields.active, now, tenant_id, slot_id,
-             banner_id),
+            "UPDATE {ks}.banners SET image_url = ?, target_url = ?, alt = ?, active = ?, starts_at = ?, "
+            "ends_at = ?, updated_at = ? WHERE tenant_id = ? AND slot_id = ? AND banner_id = ?",
+            (fields.image_url, fields.target_url, fields.alt, fields.active, fields.starts_at, fields.ends_at,
+             now, tenant_id, slot_id, banner_id),
         )
     return created
 
@@ -136,6 +138,68 @@ def list_banners(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, A
     return db.execute("SELECT * FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
 
 
+# -- deletes: configuration only. The event log, counters and priors stay (the log is the truth; audits
+# and history stay true); stats and reports list a slot's banners from the banners table, so they skip
+# what was deleted.
+
+def delete_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str) -> None:
+    db.execute("DELETE FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ? AND banner_id = ?",
+               (tenant_id, slot_id, banner_id))
+
+
+def delete_slot(db: Database, tenant_id: str, slot_id: str) -> None:
+    """The slot's banners (one partition), then its row: a worker's refresh sees the slot gone."""
+    db.execute("DELETE FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
+    db.execute("DELETE FROM {ks}.slots WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
+
+
+def delete_tenant(db: Database, tenant_id: str) -> None:
+    """Every slot (with its banners), every API key, then the tenant row."""
+    for row in db.execute("SELECT slot_id FROM {ks}.slots WHERE tenant_id = ?", (tenant_id,)):
+        delete_slot(db, tenant_id, row["slot_id"])
+    for key_id in tenant_api_key_ids(db, tenant_id):
+        delete_api_key(db, tenant_id, key_id)
+    db.execute("DELETE FROM {ks}.tenants WHERE tenant_id = ?", (tenant_id,))
+
+
+# -- tenant API keys (cql/010) ------------------------------------------------------------------------------
+
+def put_api_key(db: Database, tenant_id: str, key_id: str, name: str, scopes: frozenset[str],
+                secret_hash: str, created_at: dt.datetime) -> None:
+    db.execute("INSERT INTO {ks}.api_keys (key_id, tenant_id, name, scopes, secret_hash, created_at) "
+               "VALUES (?, ?, ?, ?, ?, ?)", (key_id, tenant_id, name, set(scopes), secret_hash, created_at))
+    db.execute("INSERT INTO {ks}.tenant_api_keys (tenant_id, key_id) VALUES (?, ?)", (tenant_id, key_id))
+
+
+def get_api_key(db: Database, key_id: str) -> dict[str, Any] | None:
+    rows = db.execute("SELECT * FROM {ks}.api_keys WHERE key_id = ?", (key_id,))
+    return rows[0] if rows else None
+
+
+def tenant_api_key_ids(db: Database, tenant_id: str) -> list[str]:
+    return [r["key_id"] for r in db.execute("SELECT key_id FROM {ks}.tenant_api_keys WHERE tenant_id = ?",
+                                            (tenant_id,))]
+
+
+def list_api_keys(db: Database, tenant_id: str) -> list[dict[str, Any]]:
+    """The tenant's keys, oldest first: one partition of IDs, then the keys (a handful) by ID."""
+    ids = tenant_api_key_ids(db, tenant_id)
+    if not ids:
+        return []
+    rows = db.execute("SELECT * FROM {ks}.api_keys WHERE key_id IN ?", (ids,))
+    return sorted((r for r in rows if r["tenant_id"] == tenant_id), key=lambda r: (r["created_at"], r["key_id"]))
+
+
+def delete_api_key(db: Database, tenant_id: str, key_id: str) -> None:
+    db.execute("DELETE FROM {ks}.api_keys WHERE key_id = ?", (key_id,))
+    db.execute("DELETE FROM {ks}.tenant_api_keys WHERE tenant_id = ? AND key_id = ?", (tenant_id, key_id))
+
+
+def touch_api_key(db: Database, key_id: str, at: dt.datetime) -> None:
+    """last_used_at; an UPDATE of a revoked key would resurrect a partial row, hence IF EXISTS."""
+    db.execute("UPDATE {ks}.api_keys SET last_used_at = ? WHERE key_id = ? IF EXISTS", (at, key_id))
+
+
 # -- the serving cache's reads: one partition each, sent concurrently --------------------------------------
 # A worker reads only the slots it serves (webapp/learning/posteriors.py), never a whole table. The only
 # SELECTs of this module without a partition key are list_tenants and list_users: the dashboard's and the
@@ -146,8 +210,8 @@ SLOT_ROW = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy FROM {ks}.
             "WHERE tenant_id = ? AND slot_id = ?")
 TENANT_SLOT_ROWS = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy FROM {ks}.slots "
                     "WHERE tenant_id = ? AND slot_id IN ?")        # one partition: the tenant's slots
-SLOT_BANNERS = ("SELECT tenant_id, slot_id, banner_id, image_url, target_url, alt, active FROM {ks}.banners "
-                "WHERE tenant_id = ? AND slot_id = ?")
+SLOT_BANNERS = ("SELECT tenant_id, slot_id, banner_id, image_url, target_url, alt, active, starts_at, ends_at "
+                "FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ?")
 SLOT_COUNTS = ("SELECT tenant_id, slot_id, location, banner_id, impressions, clicks FROM {ks}.banner_counts "
                "WHERE tenant_id = ? AND slot_id = ?")
 SLOT_PRIORS = ("SELECT tenant_id, slot_id, location, banner_id, alpha, beta, source FROM {ks}.priors "

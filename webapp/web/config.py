@@ -140,6 +140,9 @@ class ServingSettings(_Group):
 
     ADMIN_API_TOKEN: str = Field("", description="bearer token of the management API (`/v1/admin/*`); empty "
                                                  "disables it (401). `make run` generates one")
+    API_KEY_CACHE_SECONDS: Seconds = Field(
+        2.0, description="how long a server trusts a tenant API key it has read (a revoked key stops working "
+                         "on every server within this time)")
     SECRET_KEY: Annotated[str, Field(min_length=1)] = Field(
         "dev-only-secret-change-me", description="Flask secret (dashboard sessions); also signs click tokens "
                                                  "unless `CLICK_TOKEN_SECRET` is set. `make run` generates one")

@@ -36,6 +36,12 @@ class Unauthorized(DomainError):
     status = 401
 
 
+class Forbidden(DomainError):
+    """Authenticated, but not allowed: another tenant's resource, a missing scope, a platform-only operation."""
+
+    status = 403
+
+
 class NotFound(DomainError):
     status = 404
 

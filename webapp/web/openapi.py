@@ -26,16 +26,20 @@ OPENAPI_VERSION = "3.0.3"
 DESCRIPTION = """\
 Banner Bandit picks a banner for each banner slot of a publisher's site by Thompson sampling and learns
 from clicks. The public endpoints (`/v1/serve`, `/v1/embed`, `/v1/click`) are called by visitors'
-browsers and are rate-limited per client; the management API (`/v1/admin`) needs the bearer token
-`ADMIN_API_TOKEN`. Every error is JSON `{"error": "<message>"}` with a 4xx status, and bad input
-writes nothing.
+browsers and are rate-limited per client; the management API (`/v1/admin`) needs a bearer token: the
+platform's `ADMIN_API_TOKEN`, or a tenant API key (scopes `read`, `write`, `events`) on its own tenant's
+paths. PUT replaces a whole resource (fields left out take their defaults), PATCH is a JSON merge patch
+(RFC 7386). Every error is JSON `{"error": "<message>"}` with a 4xx status, and bad input writes nothing.
 """
 
 ERROR_RESPONSES = {
     "BadRequest": "Invalid input (a malformed ID, parameter, body or token); nothing was written.",
-    "Unauthorized": "Missing or wrong bearer token, or the management API is disabled.",
+    "Unauthorized": "Missing or wrong bearer token (platform token or tenant API key), or a revoked key.",
+    "Forbidden": "A tenant API key on another tenant's path, without the scope needed, or on a "
+                 "platform-only operation; nothing was written.",
     "NotFound": "Unknown tenant, slot or banner (or no such path).",
-    "Conflict": "The slot already has MAX_BANNERS_PER_SLOT banners; nothing was written.",
+    "Conflict": "The slot already has MAX_BANNERS_PER_SLOT banners (or the tenant its most API keys); "
+                "nothing was written.",
     "PayloadTooLarge": "The request body is larger than MAX_CONTENT_LENGTH bytes.",
     "TooManyRequests": "This client exceeded its rate limit; retry after the Retry-After header's time.",
     "ServiceUnavailable": "Cannot serve or record right now (configuration not loaded, event spool full).",
@@ -74,7 +78,8 @@ def build_spec(app: Flask) -> APISpec:
     spec = APISpec(title="Banner Bandit API", version="1", openapi_version=OPENAPI_VERSION, plugins=plugins,
                    info={"description": DESCRIPTION})
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer",
-                                                   "description": "Authorization: Bearer <ADMIN_API_TOKEN>"})
+                                                   "description": "Authorization: Bearer <ADMIN_API_TOKEN or "
+                                                                  "tenant API key>"})
     for schema in schemas.SCHEMAS:
         spec.components.schema(schema.__name__, schema=schema)
     for field in ("customer_id", "referrer_id"):
@@ -92,6 +97,9 @@ def build_spec(app: Flask) -> APISpec:
         "customer_id", "The publisher's customer ID, stored with the event", max_param))
     spec.components.parameter("referrer_id", "query", _text_query(
         "referrer_id", "The publisher's referrer ID, stored with the event", max_param))
+    spec.components.parameter("key_id", "path", {
+        "name": "key_id", "in": "path", "required": True, "description": "an API key's ID",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[0-9a-f]{1,64}$"}})
     spec.components.parameter("token", "path", {
         "name": "token", "in": "path", "required": True,
         "description": "the signed click token of a served impression",
