@@ -65,6 +65,7 @@ class SlotState:
     banners: dict[str, Banner]                      # all banners, paused ones included (click redirects)
     active: tuple[Banner, ...]                      # servable, in banner_id order: the policy's arms
     policy: Policy                                  # built from the slot's counts and priors
+    holdout_percent: int = 0                        # share of visitors served uniformly (serving/holdout.py)
     read_at: float = field(default_factory=time.monotonic)    # when its rows were last read successfully
 
     def age(self) -> float:
@@ -397,5 +398,6 @@ def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], c
         snapshot[key] = SlotState(
             tenant_id=key[0], slot_id=key[1], banners=all_banners, active=active,
             policy=policy.from_statistics(tuple(b.banner_id for b in active), statistics, max_draws=max_draws),
+            holdout_percent=int(row.get("holdout_percent") or 0),
         )
     return snapshot

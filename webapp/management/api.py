@@ -7,7 +7,7 @@ import hmac
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
-from webapp.management import services
+from webapp.management import lift, services
 from webapp.web import validation
 from webapp.web.errors import Unauthorized
 
@@ -108,13 +108,14 @@ def put_slot(tenant: str, slot: str):
         404: NotFound
         413: PayloadTooLarge
     """
-    body = _body({"name", "size", "locations", "decay_half_life_hours", "policy"})
+    body = _body({"name", "size", "locations", "decay_half_life_hours", "policy", "holdout_percent"})
     return _put_result(services.put_slot(_db(), tenant, slot, body.get("name"), size=body.get("size"),
                                          locations=body.get("locations"),
                                          max_location_length=current_app.config["MAX_PARAM_LENGTH"],
                                          decay_half_life_hours=body.get("decay_half_life_hours",
                                                                         services.UNSET),
-                                         policy=body.get("policy", services.UNSET)))
+                                         policy=body.get("policy", services.UNSET),
+                                         holdout=body.get("holdout_percent", services.UNSET)))
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>/banners/<banner>")
@@ -189,3 +190,28 @@ def slot_stats(tenant: str, slot: str):
                                               current_app.config["MAX_PARAM_LENGTH"])
     rng = np.random.default_rng(current_app.config["RANDOM_SEED"])
     return jsonify(services.slot_report(_db(), tenant, slot, location, rng))
+
+
+@bp.get("/tenants/<tenant>/slots/<slot>/lift")
+def slot_lift(tenant: str, slot: str):
+    """What the policy earned over the holdout (served uniformly at random), with 95% intervals and a
+    sample-ratio check.
+    ---
+    get:
+      summary: The policy's lift over the holdout group, extra clicks and sample-ratio mismatch check
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+        - location
+        - since
+        - until
+      responses:
+        200: {description: per group counts and the lift, content: {application/json: {schema: SlotLift}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+    """
+    location = lift.location_param(request.args.get("location"), current_app.config["MAX_PARAM_LENGTH"])
+    return jsonify(lift.slot_lift(_db(), tenant, slot, request.args.get("since"), request.args.get("until"),
+                                  location))
