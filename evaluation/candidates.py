@@ -173,6 +173,13 @@ def candidate(name: str, arms: Sequence[str]) -> Candidate:
                            f"policy:<{'|'.join(sorted(POLICIES))}>")
 
 
+def check(name: str) -> None:
+    """Refuse a name that no slot could have (UnknownCandidate), before reading any log; whether the banner of
+    ``always:<banner>`` exists is known only with the slot's banners."""
+    banner = name.partition(":")[2] if name.startswith("always:") else ""
+    candidate(name, (banner,) if banner else ("_",))
+
+
 def default_candidates(arms: Sequence[str]) -> list[str]:
     """What the job evaluates when it is not told: the A/B split, each banner alone, the serving policy, a
     stronger prior, a one-day decay, and every other registered policy."""

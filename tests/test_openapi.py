@@ -31,6 +31,7 @@ ADMIN_OPERATIONS = {
     ("put", "/v1/admin/tenants/{tenant}/slots/{slot}/banners/{banner}"),
     ("get", "/v1/admin/tenants/{tenant}/slots/{slot}/banners"),
     ("get", "/v1/admin/tenants/{tenant}/slots/{slot}/stats"),
+    ("get", "/v1/admin/tenants/{tenant}/slots/{slot}/lift"),
 }
 
 # Bounds of the schemathesis run: examples per operation and phase, and the wall clock of the whole run.

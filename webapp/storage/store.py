@@ -428,6 +428,31 @@ def clicked_impressions(db: Database, tenant_id: str, slot_id: str, start: dt.da
     return {r["impression_id"] for r in rows if r["valid"] is not False}
 
 
+# -- off-policy evaluation results (spark_jobs/evaluate.py, cql/013) -------------------------------------------
+
+EVALUATION_COLUMNS = ("tenant_id", "slot_id", "run_at", "candidate", "estimator", "estimate", "low", "high",
+                      "effective_sample_size", "events", "left_out", "zero_support", "observed_ctr", "since",
+                      "until", "flags")
+
+
+def put_evaluation_results(db: Database, rows: list[dict[str, Any]]) -> None:
+    statement = db.prepare(f"INSERT INTO {{ks}}.evaluation_results ({', '.join(EVALUATION_COLUMNS)}) "
+                           f"VALUES ({', '.join('?' * len(EVALUATION_COLUMNS))})")
+    session = db.session()
+    for future in [session.execute_async(statement, tuple(row[c] for c in EVALUATION_COLUMNS)) for row in rows]:
+        future.result()
+
+
+def latest_evaluation(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, Any]]:
+    """The rows of the slot's latest evaluation run (one partition; the run's rows are contiguous)."""
+    first = db.execute("SELECT run_at FROM {ks}.evaluation_results WHERE tenant_id = ? AND slot_id = ? LIMIT 1",
+                       (tenant_id, slot_id))
+    if not first:
+        return []
+    return db.execute("SELECT * FROM {ks}.evaluation_results WHERE tenant_id = ? AND slot_id = ? AND run_at = ?",
+                      (tenant_id, slot_id, first[0]["run_at"]))
+
+
 def logged_ids(db: Database, table: str, tenant_id: str, slot_id: str, start: dt.datetime,
                end: dt.datetime) -> list[uuid.UUID]:
     """The impression IDs in the log ('impressions') or click log ('clicks') of the slot, served in
