@@ -220,7 +220,7 @@ evaluate: schema spark-jars
 	@$(PY) -m spark_jobs.evaluate $(EVALUATE_ARGS)
 
 bench-evaluation: venv
-	@nice -n 10 $(PY) benchmarks/bench_evaluation.py $(EVAL_ARGS)
+	@PYTHONPATH=$(CURDIR) nice -n 10 $(PY) benchmarks/bench_evaluation.py $(EVAL_ARGS)
 
 audit-counters: schema spark-jars
 	@$(PY) -m spark_jobs.counter_audit $(AUDIT_ARGS)
