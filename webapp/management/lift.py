@@ -1,5 +1,6 @@
-"""The lift report of a slot's holdout (GET /v1/admin/tenants/<t>/slots/<s>/lift and the dashboard's "What it
-earned" panel): reads the event log of the window only (its bucket partitions), then evaluation/lift.py."""
+"""What a slot earned: the lift report of its holdout (GET /v1/admin/tenants/<t>/slots/<s>/lift and the
+dashboard's "What it earned" panel: reads the event log of the window only, its bucket partitions, then
+evaluation/lift.py), and its latest off-policy evaluation (stored by spark_jobs/evaluate.py)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,18 @@ def slot_lift(db: Database, tenant_id: str, slot_id: str, since: Any = None, unt
 
 def location_param(value: str | None, max_length: int) -> str:
     return validation.normalize_location(value, max_length)
+
+
+def latest_evaluation(db: Database, tenant_id: str, slot_id: str) -> tuple[dict[str, Any] | None, list[dict]]:
+    """The slot's latest evaluation run (its first row, None without one) and per candidate its estimates by
+    estimator, ESS, counts and flags."""
+    services.require_slot(db, tenant_id, slot_id)
+    rows = store.latest_evaluation(db, tenant_id, slot_id)
+    by_candidate: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = by_candidate.setdefault(row["candidate"], {
+            "candidate": row["candidate"], "estimates": {}, "ess": row["effective_sample_size"],
+            "events": row["events"], "left_out": row["left_out"], "zero_support": row["zero_support"],
+            "observed_ctr": row["observed_ctr"], "flags": sorted(row["flags"] or ())})
+        entry["estimates"][row["estimator"]] = row
+    return (rows[0] if rows else None), list(by_candidate.values())
