@@ -74,13 +74,13 @@ def test_the_evaluation_page_shows_the_latest_run(app, admin):
     empty = admin.get(f"/admin/tenants/{tenant}/slots/{slot}/evaluation").get_data(as_text=True)
     assert 'id="no-evaluation"' in empty
     run_at = dt.datetime(2026, 12, 1, 10, tzinfo=dt.UTC)
+    candidates = (("uniform", 0.0312, 4800.0, 0.0, set()),
+                  ("always:b", 0.0455, 40.0, 0.3, {"zero_support", "small_ess"}))
     rows = [{"tenant_id": tenant, "slot_id": slot, "run_at": run_at, "candidate": candidate, "estimator": estimator,
              "estimate": value, "low": value - 0.01, "high": value + 0.01, "effective_sample_size": ess,
              "events": 5000, "left_out": 7, "zero_support": support, "observed_ctr": 0.031,
              "since": run_at - dt.timedelta(days=7), "until": run_at, "flags": flags}
-            for candidate, value, ess, support, flags in (("uniform", 0.0312, 4800.0, 0.0, set()),
-                                                          ("always:b", 0.0455, 40.0, 0.3, {"zero_support", "small_ess"}))
-            for estimator in ("ips", "snips", "dr")]
+            for candidate, value, ess, support, flags in candidates for estimator in ("ips", "snips", "dr")]
     store.put_evaluation_results(app.extensions["cassandra"], rows)
     page = admin.get(f"/admin/tenants/{tenant}/slots/{slot}/evaluation").get_data(as_text=True)
     assert "<code>uniform</code>" in page and "3.12%" in page and "4.55%" in page
