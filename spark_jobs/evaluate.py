@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 import time
 from typing import Any
@@ -47,7 +48,7 @@ def extract(spark: SparkSession, keyspace: str, tenant: str, slot: str, window: 
                                  "tenant_id string, slot_id string, bucket timestamp, shard int")
     impressions = read_table(spark, keyspace, "impression_log", EVENT_PARTITION_KEY + [
         "impression_id", "served_at", "location", "banner_id", "customer_id", "referrer_id", "propensity",
-        "serving_group"])
+        "serving_group", "policy_state"])
     clicks = read_table(spark, keyspace, "click_log", EVENT_PARTITION_KEY + ["impression_id", "valid"])
     return keys.join(impressions, EVENT_PARTITION_KEY), keys.join(clicks, EVENT_PARTITION_KEY)
 
@@ -64,7 +65,23 @@ def events(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
                     F.coalesce("referrer_id", F.lit("")).alias("referrer_id"),
                     F.col("propensity").cast("double").alias("propensity"),
                     F.coalesce("serving_group", F.lit("policy")).alias("serving_group"),
+                    F.coalesce("policy_state", F.lit("")).alias("policy_state"),
                     F.coalesce("clicked", F.lit(0)).alias("clicked")))
+
+
+def with_context(log: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """``log`` with one column per context feature found in ``policy_state`` ({"context": {...}}, written by
+    import_history for a file's optional columns), and the names of the context columns to model."""
+    def context(text: str) -> dict:
+        try:
+            found = json.loads(text).get("context") if text else None
+        except (ValueError, AttributeError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    contexts = pd.DataFrame([context(t) for t in log["policy_state"]], index=log.index).astype("string")
+    contexts = contexts.add_prefix("context_")
+    return pd.concat([log, contexts], axis=1), CONTEXT_COLUMNS + tuple(contexts.columns)
 
 
 def result_rows(tenant: str, slot: str, window: Window, run_at: dt.datetime,
@@ -111,7 +128,8 @@ def run(spark: SparkSession, config: dict[str, Any], tenant: str, slot: str, win
     progress(f"evaluate: {len(log):,} impressions, {int(log['clicked'].sum()):,} clicks, "
              f"{int(log['propensity'].isna().sum()):,} without a propensity ({time.monotonic() - started:.1f}s); "
              f"evaluating {len(names) if names else 'the default'} candidates, {bootstrap} bootstrap resamples")
-    results = offline.evaluate_log(log, names, bootstrap=bootstrap, seed=seed, context_columns=CONTEXT_COLUMNS)
+    log, context_columns = with_context(log)
+    results = offline.evaluate_log(log, names, bootstrap=bootstrap, seed=seed, context_columns=context_columns)
     for result in results:
         e = result.evaluation
         parts = ", ".join(f"{k} {v.value:.4f} [{v.low:.4f}, {v.high:.4f}]" for k, v in e.estimates.items())
