@@ -3,6 +3,7 @@ endpoint and its bad input."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
@@ -90,3 +91,28 @@ def test_a_bad_lift_window_is_a_400(client, admin_headers, query):
     response = client.get(f"/v1/admin/tenants/{tenant}/slots/{slot}/lift", query_string=query, headers=admin_headers)
     assert response.status_code == 400
     assert "error" in response.get_json()
+
+
+def test_the_evaluation_endpoint_serves_the_latest_run_and_refuses_an_unknown_candidate(app, client, admin_headers):
+    tenant, slot = gen_slot(client, ["a", "b"])
+    url = f"/v1/admin/tenants/{tenant}/slots/{slot}/evaluation"
+    assert client.get(url, headers=admin_headers).get_json() == {
+        "tenant": tenant, "slot": slot, "run_at": None, "since": None, "until": None, "candidates": []}
+    old, new = (dt.datetime(2026, 11, d, tzinfo=dt.UTC) for d in (1, 2))
+    rows = [{"tenant_id": tenant, "slot_id": slot, "run_at": run_at, "candidate": candidate, "estimator": estimator,
+             "estimate": value, "low": value / 2, "high": value * 2, "effective_sample_size": 900.0, "events": 1000,
+             "left_out": 3, "zero_support": 0.0, "observed_ctr": 0.03, "since": run_at - dt.timedelta(days=7),
+             "until": run_at, "flags": set()}
+            for run_at, value in ((old, 0.01), (new, 0.04)) for candidate in ("uniform", "always:a")
+            for estimator in ("ips", "snips", "dr")]
+    with app.app_context():
+        store.put_evaluation_results(app.extensions["cassandra"], rows)
+    latest = client.get(url, headers=admin_headers).get_json()
+    assert dt.datetime.fromisoformat(latest["run_at"]) == new
+    assert {c["candidate"] for c in latest["candidates"]} == {"uniform", "always:a"}
+    assert all(c["estimates"]["dr"]["estimate"] == 0.04 for c in latest["candidates"])
+    one = client.get(url, query_string={"candidate": "uniform"}, headers=admin_headers).get_json()
+    assert [c["candidate"] for c in one["candidates"]] == ["uniform"]
+    refused = client.get(url, query_string={"candidate": "greedy"}, headers=admin_headers)
+    assert refused.status_code == 400 and "unknown candidate" in refused.get_json()["error"]
+    assert client.get(url, query_string={"candidate": "always:zzz"}, headers=admin_headers).status_code == 404

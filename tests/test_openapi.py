@@ -32,6 +32,7 @@ ADMIN_OPERATIONS = {
     ("get", "/v1/admin/tenants/{tenant}/slots/{slot}/banners"),
     ("get", "/v1/admin/tenants/{tenant}/slots/{slot}/stats"),
     ("get", "/v1/admin/tenants/{tenant}/slots/{slot}/lift"),
+    ("get", "/v1/admin/tenants/{tenant}/slots/{slot}/evaluation"),
 }
 
 # Bounds of the schemathesis run: examples per operation and phase, and the wall clock of the whole run.

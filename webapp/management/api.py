@@ -215,3 +215,23 @@ def slot_lift(tenant: str, slot: str):
     location = lift.location_param(request.args.get("location"), current_app.config["MAX_PARAM_LENGTH"])
     return jsonify(lift.slot_lift(_db(), tenant, slot, request.args.get("since"), request.args.get("until"),
                                   location))
+
+
+@bp.get("/tenants/<tenant>/slots/<slot>/evaluation")
+def slot_evaluation(tenant: str, slot: str):
+    """The slot's latest off-policy evaluation (spark_jobs/evaluate.py), optionally one candidate's.
+    ---
+    get:
+      summary: What candidate policies would have earned on the slot's logged traffic (latest run)
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+        - candidate
+      responses:
+        200: {description: the latest run's estimates, content: {application/json: {schema: SlotEvaluation}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+    """
+    return jsonify(lift.evaluation_document(_db(), tenant, slot, request.args.get("candidate")))

@@ -9,12 +9,13 @@ from collections import defaultdict
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from evaluation import candidates as candidates_module
 from evaluation import lift
 from webapp.management import services
 from webapp.storage import store
 from webapp.storage.database import Database
 from webapp.web import validation
-from webapp.web.errors import InvalidInput
+from webapp.web.errors import InvalidInput, NotFound
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 31           # a window reads 288 × 8 log partitions a day
@@ -98,3 +99,32 @@ def latest_evaluation(db: Database, tenant_id: str, slot_id: str) -> tuple[dict[
             "observed_ctr": row["observed_ctr"], "flags": sorted(row["flags"] or ())})
         entry["estimates"][row["estimator"]] = row
     return (rows[0] if rows else None), list(by_candidate.values())
+
+
+def evaluation_document(db: Database, tenant_id: str, slot_id: str, candidate: str | None = None
+                        ) -> dict[str, Any]:
+    """The latest run as JSON: per candidate its estimates (``candidate``: that one only; a name no slot could
+    have is a 400, one this run did not evaluate a 404)."""
+    if candidate is not None:
+        try:
+            candidates_module.check(candidate)
+        except candidates_module.UnknownCandidate as exc:
+            raise InvalidInput(str(exc)) from None
+    run, found = latest_evaluation(db, tenant_id, slot_id)
+    if candidate is not None:
+        found = [c for c in found if c["candidate"] == candidate]
+        if not found:
+            raise NotFound(f"the latest evaluation of {tenant_id}/{slot_id} has no candidate {candidate!r}")
+
+    def when(value: dt.datetime) -> str:
+        return (value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value).isoformat()
+
+    return {"tenant": tenant_id, "slot": slot_id,
+            "run_at": when(run["run_at"]) if run else None,
+            "since": when(run["since"]) if run else None, "until": when(run["until"]) if run else None,
+            "candidates": [{"candidate": c["candidate"], "effective_sample_size": c["ess"], "events": c["events"],
+                            "left_out": c["left_out"], "zero_support": c["zero_support"],
+                            "observed_ctr": c["observed_ctr"], "flags": c["flags"],
+                            "estimates": {name: {"estimate": e["estimate"], "low": e["low"], "high": e["high"]}
+                                          for name, e in c["estimates"].items()}}
+                           for c in found]}

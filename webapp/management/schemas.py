@@ -275,5 +275,34 @@ class SlotLift(Closed):
     method = fields.String(required=True)
 
 
+class Estimates(Closed):
+    ips = fields.Nested(Interval, required=True)
+    snips = fields.Nested(Interval, required=True)
+    dr = fields.Nested(Interval, required=True)
+
+
+class CandidateEvaluation(Closed):
+    candidate = fields.String(required=True, metadata={"example": "thompson:half-life=24"})
+    effective_sample_size = fields.Float(required=True)
+    events = fields.Integer(required=True, metadata={"description": "impressions with a propensity, evaluated"})
+    left_out = fields.Integer(required=True, metadata={"description": "impressions without a propensity"})
+    zero_support = fields.Float(required=True, metadata={
+        "description": "share of the candidate's probability on banners never logged in that context"})
+    observed_ctr = fields.Float(required=True)
+    flags = fields.List(fields.String(validate=validate.OneOf(["zero_support", "small_ess"])), required=True)
+    estimates = fields.Nested(Estimates, required=True, metadata={"description": "IPS, self-normalized IPS and "
+                                                                                 "doubly robust, 95% bootstrap"})
+
+
+class SlotEvaluation(Closed):
+    tenant = fields.String(required=True)
+    slot = fields.String(required=True)
+    run_at = fields.DateTime(required=True, allow_none=True, metadata={"description": "null: never evaluated"})
+    since = fields.DateTime(required=True, allow_none=True)
+    until = fields.DateTime(required=True, allow_none=True)
+    candidates = fields.List(fields.Nested(CandidateEvaluation), required=True)
+
+
 SCHEMAS: tuple[type[Schema], ...] = (Error, ServeDocument, ClickBody, ClickResult, Ping, TenantBody, Tenant,
-                                     SlotBody, Slot, BannerBody, Banner, BannerList, SlotStats, SlotLift)
+                                     SlotBody, Slot, BannerBody, Banner, BannerList, SlotStats, SlotLift,
+                                     SlotEvaluation)
