@@ -87,7 +87,8 @@ def online(env: BannerSlotEnv, seed: int, name: str | None, arms: tuple[str, ...
                                                        unit="h"),
                 "location": locations, "banner_id": [arms[a] for a in actions], "clicked": clicks.astype(int),
                 "propensity": probabilities[np.arange(s.batch_size), actions],
-                "group": np.where(held, lift.HOLDOUT, lift.POLICY)}))
+                "serving_group": np.where(held, lift.HOLDOUT, lift.POLICY),
+                "holdout_share": holdout_share}))
     expected = np.concatenate(expected_all)
     return float(expected.mean()), pd.concat(frames, ignore_index=True) if record else None, expected
 
@@ -101,8 +102,8 @@ def one_seed(seed: int, horizon: int, bootstrap: int) -> dict:
     step_seconds = scenario.batch_size / scenario.impressions_per_hour * 3600
     results = offline.evaluate_log(log, CANDIDATES, bootstrap=bootstrap, seed=seed, arms=arms,
                                    refresh_seconds=step_seconds)
-    held = (log["group"] == lift.HOLDOUT).to_numpy()
-    report = lift.lift_report(lift.units_of(zip([""] * len(log), log["group"], [HOLDOUT_SHARE] * len(log),
+    held = (log["serving_group"] == lift.HOLDOUT).to_numpy()
+    report = lift.lift_report(lift.units_of(zip([""] * len(log), log["serving_group"], [HOLDOUT_SHARE] * len(log),
                                                log["clicked"].astype(bool))))
     true_lift = expected[~held].mean() / expected[held].mean() - 1
     return {"truth": truth, "results": {r.candidate: r.evaluation for r in results},

@@ -5,7 +5,20 @@ simulator's proof (benchmarks/bench_evaluation.py) and tests.
 The log: a pandas DataFrame, one row per impression, with ``served_at`` (UTC), ``location``, ``banner_id``,
 ``clicked`` (0/1) and ``propensity`` (the logging policy's P(logged banner | context); NaN where unknown, e.g.
 imported history without one: such rows are left out and counted). Other columns named in ``context_columns``
-join the location as features of the DR reward model.
+join the location as features of the DR reward model. Optional: ``serving_group`` ('policy' or 'holdout') and
+``holdout_share`` (P(holdout) at serve time), logged by serving since cql/013, and ``policy`` (the logging
+policy's name).
+
+With a holdout the log has two loggers: a visitor is in the holdout with probability h (independent of the
+context: a hash or a coin), so the probability that banner a was shown in context x is the mixture
+
+    μ(a | x) = h / K + (1 − h) · π_log(a | x)
+
+and the estimators weigh by it (the "balanced" weights of Agarwal et al. 2017, "Effective evaluation using
+logged bandit feedback from multiple loggers"): a policy row logs π_log(a | x) itself; for a holdout row the
+logging policy's probability of the uniformly drawn banner is not logged, and comes from replaying the logging
+policy (candidates.py) on that context. The mixture gives every banner at least h/K: a candidate far from the
+policy (uniform, one banner) keeps its support and a useful ESS.
 """
 
 from __future__ import annotations
@@ -36,6 +49,29 @@ def prepare(log: pd.DataFrame) -> tuple[pd.DataFrame, int, tuple[str, ...]]:
     return kept, int((~usable).sum()), arms
 
 
+def logging_propensities(kept: pd.DataFrame, arms: tuple[str, ...], actions: np.ndarray, logged: np.ndarray,
+                         rng: np.random.Generator, refresh_seconds: float | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """μ(a_i | x_i) of the module doc, shape (n,), and the logging support μ(· | x_i) > 0, shape (n, K): the
+    banners the logging policy (replayed) could show, or every banner where a holdout could show it."""
+    n, k = len(kept), len(arms)
+    share = (kept["holdout_share"].fillna(0.0).to_numpy(dtype=np.float64) if "holdout_share" in kept
+             else np.zeros(n))
+    held = (kept["serving_group"] == "holdout").to_numpy() if "serving_group" in kept else np.zeros(n, bool)
+    names = kept["policy"].dropna() if "policy" in kept else pd.Series(dtype=object)
+    policy = names.mode().iloc[0] if not names.empty else "thompson"
+    replay = candidates_module.candidate("thompson" if policy == "thompson" else f"policy:{policy}", arms)
+    if refresh_seconds is not None:
+        replay = candidates_module.Replay(**{**replay.__dict__, "refresh_seconds": refresh_seconds})
+    replayed = replay.probabilities(kept, rng)                           # π_log(· | x_i), shape (n, K)
+    own = np.where(held, replayed[np.arange(n), actions], logged)       # π_log(a_i | x_i)
+    mixture = share / k + (1.0 - share) * own
+    # A holdout row's banner may have had no chance under the policy: μ is then h/K, never 0.
+    support = (replayed > 0) | (share > 0)[:, None]
+    support[np.arange(n), actions] = True                               # what was shown had a chance
+    return np.clip(mixture, 1e-12, 1.0), support
+
+
 def evaluate_log(log: pd.DataFrame, names: Sequence[str] | None = None, *, bootstrap: int = 200,
                  seed: int = 0, context_columns: Sequence[str] = (), arms: Sequence[str] | None = None,
                  refresh_seconds: float | None = None) -> list[CandidateResult]:
@@ -57,8 +93,8 @@ def evaluate_log(log: pd.DataFrame, names: Sequence[str] | None = None, *, boots
     propensities = kept["propensity"].to_numpy(dtype=np.float64)
     features = kept[["location", *context_columns]].fillna("")
     q_hat = estimators.reward_model(features, actions, rewards, len(arms), seed=seed)
-    support = estimators.logged_support(kept["location"], actions, len(arms))
     rng = np.random.default_rng(seed)
+    propensities, support = logging_propensities(kept, arms, actions, propensities, rng, refresh_seconds)
     results = []
     for cand in chosen:
         pi = cand.probabilities(kept, rng)

@@ -48,14 +48,15 @@ def extract(spark: SparkSession, keyspace: str, tenant: str, slot: str, window: 
                                  "tenant_id string, slot_id string, bucket timestamp, shard int")
     impressions = read_table(spark, keyspace, "impression_log", EVENT_PARTITION_KEY + [
         "impression_id", "served_at", "location", "banner_id", "customer_id", "referrer_id", "propensity",
-        "serving_group", "policy_state"])
+        "serving_group", "holdout_share", "policy", "policy_state"])
     clicks = read_table(spark, keyspace, "click_log", EVENT_PARTITION_KEY + ["impression_id", "valid"])
     return keys.join(impressions, EVENT_PARTITION_KEY), keys.join(clicks, EVENT_PARTITION_KEY)
 
 
 def events(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
     """One row per impression: served_at, location ('' for none), banner_id, customer_id, referrer_id,
-    propensity (null when unknown), serving_group ('policy' when null: rows from before cql/013), clicked (1
+    propensity (null when unknown), serving_group ('policy' when null: rows from before cql/013), holdout_share
+    (0 when null), policy (the logging policy's name, null before cql/005), clicked (1
     when a click the filter did not flag exists; null ``valid`` is valid)."""
     clicked = (clicks.where(F.coalesce(F.col("valid"), F.lit(True)))
                .select(*EVENT_KEY).dropDuplicates().withColumn("clicked", F.lit(1)))
@@ -65,6 +66,7 @@ def events(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
                     F.coalesce("referrer_id", F.lit("")).alias("referrer_id"),
                     F.col("propensity").cast("double").alias("propensity"),
                     F.coalesce("serving_group", F.lit("policy")).alias("serving_group"),
+                    F.coalesce("holdout_share", F.lit(0.0)).alias("holdout_share"), "policy",
                     F.coalesce("policy_state", F.lit("")).alias("policy_state"),
                     F.coalesce("clicked", F.lit(0)).alias("clicked")))
 

@@ -74,3 +74,18 @@ def test_evaluate_log_leaves_out_rows_without_a_propensity_and_counts_them():
 def test_evaluate_log_refuses_an_unknown_candidate_before_any_work():
     with pytest.raises(candidates.UnknownCandidate):
         offline.evaluate_log(_log(10, dict.fromkeys(ARMS, 0.1)), ["uniform", "greedy"])
+
+
+def test_a_holdout_row_is_weighed_by_the_mixture_of_both_loggers():
+    # three rows at the first refresh (the replayed Thompson policy is uniform there: Beta(1, 1) everywhere)
+    log = _log(3, dict.fromkeys(ARMS, 0.1))
+    log["serving_group"] = ["policy", "holdout", "policy"]
+    log["holdout_share"] = [0.2, 0.2, 0.0]
+    logged = np.array([0.5, 1 / 3, 0.9])
+    actions = log["banner_id"].map({a: i for i, a in enumerate(ARMS)}).to_numpy()
+    mixture, support = offline.logging_propensities(log, ARMS, actions, logged, np.random.default_rng(0))
+    # policy row: h/K + (1 − h)·p; holdout row: h/K + (1 − h)·π_log(a) with π_log ≈ 1/3 (replayed, Monte Carlo)
+    assert mixture[0] == pytest.approx(0.2 / 3 + 0.8 * 0.5)
+    assert mixture[1] == pytest.approx(0.2 / 3 + 0.8 / 3, abs=0.03)
+    assert mixture[2] == pytest.approx(0.9)            # no holdout: the logged propensity as it is
+    assert support.all()
