@@ -333,8 +333,11 @@ def results(tenant: str, slot: str):
         "density": services.posterior_densities(report["banners"]),
     }
     tenant_info = services.require_tenant(_db(), tenant)
-    earned = lift.slot_lift(_db(), tenant, slot, since=(dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).isoformat(),
-                            location=location)
+    # The lift reads the window's event log (its partitions only): a slot without a holdout skips that read.
+    earned = None
+    if services.get_slot(_db(), tenant, slot)["holdout_percent"]:
+        since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).isoformat()
+        earned = lift.slot_lift(_db(), tenant, slot, since=since, location=location)
     return render_template("admin/results.html", tenant=tenant, slot=slot, report=report, charts=charts, earned=earned,
                            location=location, days=days, ranges=RESULT_RANGES, series=series,
                            tenant_info=tenant_info, winner_threshold=services.WINNER_P_BEST,

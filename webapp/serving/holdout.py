@@ -33,6 +33,9 @@ class Assignment(NamedTuple):
     share: float            # P(holdout) for this visitor when assigned: holdout_percent / 100
 
 
+NO_HOLDOUT = Assignment(POLICY, 0.0)       # a slot without a holdout: made once, not per serve
+
+
 def customer_bucket(tenant_id: str, slot_id: str, customer_id: str) -> int:
     """A visitor's bucket in 0..9,999 for a slot: a keyed hash (BLAKE2b), stable across processes and restarts."""
     digest = hashlib.blake2b(customer_id.encode(), key=f"{tenant_id}/{slot_id}".encode()[:64],
@@ -45,7 +48,7 @@ def assign(tenant_id: str, slot_id: str, customer_id: str, holdout_percent: int,
     """The group of one serve (module doc). ``holdout_percent`` 0 never draws from ``rng``."""
     share = holdout_percent / 100
     if holdout_percent <= 0:
-        return Assignment(POLICY, 0.0)
+        return NO_HOLDOUT
     if customer_id:
         held = customer_bucket(tenant_id, slot_id, customer_id) < holdout_percent * (_BASIS // 100)
     else:

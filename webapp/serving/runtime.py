@@ -53,7 +53,7 @@ class Runtime:
                 ) -> tuple[holdout.Assignment, int | None]:
         """This serve's group (webapp/serving/holdout.py) and, in the holdout, its uniformly drawn arm."""
         if holdout_percent <= 0:
-            return holdout.Assignment(holdout.POLICY, 0.0), None
+            return holdout.NO_HOLDOUT, None
         with self._sample_lock:
             assignment = holdout.assign(tenant_id, slot_id, customer_id, holdout_percent, self.rng)
             arm = holdout.uniform_arm(arms, self.rng) if assignment.group == holdout.HOLDOUT else None
