@@ -14,7 +14,9 @@ Per seed, in the simulator (simulator/env.py, common random numbers):
 
 Reported per candidate and estimator: mean estimate and mean truth over seeds, their relative difference
 (aim: within ±10 %), interval coverage (share of seeds whose truth lies in the interval; aim ≈ 95 %), mean
-ESS. And the holdout's lift against the true lift of that seed (true rates of each group's served banners).
+ESS, and the logged impressions a ±10% interval would need (estimators.required_ess at the true CTR, divided by
+the ESS per logged impression measured here). And the holdout's lift against the true lift of that seed (true
+rates of each group's served banners).
 ``make bench-evaluation`` (EVAL_ARGS='--seeds 20 --horizon 100000').
 """
 
@@ -30,7 +32,7 @@ import pandas as pd
 
 from bandits.policy import Context
 from bandits.registry import policy_class
-from evaluation import candidates, lift, offline
+from evaluation import candidates, estimators, lift, offline
 from report import stamp, write_section
 from simulator.env import BannerSlotEnv
 from simulator.scenario import STATIONARY
@@ -125,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(one_seed(seed, args.horizon, args.bootstrap))
         print(f"[bench-evaluation] seed {seed} done ({i + 1}/{len(seeds)}, {time.monotonic() - started:.0f}s)",
               file=sys.stderr, flush=True)
-    lines = ["| candidate | true CTR (mean) | estimator | estimate (mean) | difference | coverage | mean ESS |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| candidate | true CTR (mean) | estimator | estimate (mean) | difference | coverage | mean ESS "
+             "| log for ±10% |", "|---|---|---|---|---|---|---|---|"]
     worst = 0.0
     for name in CANDIDATES:
         truth = np.array([r["truth"][name] for r in runs])
@@ -137,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             ess = np.mean([r["results"][name].effective_sample_size for r in runs])
             difference = values.mean() / truth.mean() - 1
             worst = max(worst, abs(difference))
+            # impressions of such a log for a ±10% interval: the ESS it needs over the ESS per logged impression
+            needed = estimators.required_ess(truth.mean()) * args.horizon / ess
             lines.append(f"| `{name}` | {truth.mean():.4%} | {estimator.upper()} | {values.mean():.4%} | "
-                         f"{difference:+.1%} | {covered:.0%} | {ess:,.0f} |")
+                         f"{difference:+.1%} | {covered:.0%} | {ess:,.0f} | {needed:,.0f} |")
     lifts = np.array([r["lift"]["estimate"] for r in runs])
     true_lifts = np.array([r["true_lift"] for r in runs])
     lift_covered = np.mean([r["lift"]["low"] <= r["true_lift"] <= r["lift"]["high"] for r in runs])
