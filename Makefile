@@ -16,7 +16,7 @@ LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CA
 
 .PHONY: help venv cassandra cassandra-stop schema demo run stop test test-unit lint docs-config bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
 .PHONY: cluster cluster-stop cluster-status spark-cluster spark-cluster-stop cluster-priors cluster-audit
-.PHONY: spark-jars priors audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline migrate-events bench-scale
+.PHONY: spark-jars priors evaluate bench-evaluation audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline migrate-events bench-scale
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
@@ -38,6 +38,8 @@ help:
 	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, 32 seeds, ~22 min)"
 	@echo "make simulate-service  simulated visitors against gunicorn; checks the stats API (STEPS=2000)"
 	@echo "make priors       city priors from the event log (Spark; PRIORS_ARGS='--days 30 --tenant demo')"
+	@echo "make evaluate     off-policy evaluation of candidate policies on a slot's log (Spark; EVALUATE_ARGS='--tenant demo --slot home-hero')"
+	@echo "make bench-evaluation  off-policy estimates and holdout lift vs the simulator's truth (EVAL_ARGS='--seeds 20')"
 	@echo "make migrate-events copy the day-partitioned event log of before cql/006 into the bounded one (resumable)"
 	@echo "make audit-counters  compare the serving counters with the event log (Spark; AUDIT_ARGS='--tenant demo')"
 	@echo "make repair-counters  add back the counts the counters miss, to slots taking no traffic (Spark)"
@@ -231,6 +233,13 @@ migrate-events: schema
 
 priors: schema spark-jars
 	@$(PY) -m spark_jobs.city_priors $(PRIORS_ARGS)
+
+EVALUATE_ARGS ?= --tenant demo --slot home-hero
+evaluate: schema spark-jars
+	@$(PY) -m spark_jobs.evaluate $(EVALUATE_ARGS)
+
+bench-evaluation: venv
+	@PYTHONPATH=$(CURDIR) nice -n 10 $(PY) benchmarks/bench_evaluation.py $(EVAL_ARGS)
 
 audit-counters: schema spark-jars
 	@$(PY) -m spark_jobs.counter_audit $(AUDIT_ARGS)

@@ -13,8 +13,16 @@ The CSV (UTF-8, comma-separated, one record per line, a header line first):
     customer_id, referrer_id   optional free text (up to MAX_PARAM_LENGTH characters)
     clicked       1/0, true/false or yes/no
 
-Each good row becomes one ``impression_log`` row (``posterior_scope`` and ``prior_source`` = 'import'; alpha,
-beta and propensity stay empty: the original system's policy is unknown) and, when clicked, one ``click_log``
+Optional columns may follow, named in the header, for off-policy evaluation (spark_jobs/evaluate.py):
+
+    propensity    the old system's probability of showing this banner to this visitor, in (0, 1]; a row
+                  outside is rejected; empty = unknown (the row is imported, and left out of evaluations)
+    <name>        any other column (a lower-case name: letters, digits, '_'; at most 8 of them) is a context
+                  feature of the impression (e.g. device, segment), kept in ``policy_state`` as
+                  {"context": {name: value}} and used by the evaluation's reward model
+
+Each good row becomes one ``impression_log`` row (``posterior_scope`` and ``prior_source`` = 'import'; alpha
+and beta stay empty, and so does the propensity unless the file has one) and, when clicked, one ``click_log``
 row (``clicked_at`` = time, as the log has no click time; ``valid``: a clicked row is taken as a click the
 old system counted, so export only those). Rejected rows are reported with their line
 number and reason, and the good ones are imported (``--dry-run`` only validates). The exit status is 0 when
@@ -33,6 +41,9 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import json
+import math
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -54,6 +65,9 @@ HEADER = ("time", "tenant", "slot", "banner", "location", "customer_id", "referr
 CLICKED = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 MAX_FUTURE = dt.timedelta(days=1)
 MAX_REPORTED = 50           # rejected rows printed; --rejects writes them all
+PROPENSITY = "propensity"
+MAX_CONTEXT_COLUMNS = 8
+CONTEXT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 PARSED_SCHEMA = T.StructType([
     T.StructField("line_number", T.LongType(), False),
@@ -68,6 +82,8 @@ PARSED_SCHEMA = T.StructType([
     T.StructField("customer_id", T.StringType(), True),
     T.StructField("referrer_id", T.StringType(), True),
     T.StructField("clicked", T.BooleanType(), True),
+    T.StructField("propensity", T.DoubleType(), True),
+    T.StructField("policy_state", T.StringType(), True),      # {"context": {...}} of the optional columns
 ])
 
 
@@ -85,16 +101,26 @@ class HistoryRow:
     customer_id: str
     referrer_id: str
     clicked: bool
+    propensity: float | None = None
+    context: dict[str, str] | None = None
 
 
 def _fields(text: str) -> list[str]:
     return next(csv.reader([text]), [])
 
 
-def check_header(text: str) -> None:
+def check_header(text: str) -> tuple[str, ...]:
+    """The optional columns after the required ones (module doc); UnusableFile for a header it cannot use."""
     found = tuple(field.strip().lower() for field in _fields(text.lstrip("\ufeff")))
-    if found != HEADER:
+    if found[:len(HEADER)] != HEADER:
         raise UnusableFile(f"line 1: expected the header {','.join(HEADER)}, found {text[:200]!r}")
+    extras = found[len(HEADER):]
+    context = [name for name in extras if name != PROPENSITY]
+    if len(set(extras)) != len(extras) or len(context) > MAX_CONTEXT_COLUMNS \
+            or not all(CONTEXT_NAME.match(name) for name in context):
+        raise UnusableFile(f"line 1: optional columns must be 'propensity' and at most {MAX_CONTEXT_COLUMNS} "
+                           f"distinct lower-case context names, found {','.join(extras)[:200]!r}")
+    return extras
 
 
 def parse_time(value: str, now: dt.datetime) -> dt.datetime:
@@ -109,12 +135,30 @@ def parse_time(value: str, now: dt.datetime) -> dt.datetime:
     return parsed
 
 
-def parse_row(text: str, max_param_length: int, now: dt.datetime) -> HistoryRow:
-    """One data line → a HistoryRow; raises InvalidInput saying what is wrong."""
+def parse_propensity(value: str) -> float | None:
+    """The optional propensity: empty = unknown, else a number in (0, 1]."""
+    if not value.strip():
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0 < number <= 1:         # NaN fails too
+        raise InvalidInput(f"propensity must be a probability in (0, 1], found {value[:20]!r}")
+    return number
+
+
+def parse_row(text: str, max_param_length: int, now: dt.datetime, extras: tuple[str, ...] = ()) -> HistoryRow:
+    """One data line → a HistoryRow; raises InvalidInput saying what is wrong. ``extras``: the optional
+    columns of the header (check_header)."""
     fields = _fields(text)
-    if len(fields) != len(HEADER):
-        raise InvalidInput(f"expected {len(HEADER)} fields ({','.join(HEADER)}), found {len(fields)}")
-    when, tenant, slot, banner, location, customer_id, referrer_id, clicked = fields
+    columns = HEADER + extras
+    if len(fields) != len(columns):
+        raise InvalidInput(f"expected {len(columns)} fields ({','.join(columns)}), found {len(fields)}")
+    when, tenant, slot, banner, location, customer_id, referrer_id, clicked = fields[:len(HEADER)]
+    optional = dict(zip(extras, fields[len(HEADER):]))
+    propensity = parse_propensity(optional.pop(PROPENSITY, ""))
+    context = {name: validation.text_param(value, name, max_param_length) for name, value in optional.items()}
     clicked_value = CLICKED.get(clicked.strip().lower())
     if clicked_value is None:
         raise InvalidInput(f"clicked must be 1/0, true/false or yes/no, found {clicked[:20]!r}")
@@ -127,19 +171,23 @@ def parse_row(text: str, max_param_length: int, now: dt.datetime) -> HistoryRow:
         customer_id=validation.text_param(customer_id, "customer_id", max_param_length),
         referrer_id=validation.text_param(referrer_id, "referrer_id", max_param_length),
         clicked=clicked_value,
+        propensity=propensity,
+        context=context or None,
     )
 
 
-def parse_partition(rows: Iterable[Any], max_param_length: int, now: dt.datetime) -> Iterator[tuple]:
+def parse_partition(rows: Iterable[Any], max_param_length: int, now: dt.datetime,
+                    extras: tuple[str, ...] = ()) -> Iterator[tuple]:
     """(line_number, text, occurrence) rows → PARSED_SCHEMA tuples, good or with an error."""
     for line_number, text, occurrence in rows:
         try:
-            row = parse_row(text, max_param_length, now)
+            row = parse_row(text, max_param_length, now, extras)
         except InvalidInput as exc:
-            yield (line_number, text, occurrence, exc.message) + (None,) * 8
+            yield (line_number, text, occurrence, exc.message) + (None,) * 10
         else:
+            state = json.dumps({"context": row.context}, separators=(",", ":")) if row.context else None
             yield (line_number, text, occurrence, None, row.time, row.tenant_id, row.slot_id, row.banner_id,
-                   row.location, row.customer_id, row.referrer_id, row.clicked)
+                   row.location, row.customer_id, row.referrer_id, row.clicked, row.propensity, state)
 
 
 # -- extract --------------------------------------------------------------------------------------------------
@@ -154,7 +202,8 @@ def read_lines(spark: SparkSession, path: str) -> DataFrame:
 
 # -- transform ------------------------------------------------------------------------------------------------
 
-def parse_lines(lines: DataFrame, max_param_length: int, now: dt.datetime) -> DataFrame:
+def parse_lines(lines: DataFrame, max_param_length: int, now: dt.datetime, extras: tuple[str, ...] = ()
+                ) -> DataFrame:
     """Data lines (after the header, blank ones skipped) parsed and validated: PARSED_SCHEMA columns.
 
     ``occurrence`` numbers identical lines (1, 2, …) in file order; ``error`` is null for a good row.
@@ -163,7 +212,7 @@ def parse_lines(lines: DataFrame, max_param_length: int, now: dt.datetime) -> Da
     data = data.withColumn("occurrence", F.row_number().over(
         Window.partitionBy("text").orderBy("line_number")).cast("long"))
     parsed = data.select("line_number", "text", "occurrence").rdd.mapPartitions(
-        lambda rows: parse_partition(rows, max_param_length, now))
+        lambda rows: parse_partition(rows, max_param_length, now, extras))
     return lines.sparkSession.createDataFrame(parsed, PARSED_SCHEMA)
 
 
@@ -182,7 +231,7 @@ def event_rows(parsed: DataFrame) -> tuple[DataFrame, DataFrame]:
     impressions = good.select(
         "tenant_id", "slot_id", "bucket", "shard", "impression_id", F.col("time").alias("served_at"), "banner_id",
         "location", "customer_id", "referrer_id", F.lit(IMPORT_SCOPE).alias("posterior_scope"),
-        F.lit(IMPORT_SCOPE).alias("prior_source"))
+        F.lit(IMPORT_SCOPE).alias("prior_source"), "propensity", "policy_state")
     clicks = good.where("clicked").select(
         "tenant_id", "slot_id", "bucket", "shard", "impression_id", F.col("time").alias("clicked_at"), "banner_id",
         "location", "customer_id", "referrer_id", F.lit(True).alias("valid"))
@@ -213,9 +262,9 @@ def run(spark: SparkSession, config: dict[str, Any], path: str, dry_run: bool = 
         raise
     if first is None:
         raise UnusableFile(f"{path} is empty")
-    check_header(first["text"])
-    progress(f"import: validating {path}")
-    parsed = parse_lines(lines, int(config["MAX_PARAM_LENGTH"]), dt.datetime.now(dt.UTC)).cache()
+    extras = check_header(first["text"])
+    progress(f"import: validating {path}" + (f" (optional columns: {', '.join(extras)})" if extras else ""))
+    parsed = parse_lines(lines, int(config["MAX_PARAM_LENGTH"]), dt.datetime.now(dt.UTC), extras).cache()
     impressions, clicks = event_rows(parsed)
     counts = parsed.agg(F.count(F.when(F.col("error").isNull(), 1)),
                         F.count(F.when(F.col("error").isNull() & F.col("clicked"), 1)),

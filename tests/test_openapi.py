@@ -45,6 +45,8 @@ ADMIN_OPERATIONS = {
     ("post", "/v1/admin/tenants/{tenant}/api-keys"),
     ("get", "/v1/admin/tenants/{tenant}/api-keys"),
     ("delete", "/v1/admin/tenants/{tenant}/api-keys/{key_id}"),
+    ("get", "/v1/admin/tenants/{tenant}/slots/{slot}/lift"),
+    ("get", "/v1/admin/tenants/{tenant}/slots/{slot}/evaluation"),
 }
 
 # Bounds of the schemathesis run: examples per operation and phase, and the wall clock of the whole run.

@@ -52,6 +52,11 @@ class SlotForm(FlaskForm):
         "Decay half-life (hours)", validators=[Optional(), Length(max=20)],
         description="Empty: learn from all traffic alike. When the best banner changes over time, set how fast "
                     "old evidence fades: it counts half after this many hours (0.25 to 720).")
+    holdout_percent = StringField(
+        "Holdout (% of visitors)", validators=[Optional(), Length(max=10)],
+        description="Empty or 0: none. This share of visitors (the same visitor always, by customer ID) is served "
+                    "a banner at random, like an A/B test, so that the results page can show what the bandit "
+                    "earned over it (0 to 50).")
 
 
 class BannerForm(FlaskForm):

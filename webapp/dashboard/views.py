@@ -4,6 +4,7 @@ webapp.dashboard.guard before any of these runs; every write goes through webapp
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import html
 import io
 import json
@@ -20,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 from webapp.dashboard import bp, platform_only
 from webapp.dashboard.auth import login_retry_after
 from webapp.dashboard.forms import ActiveForm, BannerForm, EmptyForm, LoginForm, SlotForm, TenantForm
-from webapp.management import services
+from webapp.management import lift, services
 from webapp.serving import media
 from webapp.web import validation
 from webapp.web.errors import DomainError, InvalidInput, NotFound
@@ -146,10 +147,12 @@ def _save_slot(form: SlotForm, tenant: str, slot: str) -> None:
         half_life: object = float(text) if text else None
     except ValueError:
         half_life = text            # not a number: put_slot says what it must be
+    held = (form.holdout_percent.data or "").strip()
     services.put_slot(_db(), tenant, slot, form.name.data, size=form.size.data,
                       locations=form.locations.data or "",
                       max_location_length=current_app.config["MAX_PARAM_LENGTH"],
-                      decay_half_life_hours=half_life)
+                      decay_half_life_hours=half_life,
+                      holdout=(int(held) if held.isdigit() else held) if held else 0)
 
 
 @bp.route("/tenants/<tenant>/new-slot", methods=["GET", "POST"])
@@ -185,7 +188,8 @@ def slot_edit(tenant: str, slot: str):
     half_life = info["decay_half_life_hours"]
     form = SlotForm(data={"slot_id": slot, "name": info["name"], "size": info["size"],
                           "locations": "\n".join(info["locations"]),
-                          "decay_half_life_hours": f"{half_life:g}" if half_life else ""})
+                          "decay_half_life_hours": f"{half_life:g}" if half_life else "",
+                          "holdout_percent": str(info["holdout_percent"] or "")})
     form.slot_id.data = slot
     if form.validate_on_submit():
         try:
@@ -329,10 +333,24 @@ def results(tenant: str, slot: str):
         "density": services.posterior_densities(report["banners"]),
     }
     tenant_info = services.require_tenant(_db(), tenant)
-    return render_template("admin/results.html", tenant=tenant, slot=slot, report=report, charts=charts,
+    # The lift reads the window's event log (its partitions only): a slot without a holdout skips that read.
+    earned = None
+    if services.get_slot(_db(), tenant, slot)["holdout_percent"]:
+        since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).isoformat()
+        earned = lift.slot_lift(_db(), tenant, slot, since=since, location=location)
+    return render_template("admin/results.html", tenant=tenant, slot=slot, report=report, charts=charts, earned=earned,
                            location=location, days=days, ranges=RESULT_RANGES, series=series,
                            tenant_info=tenant_info, winner_threshold=services.WINNER_P_BEST,
                            p_best_draws=services.P_BEST_DRAWS)
+
+
+@bp.get("/tenants/<tenant>/slots/<slot>/evaluation")
+def evaluation(tenant: str, slot: str):
+    """The latest off-policy evaluation of the slot (spark_jobs/evaluate.py): each candidate's estimates."""
+    info = services.get_slot(_db(), tenant, slot)
+    run, candidates = lift.latest_evaluation(_db(), tenant, slot)
+    return render_template("admin/evaluation.html", tenant=tenant, slot=slot, info=info, run=run,
+                           candidates=candidates)
 
 
 def _csv_cell(value: Any) -> Any:

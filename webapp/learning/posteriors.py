@@ -71,6 +71,7 @@ class SlotState:
     banners: dict[str, Banner]                      # all banners, paused ones included (click redirects)
     active: tuple[Banner, ...]                      # servable now, in banner_id order: the policy's arms
     policy: Policy                                  # built from the slot's counts and priors
+    holdout_percent: int = 0                        # share of visitors served uniformly (serving/holdout.py)
     read_at: float = field(default_factory=time.monotonic)    # when its rows were last read successfully
     # The next schedule boundary (epoch seconds) of a banner of the slot: from then on ``active`` is wrong
     # and :meth:`at` builds the state anew from the same rows, without reading anything.
@@ -89,7 +90,7 @@ class SlotState:
         if self.changes_at is None or now < self.changes_at or self.statistics is None:
             return self
         fresh = assemble(self.tenant_id, self.slot_id, self.banners, self.statistics, self.policy_name,
-                         self.max_draws, now)
+                         self.max_draws, now, self.holdout_percent)
         fresh.read_at = self.read_at
         return fresh
 
@@ -435,12 +436,13 @@ def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], c
         except UnknownPolicy as exc:        # written by an older or newer server: serve, and say so
             log.warning("slot %s/%s: %s; serving with the default", key[0], key[1], exc)
             name = None
-        snapshot[key] = assemble(key[0], key[1], all_banners, statistics, name, max_draws, time.time())
+        snapshot[key] = assemble(key[0], key[1], all_banners, statistics, name, max_draws, time.time(),
+                                 holdout_percent=int(row.get("holdout_percent") or 0))
     return snapshot
 
 
 def assemble(tenant_id: str, slot_id: str, banners: dict[str, Banner], statistics: SlotStatistics,
-             policy_name: str | None, max_draws: int, now: float) -> SlotState:
+             policy_name: str | None, max_draws: int, now: float, holdout_percent: int = 0) -> SlotState:
     """A slot's state at ``now`` (epoch seconds): its policy over the banners active and inside their
     schedule then, and when that set next changes (the earliest schedule boundary after ``now``)."""
     active = tuple(b for _, b in sorted(banners.items()) if b.live_at(now))
@@ -450,5 +452,5 @@ def assemble(tenant_id: str, slot_id: str, banners: dict[str, Banner], statistic
         tenant_id=tenant_id, slot_id=slot_id, banners=banners, active=active,
         policy=policy.from_statistics(tuple(b.banner_id for b in active), statistics, max_draws=max_draws),
         changes_at=min(boundaries, default=None), statistics=statistics, policy_name=policy_name,
-        max_draws=max_draws,
+        max_draws=max_draws, holdout_percent=holdout_percent,
     )

@@ -18,7 +18,7 @@ import numpy as np
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import Schema
 
-from webapp.management import schemas, services
+from webapp.management import lift, schemas, services
 from webapp.web import api_keys, validation
 from webapp.web.errors import Forbidden
 
@@ -27,7 +27,7 @@ View = TypeVar("View", bound=Callable)
 
 # What a PUT stores for a field it leaves out, where the service would otherwise keep the stored value.
 SLOT_DEFAULTS: dict[str, Any] = {"size": "728x250", "locations": [], "decay_half_life_hours": None,
-                                 "policy": None}
+                                 "policy": None, "holdout_percent": None}
 
 
 def _db():
@@ -433,7 +433,8 @@ def put_slot(tenant: str, slot: str):
                                          max_location_length=current_app.config["MAX_PARAM_LENGTH"],
                                          decay_half_life_hours=body.get("decay_half_life_hours",
                                                                         services.UNSET),
-                                         policy=body.get("policy", services.UNSET)))
+                                         policy=body.get("policy", services.UNSET),
+                                         holdout=body.get("holdout_percent", services.UNSET)))
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>/banners/<banner>")
@@ -535,3 +536,48 @@ def slot_stats(tenant: str, slot: str):
                                               current_app.config["MAX_PARAM_LENGTH"])
     rng = np.random.default_rng(current_app.config["RANDOM_SEED"])
     return jsonify(services.slot_report(_db(), tenant, slot, location, rng))
+
+
+@bp.get("/tenants/<tenant>/slots/<slot>/lift")
+def slot_lift(tenant: str, slot: str):
+    """What the policy earned over the holdout (served uniformly at random), with 95% intervals and a
+    sample-ratio check.
+    ---
+    get:
+      summary: The policy's lift over the holdout group, extra clicks and sample-ratio mismatch check
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+        - location
+        - since
+        - until
+      responses:
+        200: {description: per group counts and the lift, content: {application/json: {schema: SlotLift}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+    """
+    location = lift.location_param(request.args.get("location"), current_app.config["MAX_PARAM_LENGTH"])
+    return jsonify(lift.slot_lift(_db(), tenant, slot, request.args.get("since"), request.args.get("until"),
+                                  location))
+
+
+@bp.get("/tenants/<tenant>/slots/<slot>/evaluation")
+def slot_evaluation(tenant: str, slot: str):
+    """The slot's latest off-policy evaluation (spark_jobs/evaluate.py), optionally one candidate's.
+    ---
+    get:
+      summary: What candidate policies would have earned on the slot's logged traffic (latest run)
+      tags: [management]
+      parameters:
+        - tenant
+        - slot
+        - candidate
+      responses:
+        200: {description: the latest run's estimates, content: {application/json: {schema: SlotEvaluation}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+    """
+    return jsonify(lift.evaluation_document(_db(), tenant, slot, request.args.get("candidate")))

@@ -39,10 +39,13 @@ class ServedBanner(Closed):
 
 
 class ServedPosterior(Closed):
-    scope = fields.String(required=True, validate=validate.OneOf(["location", "slot"]),
-                          metadata={"description": "the location's posterior, or the slot-wide one"})
-    alpha = fields.Float(required=True, metadata={"description": "α of the chosen banner's Beta posterior"})
-    beta = fields.Float(required=True, metadata={"description": "β of the chosen banner's Beta posterior"})
+    scope = fields.String(required=True, validate=validate.OneOf(["location", "slot", "holdout"]),
+                          metadata={"description": "the location's posterior, the slot-wide one, or 'holdout' "
+                                                   "(a uniform draw, no posterior)"})
+    alpha = fields.Float(required=True, allow_none=True,
+                         metadata={"description": "α of the chosen banner's Beta posterior; null in the holdout"})
+    beta = fields.Float(required=True, allow_none=True,
+                        metadata={"description": "β of the chosen banner's Beta posterior; null in the holdout"})
     prior = fields.String(required=True, metadata={"description": "where the prior came from"})
     propensity = fields.Float(required=True, validate=validate.Range(0, 1),
                               metadata={"description": "probability that this draw picks the chosen banner"})
@@ -57,6 +60,9 @@ class ServeDocument(Closed):
     posterior = fields.Nested(ServedPosterior, required=True)
     policy = fields.String(required=True, metadata={"description": "the slot's policy that chose the banner",
                                                     "example": "thompson"})
+    group = fields.String(required=True, validate=validate.OneOf(["policy", "holdout"]),
+                          metadata={"description": "'holdout': served uniformly at random (the slot's "
+                                                   "holdout_percent), not by the policy"})
 
 
 class ClickBody(Closed):
@@ -139,6 +145,11 @@ class SlotBody(Closed):
                            metadata={"description": "the slot's policy (bandits/registry.py); null = "
                                                     f"{DEFAULT_POLICY} (the default)",
                                      "example": DEFAULT_POLICY})
+    holdout_percent = fields.Integer(
+        allow_none=True, validate=validate.Range(0, 50),
+        metadata={"description": "share of visitors (sticky per customer_id) served uniformly at random, to "
+                                 "measure the policy's lift (GET .../lift); null = 0; kept when left out",
+                  "example": 10})
 
 
 class Slot(Closed):
@@ -151,6 +162,7 @@ class Slot(Closed):
     locations = fields.List(fields.String(), required=True)
     decay_half_life_hours = fields.Float(required=True, allow_none=True)
     policy = fields.String(required=True, validate=validate.OneOf(sorted(POLICIES)))
+    holdout_percent = fields.Integer(required=True, validate=validate.Range(0, 50))
 
 
 SCHEDULE_TIME = {"format": "date-time", "example": "2026-12-24T00:00:00+05:30"}
@@ -282,7 +294,93 @@ class ApiKeyList(Closed):
     api_keys = fields.List(fields.Nested(ApiKey), required=True)
 
 
+class GroupTraffic(Closed):
+    units = fields.Integer(required=True, metadata={"description": "visitors (a customer_id, or an anonymous "
+                                                                   "serve)"})
+    impressions = fields.Integer(required=True)
+    clicks = fields.Integer(required=True, metadata={"description": "valid clicks"})
+    ctr = fields.Float(required=True, allow_none=True)
+
+
+class Interval(Closed):
+    estimate = fields.Float(required=True, allow_none=True)
+    low = fields.Float(required=True, allow_none=True, metadata={"description": "95% interval"})
+    high = fields.Float(required=True, allow_none=True)
+
+
+class GroupCounts(Closed):
+    policy = fields.Float(required=True)
+    holdout = fields.Float(required=True)
+
+
+class SampleRatio(Closed):
+    observed = fields.Nested(GroupCounts, required=True, metadata={"description": "visitors per group"})
+    expected = fields.Nested(GroupCounts, required=True,
+                             metadata={"description": "from the holdout share logged with each visitor"})
+    chi_square = fields.Float(required=True, allow_none=True)
+    p_value = fields.Float(required=True, allow_none=True)
+    mismatch = fields.Boolean(required=True, metadata={"description": "p < 0.001: do not trust the lift"})
+
+
+class Groups(Closed):
+    policy = fields.Nested(GroupTraffic, required=True)
+    holdout = fields.Nested(GroupTraffic, required=True)
+
+
+class DailyLift(Closed):
+    day = fields.Date(required=True, metadata={"description": "in the tenant's time zone"})
+    lift = fields.Nested(Interval, required=True)
+    extra_clicks = fields.Float(required=True, allow_none=True)
+    impressions = fields.Nested(GroupCounts, required=True)
+
+
+class SlotLift(Closed):
+    tenant = fields.String(required=True)
+    slot = fields.String(required=True)
+    location = fields.String(required=True)
+    since = fields.DateTime(required=True)
+    until = fields.DateTime(required=True)
+    timezone = fields.String(required=True)
+    holdout_percent = fields.Integer(required=True)
+    groups = fields.Nested(Groups, required=True)
+    lift = fields.Nested(Interval, required=True, metadata={
+        "description": "relative lift of the policy group's CTR over the holdout's (0.2 = +20%)"})
+    extra_clicks = fields.Nested(Interval, required=True, metadata={
+        "description": "clicks the policy group earned beyond the holdout's CTR"})
+    sample_ratio = fields.Nested(SampleRatio, required=True)
+    daily = fields.List(fields.Nested(DailyLift), required=True)
+    method = fields.String(required=True)
+
+
+class Estimates(Closed):
+    ips = fields.Nested(Interval, required=True)
+    snips = fields.Nested(Interval, required=True)
+    dr = fields.Nested(Interval, required=True)
+
+
+class CandidateEvaluation(Closed):
+    candidate = fields.String(required=True, metadata={"example": "thompson:half-life=24"})
+    effective_sample_size = fields.Float(required=True)
+    events = fields.Integer(required=True, metadata={"description": "impressions with a propensity, evaluated"})
+    left_out = fields.Integer(required=True, metadata={"description": "impressions without a propensity"})
+    zero_support = fields.Float(required=True, metadata={
+        "description": "share of the candidate's probability on banners never logged in that context"})
+    observed_ctr = fields.Float(required=True)
+    flags = fields.List(fields.String(validate=validate.OneOf(["zero_support", "small_ess"])), required=True)
+    estimates = fields.Nested(Estimates, required=True, metadata={"description": "IPS, self-normalized IPS and "
+                                                                                 "doubly robust, 95% bootstrap"})
+
+
+class SlotEvaluation(Closed):
+    tenant = fields.String(required=True)
+    slot = fields.String(required=True)
+    run_at = fields.DateTime(required=True, allow_none=True, metadata={"description": "null: never evaluated"})
+    since = fields.DateTime(required=True, allow_none=True)
+    until = fields.DateTime(required=True, allow_none=True)
+    candidates = fields.List(fields.Nested(CandidateEvaluation), required=True)
+
+
 SCHEMAS: tuple[type[Schema], ...] = (Error, ServeDocument, ClickBody, ClickResult, Ping, TenantBody, Tenant,
                                      SlotBody, Slot, BannerBody, Banner, BannerList, SlotStats, TenantPatch,
                                      SlotPatch, BannerPatch, TenantList, SlotList, ApiKeyBody, ApiKey, NewApiKey,
-                                     ApiKeyList)
+                                     ApiKeyList, SlotLift, SlotEvaluation)

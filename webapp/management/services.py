@@ -21,7 +21,7 @@ from bandits.policy import prior_for
 from bandits.registry import DEFAULT_POLICY, POLICIES
 from eventlog.counting import SLOT_WIDE
 from webapp.learning import decay
-from webapp.serving import schedules
+from webapp.serving import holdout, schedules
 from webapp.serving.click_filter import ClickFilterSettings
 from webapp.storage import store
 from webapp.storage.database import Database
@@ -145,6 +145,16 @@ def policy_name(value: Any) -> str:
     return value
 
 
+def holdout_percent(value: Any) -> int:
+    """A slot's holdout share in whole percent, 0..50 (None = 0: no holdout)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= holdout.MAX_HOLDOUT_PERCENT:
+        raise InvalidInput(f"holdout_percent must be a whole number from 0 to {holdout.MAX_HOLDOUT_PERCENT} "
+                           "(the share of visitors served uniformly at random), or null for 0")
+    return value
+
+
 def _slot_document(row: dict[str, Any]) -> dict[str, Any]:
     width, height = (row.get("width"), row.get("height"))
     if not width or not height:
@@ -153,12 +163,14 @@ def _slot_document(row: dict[str, Any]) -> dict[str, Any]:
             "size": f"{width}x{height}", "width": width, "height": height,
             "locations": sorted(row.get("locations") or ()),
             "decay_half_life_hours": row.get("decay_half_life_hours") or None,
-            "policy": row.get("policy") or DEFAULT_POLICY}
+            "policy": row.get("policy") or DEFAULT_POLICY,
+            "holdout_percent": row.get("holdout_percent") or 0}
 
 
 def put_slot(db: Database, tenant_id: str, slot_id: str, name: Any, *, size: Any = None,
              locations: Any = None, max_location_length: int = 128,
-             decay_half_life_hours: Any = UNSET, policy: Any = UNSET) -> tuple[bool, dict[str, Any]]:
+             decay_half_life_hours: Any = UNSET, policy: Any = UNSET,
+             holdout: Any = UNSET) -> tuple[bool, dict[str, Any]]:
     """Create or replace a slot. ``size`` ('728x250') and ``locations`` are kept as stored when None, the
     decay half-life and the policy when UNSET (None turns decay off, and sets the default policy)."""
     validation.identifier(tenant_id, "tenant")
@@ -168,11 +180,12 @@ def put_slot(db: Database, tenant_id: str, slot_id: str, name: Any, *, size: Any
     known = slot_locations(locations, max_location_length) if locations is not None else None
     half_life = None if decay_half_life_hours is UNSET else decay_half_life(decay_half_life_hours)
     chosen = None if policy is UNSET else policy_name(policy)
+    held = None if holdout is UNSET else holdout_percent(holdout)
     require_tenant(db, tenant_id)
     if store.get_slot(db, tenant_id, slot_id) is None:
         new_identifier(slot_id, "slot", (r["slot_id"] for r in store.list_slots(db, tenant_id)))
     created = store.put_slot(db, tenant_id, slot_id, name, store.SlotLayout(width, height, known),
-                             store.SlotLearning(half_life, chosen))
+                             store.SlotLearning(half_life, chosen, held))
     return created, get_slot(db, tenant_id, slot_id)
 
 

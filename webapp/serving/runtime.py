@@ -17,6 +17,7 @@ from flask import Flask, current_app
 
 from bandits.policy import Choice, Context, Policy
 from webapp.learning.posteriors import PosteriorCache
+from webapp.serving import holdout
 from webapp.serving.tokens import ClickTokens
 from webapp.storage.database import Database
 from webapp.storage.events import EventWriter
@@ -47,6 +48,16 @@ class Runtime:
         """The policy's decision for this serve (the arm, its propensity and the state to log)."""
         with self._sample_lock:
             return policy.choose(context, self.rng)
+
+    def holdout(self, tenant_id: str, slot_id: str, customer_id: str, holdout_percent: int, arms: int
+                ) -> tuple[holdout.Assignment, int | None]:
+        """This serve's group (webapp/serving/holdout.py) and, in the holdout, its uniformly drawn arm."""
+        if holdout_percent <= 0:
+            return holdout.NO_HOLDOUT, None
+        with self._sample_lock:
+            assignment = holdout.assign(tenant_id, slot_id, customer_id, holdout_percent, self.rng)
+            arm = holdout.uniform_arm(arms, self.rng) if assignment.group == holdout.HOLDOUT else None
+        return assignment, arm
 
     def start(self) -> None:
         """Connect and prepare the cache's reads (warm-up), then refresh, flush, fsync and replay in a daemon

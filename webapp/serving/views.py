@@ -11,10 +11,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
-from bandits.policy import Context
+from bandits.policy import Choice, Context
 from eventlog.timeuuids import timeuuid
 from webapp.learning.posteriors import SlotState, SlotUnavailable
 from webapp.serving import click_filter, runtime
+from webapp.serving.holdout import HOLDOUT
 from webapp.serving.tokens import ClickClaim
 from webapp.storage import store
 from webapp.storage.events import UNREACHABLE, Click, Impression
@@ -74,7 +75,12 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], SlotState]:
     if not state.active:
         raise NotFound(f"slot {tenant}/{slot} has no active banner")
     policy = state.policy
-    choice = rt.choose(policy, Context(location, customer_id, referrer_id))
+    # The holdout (webapp/serving/holdout.py) wraps the slot's policy: its visitors get a uniform draw.
+    assignment, held_arm = rt.holdout(tenant, slot, customer_id, state.holdout_percent, len(state.active))
+    if held_arm is None:
+        choice = rt.choose(policy, Context(location, customer_id, referrer_id))
+    else:
+        choice = holdout_choice(held_arm, len(state.active))
     banner = state.active[choice.arm]
     logged = choice.state           # the Thompson columns stay written; null for a policy without them
     propensity = choice.propensity
@@ -86,6 +92,7 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], SlotState]:
         posterior_scope=logged.get("scope"), alpha=logged.get("alpha"), beta=logged.get("beta"),
         prior_source=logged.get("prior"), propensity=propensity,
         policy=policy.name, policy_state=choice.state_json,
+        serving_group=assignment.group, holdout_share=assignment.share,
     )
     try:
         rt.events.record_impression(impression)
@@ -101,8 +108,15 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], SlotState]:
         "posterior": {"scope": impression.posterior_scope, "alpha": impression.alpha, "beta": impression.beta,
                       "prior": impression.prior_source, "propensity": round(propensity, 4)},
         "policy": policy.name,
+        "group": assignment.group,
     }
     return document, state
+
+
+def holdout_choice(arm: int, arms: int) -> Choice:
+    """The holdout's decision: ``arm`` drawn uniformly among ``arms``, propensity 1/arms, no posterior."""
+    state = {"scope": HOLDOUT, "prior": "uniform"}
+    return Choice(arm, 1.0 / arms, state, json.dumps(state, separators=(",", ":")))
 
 
 @bp.get("/v1/serve/<tenant>/<slot>")

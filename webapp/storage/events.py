@@ -72,6 +72,8 @@ class Impression:
     propensity: float               # P(this banner | context) under the policy
     policy: str = DEFAULT_POLICY    # bandits.registry.POLICIES name of the policy that chose
     policy_state: str = ""          # JSON of the policy's state for the choice (bandits.policy.Choice)
+    serving_group: str = "policy"   # 'policy' or 'holdout' (webapp/serving/holdout.py)
+    holdout_share: float = 0.0      # P(holdout) of this visitor at serve time: the slot's holdout_percent / 100
 
     @property
     def partition(self) -> partitions.Partition:
@@ -82,7 +84,8 @@ class Impression:
         bucket, shard = self.partition
         return (self.tenant_id, self.slot_id, bucket, shard, self.impression_id, self.served_at, self.banner_id,
                 self.location, self.customer_id, self.referrer_id, self.posterior_scope, self.alpha,
-                self.beta, self.prior_source, self.propensity, self.policy, self.policy_state)
+                self.beta, self.prior_source, self.propensity, self.policy, self.policy_state,
+                self.serving_group, self.holdout_share)
 
     def to_record(self) -> dict[str, Any]:
         return {**vars(self), "kind": "impression", "impression_id": self.impression_id.hex,

@@ -63,6 +63,7 @@ class SlotLearning:
     ``policy``: a name of bandits.registry.POLICIES, already validated."""
     decay_half_life_hours: float | None = None
     policy: str | None = None
+    holdout_percent: int | None = None      # 0..50, validated (webapp/serving/holdout.py)
 
 
 def put_slot(db: Database, tenant_id: str, slot_id: str, name: str,
@@ -88,6 +89,9 @@ def put_slot(db: Database, tenant_id: str, slot_id: str, name: str,
     if learning.policy is not None:
         db.execute("UPDATE {ks}.slots SET policy = ? WHERE tenant_id = ? AND slot_id = ?",
                    (learning.policy, tenant_id, slot_id))
+    if learning.holdout_percent is not None:
+        db.execute("UPDATE {ks}.slots SET holdout_percent = ? WHERE tenant_id = ? AND slot_id = ?",
+                   (learning.holdout_percent, tenant_id, slot_id))
     return created
 
 
@@ -206,9 +210,9 @@ def touch_api_key(db: Database, key_id: str, at: dt.datetime) -> None:
 # management API's listings, run when a person asks, never periodically nor on the serve path.
 
 TENANT_ROW = "SELECT tenant_id, click_filter FROM {ks}.tenants WHERE tenant_id = ?"
-SLOT_ROW = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy FROM {ks}.slots "
+SLOT_ROW = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy, holdout_percent FROM {ks}.slots "
             "WHERE tenant_id = ? AND slot_id = ?")
-TENANT_SLOT_ROWS = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy FROM {ks}.slots "
+TENANT_SLOT_ROWS = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy, holdout_percent FROM {ks}.slots "
                     "WHERE tenant_id = ? AND slot_id IN ?")        # one partition: the tenant's slots
 SLOT_BANNERS = ("SELECT tenant_id, slot_id, banner_id, image_url, target_url, alt, active, starts_at, ends_at "
                 "FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ?")
@@ -445,7 +449,7 @@ def get_image(db: Database, tenant_id: str, image_id: str) -> dict[str, Any] | N
 INSERT_IMPRESSION = (
     "INSERT INTO {ks}.impression_log (tenant_id, slot_id, bucket, shard, impression_id, served_at, banner_id, "
     "location, customer_id, referrer_id, posterior_scope, alpha, beta, prior_source, propensity, policy, "
-    "policy_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "policy_state, serving_group, holdout_share) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 INSERT_CLICK = (
@@ -490,6 +494,52 @@ def logged_events(db: Database, table: str, tenant_id: str, slot_id: str, start:
         db, f"SELECT * FROM {{ks}}.{EVENT_TABLES[table]} WHERE tenant_id = ? AND slot_id = ? "
         "AND bucket = ? AND shard = ? AND impression_id >= minTimeuuid(?) AND impression_id <= maxTimeuuid(?)",
         tenant_id, slot_id, start, end, start, end)
+
+
+def group_impressions(db: Database, tenant_id: str, slot_id: str, start: dt.datetime,
+                      end: dt.datetime) -> list[dict[str, Any]]:
+    """What the lift report needs of the slot's impressions served in [start, end]: their time, location,
+    customer, group and holdout share (null in rows from before cql/013). The partitions of those buckets only."""
+    return _per_partition(
+        db, "SELECT impression_id, served_at, location, customer_id, serving_group, holdout_share "
+        "FROM {ks}.impression_log WHERE tenant_id = ? AND slot_id = ? AND bucket = ? AND shard = ? "
+        "AND impression_id >= minTimeuuid(?) AND impression_id <= maxTimeuuid(?)",
+        tenant_id, slot_id, start, end, start, end)
+
+
+def clicked_impressions(db: Database, tenant_id: str, slot_id: str, start: dt.datetime,
+                        end: dt.datetime) -> set[uuid.UUID]:
+    """The impressions of the slot served in [start, end] that have a valid click (flagged clicks left out)."""
+    rows = _per_partition(
+        db, "SELECT impression_id, valid FROM {ks}.click_log WHERE tenant_id = ? AND slot_id = ? AND bucket = ? "
+        "AND shard = ? AND impression_id >= minTimeuuid(?) AND impression_id <= maxTimeuuid(?)",
+        tenant_id, slot_id, start, end, start, end)
+    return {r["impression_id"] for r in rows if r["valid"] is not False}
+
+
+# -- off-policy evaluation results (spark_jobs/evaluate.py, cql/013) -------------------------------------------
+
+EVALUATION_COLUMNS = ("tenant_id", "slot_id", "run_at", "candidate", "estimator", "estimate", "low", "high",
+                      "effective_sample_size", "events", "left_out", "zero_support", "observed_ctr", "since",
+                      "until", "flags")
+
+
+def put_evaluation_results(db: Database, rows: list[dict[str, Any]]) -> None:
+    statement = db.prepare(f"INSERT INTO {{ks}}.evaluation_results ({', '.join(EVALUATION_COLUMNS)}) "
+                           f"VALUES ({', '.join('?' * len(EVALUATION_COLUMNS))})")
+    session = db.session()
+    for future in [session.execute_async(statement, tuple(row[c] for c in EVALUATION_COLUMNS)) for row in rows]:
+        future.result()
+
+
+def latest_evaluation(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, Any]]:
+    """The rows of the slot's latest evaluation run (one partition; the run's rows are contiguous)."""
+    first = db.execute("SELECT run_at FROM {ks}.evaluation_results WHERE tenant_id = ? AND slot_id = ? LIMIT 1",
+                       (tenant_id, slot_id))
+    if not first:
+        return []
+    return db.execute("SELECT * FROM {ks}.evaluation_results WHERE tenant_id = ? AND slot_id = ? AND run_at = ?",
+                      (tenant_id, slot_id, first[0]["run_at"]))
 
 
 def logged_ids(db: Database, table: str, tenant_id: str, slot_id: str, start: dt.datetime,
@@ -543,7 +593,11 @@ LEGACY_CLICK_COLUMNS = ("impression_id", "clicked_at", "banner_id", "location", 
                         "valid", "invalid_reason", "user_agent", "ip")
 # Impressions are copied with a plain INSERT (the same row again changes nothing); clicks with IF NOT EXISTS,
 # so a click recorded in click_log since the upgrade is never replaced.
-COPY_IMPRESSION = INSERT_IMPRESSION
+COPY_IMPRESSION = (   # the columns of the old table: the group columns (cql/013) stay null, read as 'policy'
+    "INSERT INTO {ks}.impression_log (tenant_id, slot_id, bucket, shard, impression_id, served_at, banner_id, "
+    "location, customer_id, referrer_id, posterior_scope, alpha, beta, prior_source, propensity, policy, "
+    "policy_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 COPY_CLICK = INSERT_CLICK
 
 

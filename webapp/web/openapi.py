@@ -93,6 +93,16 @@ def build_spec(app: Flask) -> APISpec:
     spec.components.parameter("banner", "path", _identifier("banner", "Banner", "summer-sale"))
     spec.components.parameter("location", "query", _text_query(
         "location", "The visitor's city; trimmed and case-folded, unknown or none = slot-wide", max_param))
+    for name, default in (("since", "7 days before until"), ("until", "now")):
+        spec.components.parameter(name, "query", {
+            "name": name, "in": "query", "required": False,
+            "description": f"start/end of the window, ISO 8601 date or time (UTC when no offset); default {default}",
+            "schema": {"type": "string", "maxLength": 40, "example": "2026-12-01T00:00:00Z"}})
+    spec.components.parameter("candidate", "query", {
+        "name": "candidate", "in": "query", "required": False,
+        "description": "one candidate: uniform, always:<banner>, thompson, thompson:prior=<strength>, "
+                       "thompson:half-life=<hours>, policy:<registered policy>",
+        "schema": {"type": "string", "maxLength": 200, "example": "uniform"}})
     spec.components.parameter("customer_id", "query", _text_query(
         "customer_id", "The publisher's customer ID, stored with the event", max_param))
     spec.components.parameter("referrer_id", "query", _text_query(
