@@ -1,0 +1,350 @@
+"""Contextual Thompson sampling: who clicks what, by referrer, hour, weekday, device, segment and location.
+
+A contextual slot names some of :data:`FEATURES` (``slots.context``). A serve's context is reduced to one
+*level* per feature (:func:`raw_level`: normalized; unseen values beyond the slot's cap, and missing ones,
+are :data:`OTHER`), and the tuple of levels is the serve's *context cell*. The server counts impressions
+and clicks per (cell, banner) — integer counters like banner_counts, with the same exactly-once rules — and
+those counts are exact sufficient statistics of any model over one-hot features of the cell.
+
+The model, per banner b (Bayesian linear regression, "LinTS": Agrawal & Goyal, ICML 2013; Thompson sampling
+for display advertising: Chapelle & Li, NIPS 2011). x ∈ {0, 1}^(1+D) is the intercept and the one-hot
+encoding of the cell's levels (scikit-learn's OneHotEncoder, rare levels folded into :data:`OTHER`);
+r ∈ {0, 1} a click, r = xᵀw_b + ε, ε ~ N(0, σ²), with prior w_b ~ N(m0_b, σ² Λ0_b⁻¹)::
+
+    Λ0_b = diag(n0_b, λ, …, λ)           # prior precision, in impressions: n0_b on the intercept, λ per level
+    m0_b = (p0_b, 0, …, 0)               # intercept: the banner's slot-wide prior mean α0/(α0+β0), or the
+                                         # slot's pooled rate when it has no stored prior (cold start)
+    A_b  = Λ0_b + Σ_cells n_cb x_c x_cᵀ  # = Λ0 + XᵀX     (n_cb impressions of b in cell c)
+    μ_b  = A_b⁻¹ (Λ0_b m0_b + Σ_cells c_cb x_c)   # = A⁻¹(Λ0 m0 + Xᵀy)   (c_cb clicks)
+    w_b | data ~ N(μ_b, σ² A_b⁻¹),   σ² = p̄(1 − p̄)   (p̄: the slot's pooled click rate)
+
+History counted without a cell (served while the slot was per-city Thompson: slot-wide banner_counts minus
+the cell counts) enters as intercept-only rows, so switching a slot keeps what it learned.
+
+Thompson sampling for a request in cell x draws, for every banner, its score xᵀw_b — exactly
+N(xᵀμ_b, σ² xᵀA_b⁻¹x), independent across banners — and serves the argmax. The fit (A_b⁻¹, μ_b) is made
+once per snapshot of the statistics; a cell's means and deviations once per snapshot at its first serve;
+decisions come from blocks of precomputed draws per cell, as in bandits/city_thompson.py, whose win
+frequencies are the propensities. Pure: no Flask, Cassandra or Spark here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.preprocessing import OneHotEncoder
+
+from bandits.city_thompson import FIRST_BLOCK
+from bandits.policy import ArmExplanation, Choice, Context, SlotStatistics
+from bandits.thompson import BetaPrior
+from eventlog.counting import SLOT_WIDE
+
+FEATURES = ("location", "referrer", "hour", "weekday", "device", "segment")    # in cell order
+DEFAULT_FEATURES = ("referrer", "device", "segment")     # a contextual slot that names none
+OPEN_FEATURES = frozenset({"location", "referrer", "segment"})  # values chosen by callers: capped per slot
+DEVICES = ("mobile", "tablet", "desktop", "other")
+OTHER = "other"                 # unseen, rare, missing and over-the-cap values
+PAIR_SEPARATOR = "\t"           # between the feature=level pairs of a cell key (no level holds a control
+#                                 character: webapp/web/validation.py refuses them)
+MIN_LEVELS, MAX_LEVELS = 2, 1000
+MIN_LEVEL_IMPRESSIONS = 20      # a level with fewer impressions is fitted as OTHER (min_frequency)
+FEATURE_PRIOR = 20.0            # λ: prior precision of each level's coefficient, in impressions
+COLD_INTERCEPT_PRIOR = 2.0      # n0 when the banner has no stored prior (intercept: the slot's pooled rate)
+TOP_FEATURES = 3                # features named in a serve's explanation
+MAX_CELLS = 4096                # cells whose draws a snapshot keeps (the oldest are rebuilt when needed)
+
+
+class InvalidContext(ValueError):
+    """A context feature list or a policy parameter that cannot be used."""
+
+
+def context_features(names: Iterable[Any]) -> tuple[str, ...]:
+    """Validated feature names in canonical (:data:`FEATURES`) order; duplicates are dropped.
+
+    Raises InvalidContext for anything but a list of known names."""
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise InvalidContext(f"context must be a list of feature names from {', '.join(FEATURES)}")
+    names = list(names)
+    unknown = [n for n in names if not isinstance(n, str) or n not in FEATURES]
+    if unknown:
+        raise InvalidContext(f"unknown context feature(s) {', '.join(map(repr, unknown))}; "
+                             f"known: {', '.join(FEATURES)}")
+    return tuple(f for f in FEATURES if f in names)
+
+
+def raw_level(context: Context, feature: str) -> str:
+    """The normalized level of ``feature`` in ``context`` (before any cap): lower-cased and stripped IDs,
+    the hour and weekday as numbers, the device class; :data:`OTHER` when missing."""
+    if feature == "location":
+        value = context.location
+    elif feature == "referrer":
+        value = context.referrer_id
+    elif feature == "segment":
+        value = context.segment
+    elif feature == "hour":
+        return str(context.hour) if context.hour is not None and 0 <= context.hour <= 23 else OTHER
+    elif feature == "weekday":
+        return str(context.weekday) if context.weekday is not None and 0 <= context.weekday <= 6 else OTHER
+    elif feature == "device":
+        return context.device if context.device in DEVICES else OTHER
+    else:
+        raise InvalidContext(f"unknown context feature {feature!r}")
+    value = (value or "").strip().lower()
+    return value or OTHER
+
+
+def cell_key(features: Sequence[str], levels: Sequence[str]) -> str:
+    """The stored key of a context cell: ``feature=level`` pairs in feature order."""
+    return PAIR_SEPARATOR.join(f"{f}={level}" for f, level in zip(features, levels))
+
+
+def parse_cell(cell: str) -> dict[str, str]:
+    """feature → level of a stored cell key (a cell recorded under other features still parses)."""
+    pairs = (pair.partition("=") for pair in cell.split(PAIR_SEPARATOR) if pair)
+    return {feature: level for feature, _, level in pairs}
+
+
+@dataclass
+class _Cell:
+    """A cell's decision state for one snapshot: scores ~ N(mean, sd²) per arm, shape (K,)."""
+
+    key: str
+    mean: NDArray[np.float64]
+    sd: NDArray[np.float64]
+    states: tuple[tuple[dict, str], ...]        # per arm: (logged state, its JSON)
+    choices: tuple[Choice, ...] = ()
+    winners: list[int] | None = None
+    cursor: int = 0
+
+
+class ContextualThompson:
+    """Thompson sampling over a Bayesian linear model of each banner's click probability given the
+    context cell (see the module doc).
+
+    Parameters
+    ----------
+    arms : sequence of str, length K
+        The servable banners, in a fixed order.
+    statistics : SlotStatistics
+        ``context_features`` (empty: :data:`DEFAULT_FEATURES`), ``context_counts`` (cell → banner →
+        (impressions, clicks)), ``max_levels`` (levels kept per open feature, OTHER included), the slot-wide
+        ``counts`` (history without a cell) and ``priors`` (intercept priors).
+    max_draws : int ≥ 1
+        Largest block of precomputed draws per cell and snapshot.
+    feature_prior : float > 0
+        λ, the prior precision of every level's coefficient, in impressions.
+    min_level_impressions : int ≥ 0
+        Levels with fewer impressions are fitted as OTHER.
+    """
+
+    name: ClassVar[str] = "contextual"
+
+    def __init__(self, arms: Sequence[str], statistics: SlotStatistics, *, max_draws: int = 4096,
+                 feature_prior: float = FEATURE_PRIOR, min_level_impressions: int = MIN_LEVEL_IMPRESSIONS) -> None:
+        if not isinstance(max_draws, int) or max_draws < 1:
+            raise InvalidContext(f"max_draws must be an integer ≥ 1, got {max_draws!r}")
+        if not np.isfinite(feature_prior) or feature_prior <= 0:
+            raise InvalidContext(f"feature_prior must be a positive number, got {feature_prior!r}")
+        if not isinstance(min_level_impressions, int) or min_level_impressions < 0:
+            raise InvalidContext(f"min_level_impressions must be an integer ≥ 0, got {min_level_impressions!r}")
+        max_levels = statistics.max_levels
+        if not isinstance(max_levels, int) or not MIN_LEVELS <= max_levels <= MAX_LEVELS:
+            raise InvalidContext(f"max_levels must be an integer from {MIN_LEVELS} to {MAX_LEVELS}, "
+                                 f"got {max_levels!r}")
+        self.arms = tuple(arms)
+        self.features = context_features(statistics.context_features) or DEFAULT_FEATURES
+        self.max_levels = max_levels
+        self.max_draws = max_draws
+        self.feature_prior = float(feature_prior)
+        self._lock = threading.Lock()
+        self._cells: dict[str, _Cell] = {}
+        self._fit(statistics, min_level_impressions)
+
+    @classmethod
+    def from_statistics(cls, arms: Sequence[str], statistics: SlotStatistics, *, max_draws: int = 4096
+                        ) -> ContextualThompson:
+        return cls(arms, statistics, max_draws=max_draws)
+
+    # -- fitting (once per snapshot) ----------------------------------------------------------------
+
+    def _fit(self, statistics: SlotStatistics, min_level_impressions: int) -> None:
+        arms, features = self.arms, self.features
+        index = {arm: i for i, arm in enumerate(arms)}
+        k = len(arms)
+        # Cells projected on the slot's current features (a feature the cell was not recorded with: OTHER).
+        cells: dict[tuple[str, ...], NDArray[np.float64]] = defaultdict(lambda: np.zeros((k, 2)))
+        for cell, by_banner in statistics.context_counts.items():
+            levels = parse_cell(cell)
+            key = tuple(levels.get(f, OTHER) for f in features)
+            for banner, (n, c) in by_banner.items():
+                if banner in index:
+                    cells[key][index[banner]] += (float(n), float(c))
+        weights: list[Counter[str]] = [Counter() for _ in features]
+        for key, counts in cells.items():
+            for j, level in enumerate(key):
+                weights[j][level] += counts[:, 0].sum()
+        # Levels the serve path records as themselves (the rest: OTHER), at most max_levels per open feature.
+        self.known: list[set[str]] = [set(w) - {OTHER} for w in weights]
+        # Levels the model fits: the most served, each with at least min_level_impressions; the rest → OTHER.
+        self.levels: list[list[str]] = []
+        for w in weights:
+            kept = [lvl for lvl, n in w.most_common() if lvl != OTHER and n >= min_level_impressions]
+            self.levels.append(sorted(kept[:self.max_levels - 1]))
+        self.encoder = OneHotEncoder(
+            categories=[np.array([*lv, OTHER], dtype=object) for lv in self.levels],
+            handle_unknown="ignore", sparse_output=False, dtype=np.float64,
+            feature_name_combiner=lambda feature, level: f"{feature}={level}")
+        self.encoder.fit(np.array([[OTHER] * len(features)], dtype=object))
+        self.feature_names = tuple(self.encoder.get_feature_names_out(list(features)))
+
+        # Design rows: each cell once, with its counts; plus history without a cell, intercept only.
+        keys = list(cells)
+        x = self.encode_levels(keys) if keys else np.zeros((0, 1 + len(self.feature_names)))
+        counts = np.stack([cells[key] for key in keys]) if keys else np.zeros((0, k, 2))      # (M, K, 2)
+        slot_wide = statistics.counts.get(SLOT_WIDE, {})
+        rest = np.array([slot_wide.get(arm, (0, 0)) for arm in arms], dtype=np.float64).reshape(k, 2)
+        rest = np.maximum(rest - counts.sum(axis=0), 0.0)
+        rest[:, 1] = np.minimum(rest[:, 1], rest[:, 0])
+        intercept = np.zeros((1, x.shape[1]))
+        intercept[0, 0] = 1.0
+        x = np.vstack([x, intercept])
+        counts = np.concatenate([counts, rest[None]], axis=0)
+        impressions, clicks = counts[..., 0], counts[..., 1]                                  # (M+1, K)
+        total_n, total_c = impressions.sum(), clicks.sum()
+        pooled = (total_c + 1.0) / (total_n + 2.0)
+        self.noise = max(pooled * (1.0 - pooled), 1e-4)                                         # σ²
+        priors = [statistics.priors.get(SLOT_WIDE, {}).get(arm) for arm in arms]
+        n0 = np.array([p.alpha + p.beta if p else COLD_INTERCEPT_PRIOR for p in priors])
+        p0 = np.array([p.alpha / (p.alpha + p.beta) if p else pooled for p in priors])
+        self.intercept_priors = tuple(p or BetaPrior(float(pooled * COLD_INTERCEPT_PRIOR),
+                                                     float((1 - pooled) * COLD_INTERCEPT_PRIOR), "pooled")
+                                      for p in priors)
+        d = x.shape[1]
+        prior_precision = np.full((k, d), self.feature_prior)
+        prior_precision[:, 0] = n0
+        prior_mean = np.zeros((k, d))
+        prior_mean[:, 0] = p0
+        # A_b = Λ0 + XᵀX (weighted by the cell's impressions of b);  Xᵀy = Σ clicks · x
+        gram = np.einsum("mk,mi,mj->kij", impressions, x, x)
+        self.precision = gram + np.einsum("ki,ij->kij", prior_precision, np.eye(d))          # (K, D+1, D+1)
+        rhs = prior_precision * prior_mean + clicks.T @ x                                      # (K, D+1)
+        self.covariance = np.linalg.inv(self.precision) if k else np.zeros((0, d, d))         # A⁻¹
+        self.mean = np.einsum("kij,kj->ki", self.covariance, rhs)                             # μ = A⁻¹(Λ0m0 + Xᵀy)
+
+    def encode_levels(self, rows: Sequence[Sequence[str]]) -> NDArray[np.float64]:
+        """The design rows, shape (M, 1 + D), of cells given as level tuples (intercept first); levels the
+        model does not fit are encoded as OTHER."""
+        fitted = [set(lv) for lv in self.levels]
+        mapped = np.array([[lvl if lvl in fitted[j] else OTHER for j, lvl in enumerate(row)] for row in rows],
+                          dtype=object).reshape(len(rows), len(self.features))
+        return np.hstack([np.ones((len(rows), 1)), self.encoder.transform(mapped)])
+
+    # -- serving ----------------------------------------------------------------------------------------
+
+    def cell_levels(self, context: Context, *, admit: bool = True) -> tuple[str, ...]:
+        """The levels a serve records: an open feature's value not seen before is admitted while the slot has
+        fewer than max_levels − 1 levels of it (``admit``), else it is OTHER."""
+        levels = []
+        for j, feature in enumerate(self.features):
+            level = raw_level(context, feature)
+            if feature in OPEN_FEATURES and level != OTHER and level not in self.known[j]:
+                if admit and len(self.known[j]) < self.max_levels - 1:
+                    self.known[j].add(level)
+                else:
+                    level = OTHER
+            levels.append(level)
+        return tuple(levels)
+
+    def scores(self, levels: Sequence[str]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Each arm's score distribution in a cell: mean xᵀμ_b and sd √(σ² xᵀA_b⁻¹x), shape (K,)."""
+        x = self.encode_levels([levels])[0]
+        mean = self.mean @ x
+        sd = np.sqrt(self.noise * np.einsum("kij,i,j->k", self.covariance, x, x))
+        return mean, sd
+
+    def top_features(self, levels: Sequence[str], arm: int, top: int = TOP_FEATURES) -> list[str]:
+        """The cell's levels that raise ``arm``'s score most against the other arms' average (positive only)."""
+        x = self.encode_levels([levels])[0]
+        active = np.flatnonzero(x[1:]) + 1
+        lift = self.mean[arm, active] - self.mean[:, active].mean(axis=0)
+        order = np.argsort(-lift, kind="stable")
+        return [self.feature_names[active[i] - 1] for i in order[:top] if lift[i] > 1e-9]
+
+    def _cell(self, levels: tuple[str, ...]) -> _Cell:
+        key = cell_key(self.features, levels)
+        found = self._cells.get(key)
+        if found is None:
+            mean, sd = self.scores(levels)
+            states = []
+            for arm, (m, s) in enumerate(zip(mean.tolist(), sd.tolist())):
+                state = {"cell": key, "mean": round(m, 6), "sd": round(s, 6),
+                         "top": self.top_features(levels, arm)}
+                states.append((state, json.dumps(state, separators=(",", ":"))))
+            found = _Cell(key, mean, sd, tuple(states))
+            with self._lock:
+                while len(self._cells) >= MAX_CELLS:
+                    self._cells.pop(next(iter(self._cells)))
+                self._cells[key] = found
+        return found
+
+    def choose(self, context: Context, rng: np.random.Generator) -> Choice:
+        """One Thompson decision in the context's cell. Not thread-safe: the caller holds a lock."""
+        if not self.arms:
+            raise ValueError("cannot choose from zero arms")
+        cell = self._cell(self.cell_levels(context))
+        if cell.winners is None or cell.cursor >= len(cell.winners):
+            size = min(self.max_draws, FIRST_BLOCK if cell.winners is None else 2 * len(cell.winners))
+            draws = cell.mean + cell.sd * rng.standard_normal((size, len(self.arms)))
+            winners = np.argmax(draws, axis=1)
+            propensities = (np.bincount(winners, minlength=len(self.arms)) / size).tolist()
+            cell.choices = tuple(Choice(i, p, state, text)
+                                 for i, (p, (state, text)) in enumerate(zip(propensities, cell.states)))
+            cell.winners = winners.tolist()
+            cell.cursor = 0
+        choice = cell.choices[cell.winners[cell.cursor]]
+        cell.cursor += 1
+        return choice
+
+    def action_probabilities(self, context: Context, rng: np.random.Generator, draws: int = 20_000
+                             ) -> NDArray[np.float64]:
+        """P(arm | context) by Monte Carlo over ``draws`` joint draws, shape (K,); admits no new level."""
+        mean, sd = self.scores(self.cell_levels(context, admit=False))
+        winners = np.argmax(mean + sd * rng.standard_normal((draws, len(self.arms))), axis=1)
+        return np.bincount(winners, minlength=len(self.arms)) / draws
+
+    def explain(self, context: Context, rng: np.random.Generator, draws: int = 20_000) -> list[ArmExplanation]:
+        """Each arm's score in the context's cell as a Beta of the same mean and variance (moment-matched,
+        for the Beta-shaped reports), its intercept prior, and P(best) by Monte Carlo."""
+        mean, sd = self.scores(self.cell_levels(context, admit=False))
+        p_best = self.action_probabilities(context, rng, draws)
+        result = []
+        for arm, m, s, prior, p in zip(self.arms, mean, sd, self.intercept_priors, p_best):
+            m = float(np.clip(m, 1e-4, 1 - 1e-4))
+            strength = max(m * (1 - m) / max(float(s) ** 2, 1e-12) - 1.0, 1e-3)
+            result.append(ArmExplanation(arm, m * strength, (1 - m) * strength, prior, float(p)))
+        return result
+
+    def level_rates(self, arm: int) -> dict[str, tuple[float, float]]:
+        """For the dashboard: ``feature=level`` → (estimated CTR, sd) of ``arm`` in a cell with that level
+        and every other feature at OTHER."""
+        result = {}
+        for j, feature in enumerate(self.features):
+            for level in [*self.levels[j], OTHER]:
+                levels = [OTHER] * len(self.features)
+                levels[j] = level
+                mean, sd = self.scores(levels)
+                result[f"{feature}={level}"] = (float(mean[arm]), float(sd[arm]))
+        return result
+
+
+def cell_of(state: Mapping[str, Any]) -> str | None:
+    """The context cell a logged choice was made in (None for a policy without cells)."""
+    cell = state.get("cell")
+    return cell if isinstance(cell, str) else None
