@@ -108,13 +108,14 @@ def put_slot(tenant: str, slot: str):
         404: NotFound
         413: PayloadTooLarge
     """
-    body = _body({"name", "size", "locations", "decay_half_life_hours", "policy"})
+    body = _body({"name", "size", "locations", "decay_half_life_hours", "policy", "context"})
     return _put_result(services.put_slot(_db(), tenant, slot, body.get("name"), size=body.get("size"),
                                          locations=body.get("locations"),
                                          max_location_length=current_app.config["MAX_PARAM_LENGTH"],
                                          decay_half_life_hours=body.get("decay_half_life_hours",
                                                                         services.UNSET),
-                                         policy=body.get("policy", services.UNSET)))
+                                         policy=body.get("policy", services.UNSET),
+                                         context=body.get("context", services.UNSET)))
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>/banners/<banner>")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from bandits.contextual import DEFAULT_FEATURES as DEFAULT_CONTEXT
+from bandits.contextual import FEATURES as CONTEXT_FEATURES
 from bandits.registry import DEFAULT_POLICY, POLICIES
 from webapp.serving.tokens import MAX_TOKEN_LENGTH, TOKEN_RE
 from webapp.web import validation
@@ -57,6 +59,9 @@ class ServeDocument(Closed):
     posterior = fields.Nested(ServedPosterior, required=True)
     policy = fields.String(required=True, metadata={"description": "the slot's policy that chose the banner",
                                                     "example": "thompson"})
+    features = fields.List(fields.String(), metadata={
+        "description": "contextual slots: the context levels (feature=level) that raised the chosen banner's "
+                       "score most against the others", "example": ["referrer=newsletter", "device=mobile"]})
 
 
 class ClickBody(Closed):
@@ -130,6 +135,11 @@ class SlotBody(Closed):
                            metadata={"description": "the slot's policy (bandits/registry.py); null = "
                                                     f"{DEFAULT_POLICY}; kept when left out",
                                      "example": DEFAULT_POLICY})
+    context = fields.List(fields.String(validate=validate.OneOf(CONTEXT_FEATURES)), allow_none=True,
+                          validate=validate.Length(max=len(CONTEXT_FEATURES)), metadata={
+                              "description": "the context features a contextual slot learns from; empty or null "
+                                             f"= {', '.join(DEFAULT_CONTEXT)}; kept when left out",
+                              "example": ["referrer", "device", "hour"]})
 
 
 class Slot(Closed):
@@ -142,6 +152,8 @@ class Slot(Closed):
     locations = fields.List(fields.String(), required=True)
     decay_half_life_hours = fields.Float(required=True, allow_none=True)
     policy = fields.String(required=True, validate=validate.OneOf(sorted(POLICIES)))
+    context = fields.List(fields.String(validate=validate.OneOf(CONTEXT_FEATURES)), required=True,
+                          metadata={"description": "the context features of a contextual slot"})
 
 
 class BannerBody(Closed):

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from bandits import BetaPrior, beta_posterior, win_probabilities
+from bandits import BetaPrior, beta_posterior, contextual, win_probabilities
 from bandits.policy import prior_for
 from bandits.registry import DEFAULT_POLICY, POLICIES
 from eventlog.counting import SLOT_WIDE
@@ -125,6 +125,16 @@ def policy_name(value: Any) -> str:
     return value
 
 
+def slot_context(value: Any) -> tuple[str, ...]:
+    """A slot's context features (bandits.contextual.FEATURES), in canonical order; None = none named."""
+    if value is None:
+        return ()
+    try:
+        return contextual.context_features(value)
+    except contextual.InvalidContext as exc:
+        raise InvalidInput(str(exc)) from None
+
+
 def _slot_document(row: dict[str, Any]) -> dict[str, Any]:
     width, height = (row.get("width"), row.get("height"))
     if not width or not height:
@@ -133,14 +143,17 @@ def _slot_document(row: dict[str, Any]) -> dict[str, Any]:
             "size": f"{width}x{height}", "width": width, "height": height,
             "locations": sorted(row.get("locations") or ()),
             "decay_half_life_hours": row.get("decay_half_life_hours") or None,
-            "policy": row.get("policy") or DEFAULT_POLICY}
+            "policy": row.get("policy") or DEFAULT_POLICY,
+            "context": list(row.get("context") or ())}
 
 
 def put_slot(db: Database, tenant_id: str, slot_id: str, name: Any, *, size: Any = None,
              locations: Any = None, max_location_length: int = 128,
-             decay_half_life_hours: Any = UNSET, policy: Any = UNSET) -> tuple[bool, dict[str, Any]]:
+             decay_half_life_hours: Any = UNSET, policy: Any = UNSET, context: Any = UNSET
+             ) -> tuple[bool, dict[str, Any]]:
     """Create or replace a slot. ``size`` ('728x250') and ``locations`` are kept as stored when None, the
-    decay half-life and the policy when UNSET (None turns decay off, and sets the default policy)."""
+    decay half-life, the policy and the context features when UNSET (None turns decay off, sets the default
+    policy and clears the features)."""
     validation.identifier(tenant_id, "tenant")
     validation.identifier(slot_id, "slot")
     name = validation.short_text(name, "name", required=True)
@@ -148,9 +161,10 @@ def put_slot(db: Database, tenant_id: str, slot_id: str, name: Any, *, size: Any
     known = slot_locations(locations, max_location_length) if locations is not None else None
     half_life = None if decay_half_life_hours is UNSET else decay_half_life(decay_half_life_hours)
     chosen = None if policy is UNSET else policy_name(policy)
+    features = None if context is UNSET else slot_context(context)
     require_tenant(db, tenant_id)
     created = store.put_slot(db, tenant_id, slot_id, name, store.SlotLayout(width, height, known),
-                             store.SlotLearning(half_life, chosen))
+                             store.SlotLearning(half_life, chosen, features))
     return created, get_slot(db, tenant_id, slot_id)
 
 

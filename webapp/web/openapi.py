@@ -91,6 +91,9 @@ def build_spec(app: Flask) -> APISpec:
         "customer_id", "The publisher's customer ID, stored with the event", max_param))
     spec.components.parameter("referrer_id", "query", _text_query(
         "referrer_id", "The publisher's referrer ID, stored with the event", max_param))
+    spec.components.parameter("segment", "query", _text_query(
+        "segment", "The visitor's segment as the publisher names it (new, returning, vip, …): a context "
+        "feature of contextual slots, stored with the impression", max_param))
     spec.components.parameter("token", "path", {
         "name": "token", "in": "path", "required": True,
         "description": "the signed click token of a served impression",
