@@ -24,7 +24,8 @@ the cell counts) enters as intercept-only rows, so switching a slot keeps what i
 Thompson sampling for a request in cell x draws, for every banner, its score xᵀw_b — exactly
 N(xᵀμ_b, σ² xᵀA_b⁻¹x), independent across banners — and serves the argmax. The fit (A_b⁻¹, μ_b) is made
 once per snapshot of the statistics; a cell's means and deviations once per snapshot at its first serve;
-decisions come from blocks of precomputed draws per cell, as in bandits/city_thompson.py, whose win
+decisions come from blocks of precomputed draws per cell (CELL_FIRST_BLOCK, then doubling), as in
+bandits/city_thompson.py, whose win
 frequencies are the propensities. Pure: no Flask, Cassandra or Spark here.
 """
 
@@ -34,14 +35,14 @@ import json
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import sparse
 from sklearn.preprocessing import OneHotEncoder
 
-from bandits.city_thompson import FIRST_BLOCK
 from bandits.policy import ArmExplanation, Choice, Context, SlotStatistics
 from bandits.thompson import BetaPrior
 from eventlog.counting import SLOT_WIDE
@@ -59,6 +60,8 @@ FEATURE_PRIOR = 20.0            # λ: prior precision of each level's coefficien
 COLD_INTERCEPT_PRIOR = 2.0      # n0 when the banner has no stored prior (intercept: the slot's pooled rate)
 TOP_FEATURES = 3                # features named in a serve's explanation
 MAX_CELLS = 4096                # cells whose draws a snapshot keeps (the oldest are rebuilt when needed)
+CELL_FIRST_BLOCK = 128          # draws at a cell's first serve of a snapshot (FIRST_BLOCK's role: with six
+#                                 features most cells are served a few times a snapshot; blocks then double)
 
 
 class InvalidContext(ValueError):
@@ -118,10 +121,21 @@ class _Cell:
     key: str
     mean: NDArray[np.float64]
     sd: NDArray[np.float64]
-    states: tuple[tuple[dict, str], ...]        # per arm: (logged state, its JSON)
-    choices: tuple[Choice, ...] = ()
+    tops: list[list[str]]                       # per arm: the levels that raise it most
+    choices: dict[int, Choice] = field(default_factory=dict)    # per arm served in the current block
+    propensities: list[float] = field(default_factory=list)
     winners: list[int] | None = None
     cursor: int = 0
+
+    def choice(self, arm: int) -> Choice:
+        """The choice of ``arm`` in the current block, its state and JSON made on its first serve."""
+        found = self.choices.get(arm)
+        if found is None:
+            state = {"cell": self.key, "mean": round(float(self.mean[arm]), 6),
+                     "sd": round(float(self.sd[arm]), 6), "top": self.tops[arm]}
+            found = self.choices[arm] = Choice(arm, self.propensities[arm], state,
+                                               json.dumps(state, separators=(",", ":")))
+        return found
 
 
 class ContextualThompson:
@@ -203,10 +217,17 @@ class ContextualThompson:
             feature_name_combiner=lambda feature, level: f"{feature}={level}")
         self.encoder.fit(np.array([[OTHER] * len(features)], dtype=object))
         self.feature_names = tuple(self.encoder.get_feature_names_out(list(features)))
+        # The encoder's columns as lookups, for one cell at a time on the serve path: feature j's level →
+        # its column of the design row (0 is the intercept).
+        self._columns: list[dict[str, int]] = []
+        offset = 1
+        for categories in self.encoder.categories_:
+            self._columns.append({str(level): offset + i for i, level in enumerate(categories)})
+            offset += len(categories)
 
         # Design rows: each cell once, with its counts; plus history without a cell, intercept only.
         keys = list(cells)
-        x = self.encode_levels(keys) if keys else np.zeros((0, 1 + len(self.feature_names)))
+        x = self._design(keys) if keys else sparse.csr_matrix((0, 1 + len(self.feature_names)))
         counts = np.stack([cells[key] for key in keys]) if keys else np.zeros((0, k, 2))      # (M, K, 2)
         slot_wide = statistics.counts.get(SLOT_WIDE, {})
         rest = np.array([slot_wide.get(arm, (0, 0)) for arm in arms], dtype=np.float64).reshape(k, 2)
@@ -214,7 +235,7 @@ class ContextualThompson:
         rest[:, 1] = np.minimum(rest[:, 1], rest[:, 0])
         intercept = np.zeros((1, x.shape[1]))
         intercept[0, 0] = 1.0
-        x = np.vstack([x, intercept])
+        x = sparse.vstack([x, sparse.csr_matrix(intercept)], format="csr")
         counts = np.concatenate([counts, rest[None]], axis=0)
         impressions, clicks = counts[..., 0], counts[..., 1]                                  # (M+1, K)
         total_n, total_c = impressions.sum(), clicks.sum()
@@ -232,19 +253,28 @@ class ContextualThompson:
         prior_mean = np.zeros((k, d))
         prior_mean[:, 0] = p0
         # A_b = Λ0 + XᵀX (weighted by the cell's impressions of b);  Xᵀy = Σ clicks · x
-        gram = np.einsum("mk,mi,mj->kij", impressions, x, x)
+        # x is one-hot (1 + F nonzeros a row): sparse products cost O(M F²) per arm
+        gram = np.stack([(x.T @ x.multiply(impressions[:, [b]])).toarray() for b in range(k)]) if k \
+            else np.zeros((0, d, d))
         self.precision = gram + np.einsum("ki,ij->kij", prior_precision, np.eye(d))          # (K, D+1, D+1)
-        rhs = prior_precision * prior_mean + clicks.T @ x                                      # (K, D+1)
+        rhs = prior_precision * prior_mean + np.asarray((x.T @ clicks).T)                      # (K, D+1)
         self.covariance = np.linalg.inv(self.precision) if k else np.zeros((0, d, d))         # A⁻¹
         self.mean = np.einsum("kij,kj->ki", self.covariance, rhs)                             # μ = A⁻¹(Λ0m0 + Xᵀy)
 
     def encode_levels(self, rows: Sequence[Sequence[str]]) -> NDArray[np.float64]:
         """The design rows, shape (M, 1 + D), of cells given as level tuples (intercept first); levels the
         model does not fit are encoded as OTHER."""
+        return self._design(rows).toarray()
+
+    def _design(self, rows: Sequence[Sequence[str]]) -> sparse.csr_matrix:
         fitted = [set(lv) for lv in self.levels]
         mapped = np.array([[lvl if lvl in fitted[j] else OTHER for j, lvl in enumerate(row)] for row in rows],
                           dtype=object).reshape(len(rows), len(self.features))
-        return np.hstack([np.ones((len(rows), 1)), self.encoder.transform(mapped)])
+        self.encoder.set_params(sparse_output=True)
+        try:
+            return sparse.hstack([np.ones((len(rows), 1)), self.encoder.transform(mapped)], format="csr")
+        finally:
+            self.encoder.set_params(sparse_output=False)
 
     # -- serving ----------------------------------------------------------------------------------------
 
@@ -262,32 +292,37 @@ class ContextualThompson:
             levels.append(level)
         return tuple(levels)
 
+    def active_columns(self, levels: Sequence[str]) -> NDArray[np.intp]:
+        """The nonzero columns of a cell's design row (intercept, then one level per feature): the same row as
+        :meth:`encode_levels`, looked up instead of transformed."""
+        return np.array([0, *(columns.get(level, columns[OTHER]) for columns, level in zip(self._columns, levels))],
+                        dtype=np.intp)
+
     def scores(self, levels: Sequence[str]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Each arm's score distribution in a cell: mean xᵀμ_b and sd √(σ² xᵀA_b⁻¹x), shape (K,)."""
-        x = self.encode_levels([levels])[0]
-        mean = self.mean @ x
-        sd = np.sqrt(self.noise * np.einsum("kij,i,j->k", self.covariance, x, x))
-        return mean, sd
+        """Each arm's score distribution in a cell: mean xᵀμ_b and sd √(σ² xᵀA_b⁻¹x), shape (K,). With x
+        one-hot these are sums over the cell's active columns (1 + F of them)."""
+        active = self.active_columns(levels)
+        mean = self.mean[:, active].sum(axis=1)
+        variance = self.covariance[:, active][:, :, active].sum(axis=(1, 2))
+        return mean, np.sqrt(self.noise * np.maximum(variance, 0.0))
 
     def top_features(self, levels: Sequence[str], arm: int, top: int = TOP_FEATURES) -> list[str]:
         """The cell's levels that raise ``arm``'s score most against the other arms' average (positive only)."""
-        x = self.encode_levels([levels])[0]
-        active = np.flatnonzero(x[1:]) + 1
-        lift = self.mean[arm, active] - self.mean[:, active].mean(axis=0)
-        order = np.argsort(-lift, kind="stable")
-        return [self.feature_names[active[i] - 1] for i in order[:top] if lift[i] > 1e-9]
+        return self._top_features(levels, top)[arm]
+
+    def _top_features(self, levels: Sequence[str], top: int = TOP_FEATURES) -> list[list[str]]:
+        active = self.active_columns(levels)[1:]
+        lift = self.mean[:, active] - self.mean[:, active].mean(axis=0)             # (K, F)
+        order = np.argsort(-lift, axis=1, kind="stable")[:, :top]
+        return [[self.feature_names[active[i] - 1] for i in row if lift[arm, i] > 1e-9]
+                for arm, row in enumerate(order.tolist())]
 
     def _cell(self, levels: tuple[str, ...]) -> _Cell:
         key = cell_key(self.features, levels)
         found = self._cells.get(key)
         if found is None:
             mean, sd = self.scores(levels)
-            states = []
-            for arm, (m, s) in enumerate(zip(mean.tolist(), sd.tolist())):
-                state = {"cell": key, "mean": round(m, 6), "sd": round(s, 6),
-                         "top": self.top_features(levels, arm)}
-                states.append((state, json.dumps(state, separators=(",", ":"))))
-            found = _Cell(key, mean, sd, tuple(states))
+            found = _Cell(key, mean, sd, self._top_features(levels))
             with self._lock:
                 while len(self._cells) >= MAX_CELLS:
                     self._cells.pop(next(iter(self._cells)))
@@ -300,15 +335,14 @@ class ContextualThompson:
             raise ValueError("cannot choose from zero arms")
         cell = self._cell(self.cell_levels(context))
         if cell.winners is None or cell.cursor >= len(cell.winners):
-            size = min(self.max_draws, FIRST_BLOCK if cell.winners is None else 2 * len(cell.winners))
+            size = min(self.max_draws, CELL_FIRST_BLOCK if cell.winners is None else 2 * len(cell.winners))
             draws = cell.mean + cell.sd * rng.standard_normal((size, len(self.arms)))
             winners = np.argmax(draws, axis=1)
-            propensities = (np.bincount(winners, minlength=len(self.arms)) / size).tolist()
-            cell.choices = tuple(Choice(i, p, state, text)
-                                 for i, (p, (state, text)) in enumerate(zip(propensities, cell.states)))
+            cell.propensities = (np.bincount(winners, minlength=len(self.arms)) / size).tolist()
+            cell.choices = {}
             cell.winners = winners.tolist()
             cell.cursor = 0
-        choice = cell.choices[cell.winners[cell.cursor]]
+        choice = cell.choice(cell.winners[cell.cursor])
         cell.cursor += 1
         return choice
 

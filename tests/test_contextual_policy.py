@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bandits import BetaPrior
-from bandits.city_thompson import FIRST_BLOCK
 from bandits.contextual import (
+    CELL_FIRST_BLOCK,
     OTHER,
     ContextualThompson,
     InvalidContext,
@@ -118,7 +118,7 @@ def test_each_referrer_gets_its_own_winner_and_the_choice_explains_itself():
     assert news[0].state["top"][0] == "referrer=news"
     assert json.loads(news[0].state_json) == news[0].state
     # propensities: the block's win frequencies, summing to one over the arms
-    first = {c.arm: c.propensity for c in news[:FIRST_BLOCK]}
+    first = {c.arm: c.propensity for c in news[:CELL_FIRST_BLOCK]}
     assert 0.9 < first[0] <= 1.0
 
 
