@@ -8,7 +8,7 @@ import uuid
 import numpy as np
 import pytest
 
-from tests.helpers import gen_slot, sync
+from tests.helpers import csrf_token, gen_slot, gen_user, login, sync
 from webapp.storage import store
 
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
@@ -130,3 +130,40 @@ def test_what_one_worker_learns_reaches_another(app_factory):
     served = [other.get(f"/v1/serve/{tenant}/{slot}?referrer_id=news").get_json()["banner"]["id"]
               for _ in range(200)]
     assert served.count("b") > 180
+
+
+def test_stats_and_the_dashboard_show_the_policy_and_ctr_by_level(app, client, admin_headers):
+    tenant, slot = gen_slot(client, ["a", "b"])
+    put_slot(client, admin_headers, tenant, slot, policy="contextual", context=["referrer"])
+    for referrer in ["news"] * 30 + ["search"] * 30:
+        document = client.get(f"/v1/serve/{tenant}/{slot}?referrer_id={referrer}").get_json()
+        if (referrer, document["banner"]["id"]) in (("news", "a"), ("search", "b")):
+            client.post("/v1/click", json={"token": document["token"]})
+    sync(app)
+    stats = client.get(f"/v1/admin/tenants/{tenant}/slots/{slot}/stats", headers=admin_headers).get_json()
+    assert stats["policy"] == "contextual"
+    context = stats["context"]
+    assert context["features"] == ["referrer"]
+    assert context["levels"] == ["referrer=news", "referrer=search", "referrer=other"]
+    news_a, news_b = context["by_banner"]["a"]["referrer=news"], context["by_banner"]["b"]["referrer=news"]
+    assert news_a["ctr"] > news_b["ctr"] and news_a["low"] <= news_a["ctr"] <= news_a["high"]
+    search_a, search_b = context["by_banner"]["a"]["referrer=search"], context["by_banner"]["b"]["referrer=search"]
+    assert search_b["ctr"] > search_a["ctr"]
+    thompson = gen_slot(client, ["a"], tenant=tenant, slot="plain")[1]
+    plain = client.get(f"/v1/admin/tenants/{tenant}/slots/{thompson}/stats", headers=admin_headers).get_json()
+    assert (plain["policy"], plain["context"]) == ("thompson", None)
+
+    with app.app_context():
+        user = gen_user(app)
+    assert login(client, user).status_code == 302
+    page = client.get(f"/admin/tenants/{tenant}/slots/{slot}/results").get_data(as_text=True)
+    assert "contextual Thompson sampling" in page and 'id="context-table"' in page
+    assert "referrer=search" in page
+    edit = client.get(f"/admin/tenants/{tenant}/slots/{slot}/edit").get_data(as_text=True)
+    assert '<option selected value="contextual">' in edit or 'value="contextual" selected' in edit
+    response = client.post(f"/admin/tenants/{tenant}/slots/{slot}/edit", data={
+        "csrf_token": csrf_token(edit), "slot_id": slot, "name": "Hero", "size": "728x250", "locations": "",
+        "decay_half_life_hours": "", "policy": "contextual", "context": ["device", "referrer"]})
+    assert response.status_code == 302
+    with app.app_context():
+        assert store.get_slot(app.extensions["cassandra"], tenant, slot)["context"] == ["referrer", "device"]

@@ -149,7 +149,8 @@ def _save_slot(form: SlotForm, tenant: str, slot: str) -> None:
     services.put_slot(_db(), tenant, slot, form.name.data, size=form.size.data,
                       locations=form.locations.data or "",
                       max_location_length=current_app.config["MAX_PARAM_LENGTH"],
-                      decay_half_life_hours=half_life)
+                      decay_half_life_hours=half_life, policy=form.policy.data or None,
+                      context=form.context.data or [])
 
 
 @bp.route("/tenants/<tenant>/new-slot", methods=["GET", "POST"])
@@ -185,7 +186,8 @@ def slot_edit(tenant: str, slot: str):
     half_life = info["decay_half_life_hours"]
     form = SlotForm(data={"slot_id": slot, "name": info["name"], "size": info["size"],
                           "locations": "\n".join(info["locations"]),
-                          "decay_half_life_hours": f"{half_life:g}" if half_life else ""})
+                          "decay_half_life_hours": f"{half_life:g}" if half_life else "",
+                          "policy": info["policy"], "context": info["context"]})
     form.slot_id.data = slot
     if form.validate_on_submit():
         try:

@@ -212,6 +212,11 @@ class SlotStats(Closed):
     slot = fields.String(required=True)
     location = fields.String(required=True)
     decay_half_life_hours = fields.Float(required=True, allow_none=True)
+    policy = fields.String(required=True, validate=validate.OneOf(sorted(POLICIES)),
+                           metadata={"description": "the policy that serves the slot"})
+    context = fields.Dict(required=True, allow_none=True, metadata={
+        "description": "contextual slots: `features`, the fitted `levels` (feature=level), and `by_banner`: "
+                       "banner → level → {ctr, low, high} (95% interval), the other features at `other`"})
     banners = fields.List(fields.Nested(BannerReport), required=True)
     locations = fields.List(fields.String(), required=True)
     filtered_clicks_by_reason = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)

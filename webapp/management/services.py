@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from bandits import BetaPrior, beta_posterior, contextual, win_probabilities
-from bandits.policy import prior_for
+from bandits.policy import SlotStatistics, prior_for
 from bandits.registry import DEFAULT_POLICY, POLICIES
 from eventlog.counting import SLOT_WIDE
 from webapp.learning import decay
@@ -248,6 +248,32 @@ class BannerReport:
     p_best: float             # P(this banner has the highest CTR) among active banners
 
 
+CTR_INTERVAL_Z = 1.96      # the context report's 95% intervals: mean ± 1.96 sd of the model's score
+
+
+def context_report(db: Database, slot: dict[str, Any], banners: list[dict[str, Any]],
+                   priors: dict[str, dict[str, BetaPrior]]) -> dict[str, Any]:
+    """A contextual slot's model as serving builds it (bandits/contextual.py): its features, and per banner
+    the estimated CTR at each fitted level of each feature (the other features at ``other``) with a 95%
+    interval — the dashboard's banner × level table. Cumulative counts per cell (context_counts)."""
+    cells: dict[str, dict[str, tuple[int, int]]] = {}
+    for row in store.context_counts(db, slot["tenant_id"], slot["slot_id"]):
+        cells.setdefault(row["cell"], {})[row["banner_id"]] = (int(row["impressions"] or 0),
+                                                               int(row["clicks"] or 0))
+    arms = tuple(b["banner_id"] for b in banners)
+    features = tuple(f for f in slot.get("context") or () if f in contextual.FEATURES)
+    model = contextual.ContextualThompson(arms, SlotStatistics(priors=priors, context_features=features,
+                                                               context_counts=cells))
+    by_banner = {}
+    for arm, banner_id in enumerate(arms):
+        levels = {}
+        for level, (mean, sd) in model.level_rates(arm).items():
+            levels[level] = {"ctr": round(mean, 6), "low": round(max(0.0, mean - CTR_INTERVAL_Z * sd), 6),
+                             "high": round(min(1.0, mean + CTR_INTERVAL_Z * sd), 6)}
+        by_banner[banner_id] = levels
+    return {"features": list(model.features), "levels": list(model.feature_names), "by_banner": by_banner}
+
+
 def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
                 rng: np.random.Generator) -> dict[str, Any]:
     """Per banner of a slot, for one location ('' = slot-wide): counts, posterior and P(best).
@@ -292,7 +318,11 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
             prior={"alpha": chosen[i].alpha, "beta": chosen[i].beta, "source": chosen[i].source},
             p_best=round(float(p_best[i]), 4),
         )))
+    policy = slot.get("policy") or DEFAULT_POLICY
     return {"tenant": tenant_id, "slot": slot_id, "location": location, "decay_half_life_hours": half_life,
+            "policy": policy,
+            "context": context_report(db, slot, banners, priors) if policy == contextual.ContextualThompson.name
+            else None,
             "banners": reports,
             "locations": store.known_locations(db, tenant_id, slot_id),
             "filtered_clicks_by_reason": store.filtered_reasons(db, tenant_id, slot_id)}
