@@ -180,3 +180,8 @@ def test_invalid_parameters_are_refused_clearly(kwargs, message):
 def test_an_invalid_level_cap_is_refused():
     with pytest.raises(InvalidContext, match="max_levels must be an integer from 2"):
         contextual(max_levels=1)
+
+
+def test_an_invalid_exploration_scale_is_refused():
+    with pytest.raises(InvalidContext, match="exploration must be a positive number"):
+        ContextualThompson(("a",), SlotStatistics(), exploration=0.0)
