@@ -56,6 +56,7 @@ OTHER = "other"                 # unseen, rare, missing and over-the-cap values
 PAIR_SEPARATOR = "\t"           # between the feature=level pairs of a cell key (no level holds a control
 #                                 character: webapp/web/validation.py refuses them)
 MIN_LEVELS, MAX_LEVELS = 2, 1000
+MAX_LEVEL_LENGTH = 64           # characters of an open feature's level kept (cells ride in click tokens)
 MIN_LEVEL_IMPRESSIONS = 20      # a level with fewer impressions is fitted as OTHER (min_frequency)
 FEATURE_PRIOR = 20.0            # λ: prior precision of each level's coefficient, in impressions
 COLD_INTERCEPT_PRIOR = 2.0      # n0 when the banner has no stored prior (intercept: the slot's pooled rate)
@@ -103,7 +104,7 @@ def raw_level(context: Context, feature: str) -> str:
         return context.device if context.device in DEVICES else OTHER
     else:
         raise InvalidContext(f"unknown context feature {feature!r}")
-    value = (value or "").strip().lower()
+    value = (value or "").strip().lower()[:MAX_LEVEL_LENGTH]
     return value or OTHER
 
 

@@ -54,6 +54,7 @@ def test_levels_are_normalized_and_missing_ones_are_other():
     assert [raw_level(Context(), f) for f in ("location", "referrer", "hour", "weekday", "device", "segment")] \
         == [OTHER] * 6
     assert raw_level(Context(device="toaster"), "device") == OTHER
+    assert raw_level(Context(segment="x" * 200), "segment") == "x" * 64
     assert parse_cell(cell_key(FEATURES, ("news", "mobile"))) == {"referrer": "news", "device": "mobile"}
 
 
