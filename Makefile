@@ -16,7 +16,7 @@ LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CA
 
 .PHONY: help venv cassandra cassandra-stop schema demo run stop test test-unit lint docs-config bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
 .PHONY: cluster cluster-stop cluster-status spark-cluster spark-cluster-stop cluster-priors cluster-audit
-.PHONY: spark-jars priors evaluate bench-evaluation audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline migrate-events bench-scale
+.PHONY: spark-jars priors evaluate bench-evaluation audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline migrate-events bench-scale bench-context
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
@@ -165,6 +165,10 @@ bench-drift: venv
 
 bench-outage: venv cassandra
 	@$(PY) -m pytest tests/test_outage.py -q -s -p no:logging
+
+# Contextual Thompson sampling vs per-city Thompson, MABWiser LinTS/LinUCB and the oracle (SEEDS, HORIZON).
+bench-context: venv
+	@PYTHONPATH=$(CURDIR) nice -n 10 $(PY) benchmarks/bench_context.py --seeds $${SEEDS:-32} --horizon $${HORIZON:-200000}
 
 bench-bots: venv
 	@$(PY) benchmarks/bench_bots.py

@@ -27,14 +27,22 @@ from eventlog.counting import SLOT_WIDE
 
 Counts = Mapping[str, Mapping[str, tuple[float, float]]]      # location → banner → (impressions, clicks)
 Priors = Mapping[str, Mapping[str, BetaPrior]]                # location → banner → prior
+CellCounts = Mapping[str, Mapping[str, tuple[float, float]]]  # context cell → banner → (impressions, clicks)
 
 
 class Context(NamedTuple):
-    """What the policy knows about one request. ``location`` is normalized ('' = none)."""
+    """What the policy knows about one request. ``location`` is normalized ('' = none); ``hour`` (0–23) and
+    ``weekday`` (0 = Monday) are the serve time in the tenant's time zone (None = unknown); ``device`` is
+    'mobile', 'tablet', 'desktop' or 'other' ('' = unknown); ``segment`` is the publisher's ('' = none).
+    Per-city Thompson sampling reads only ``location``; the contextual policy reads the slot's features."""
 
     location: str = SLOT_WIDE
     customer_id: str = ""
     referrer_id: str = ""
+    hour: int | None = None
+    weekday: int | None = None
+    device: str = ""
+    segment: str = ""
 
 
 class Choice(NamedTuple):
@@ -65,10 +73,15 @@ class ArmExplanation:
 @dataclass(frozen=True)
 class SlotStatistics:
     """What the server has stored for one slot: counts (cumulative, or time-decayed when the slot decays)
-    and priors, by location ('' = slot-wide) and banner."""
+    and priors, by location ('' = slot-wide) and banner; for a contextual slot, its context features
+    (``slots.context``), the cap on levels per feature, and the cumulative counts per context cell and banner
+    (``context_counts``, bandits/contextual.py)."""
 
     counts: Counts = field(default_factory=dict)
     priors: Priors = field(default_factory=dict)
+    context_features: tuple[str, ...] = ()
+    context_counts: CellCounts = field(default_factory=dict)
+    max_levels: int = 16
 
 
 def prior_for(priors: Priors, location: str, banner_id: str) -> BetaPrior:

@@ -7,10 +7,12 @@ one line to POLICIES (docs/extending.md).
 from __future__ import annotations
 
 from bandits.city_thompson import CityThompson
+from bandits.contextual import ContextualThompson
 from bandits.policy import Policy
 
 POLICIES: dict[str, type[Policy]] = {
     CityThompson.name: CityThompson,
+    ContextualThompson.name: ContextualThompson,
 }
 DEFAULT_POLICY = CityThompson.name
 

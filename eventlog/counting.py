@@ -6,6 +6,7 @@ The counter tables are views of the event log:
     banner_counts           (location, banner) → impressions, clicks, filtered_clicks
     filtered_click_reasons  reason → clicks
     traffic_counts          (UTC day, location, quarter hour, banner) → impressions, clicks
+    context_counts          (context cell, banner) → impressions, clicks   (contextual slots, cql/012)
 
 Rules:
 1. an impression counts 1 impression;
@@ -14,7 +15,10 @@ Rules:
 3. a click counts in its impression's quarter hour (the time inside the impression's timeuuid);
 4. every event counts under its location and again under the slot-wide row (SLOT_WIDE, once when they are
    the same);
-5. imported history (``posterior_scope = IMPORT_SCOPE``) and the clicks of it count nowhere.
+5. imported history (``posterior_scope = IMPORT_SCOPE``) and the clicks of it count nowhere;
+6. an impression with a context cell (``context_cell``: served by the contextual policy) counts 1 impression
+   under (cell, banner) in context_counts, and its valid click 1 click there (a click counts in its
+   impression's cell, carried by its click token); filtered clicks do not count there.
 
 :func:`counter_rows` lists the rows one event adds to; the writer applies the same rules in aggregate
 (``counted_locations``, ``click_counts``, ``filtered_reason``) and tests check both against the audit.
@@ -90,6 +94,7 @@ class Event:
     valid: bool = True
     invalid_reason: str | None = None
     imported: bool = False          # an impression of imported history, or a click of one
+    cell: str | None = None         # the impression's context cell (rule 6); None: not contextual
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,8 @@ def counter_rows(event: Event) -> list[CounterRow]:
         if any(traffic):
             rows.append(CounterRow("traffic_counts", (*slot, bucket.date(), where, bucket, event.banner_id),
                                    traffic))
+    if event.cell is not None and any(counts[:2]):
+        rows.append(CounterRow("context_counts", (*slot, event.cell, event.banner_id), counts[:2]))
     reason = filtered_reason(event.valid, event.invalid_reason) if event.kind == "click" else None
     if reason is not None:
         rows.append(CounterRow("filtered_click_reasons", (*slot, reason), (1,)))

@@ -69,6 +69,8 @@ REASONS_KEY = ["tenant_id", "slot_id", "reason"]
 REASONS_COLUMNS = ["clicks"]
 TRAFFIC_KEY = ["tenant_id", "slot_id", "day", "location", "bucket", "banner_id"]
 TRAFFIC_COLUMNS = ["impressions", "clicks"]
+CONTEXT_KEY = ["tenant_id", "slot_id", "cell", "banner_id"]
+CONTEXT_COLUMNS = ["impressions", "clicks"]
 WRITE_CHUNK = 100                 # counter updates per batch: well under Cassandra's batch size limits
 
 
@@ -84,7 +86,8 @@ class Table:
 BANNER_COUNTS = Table("banner_counts", BANNER_COUNTS_KEY, BANNER_COUNTS_COLUMNS)
 REASONS = Table("filtered_click_reasons", REASONS_KEY, REASONS_COLUMNS)
 TRAFFIC = Table("traffic_counts", TRAFFIC_KEY, TRAFFIC_COLUMNS)
-TABLES = (BANNER_COUNTS, REASONS, TRAFFIC)
+CONTEXT = Table("context_counts", CONTEXT_KEY, CONTEXT_COLUMNS)
+TABLES = (BANNER_COUNTS, REASONS, TRAFFIC, CONTEXT)
 
 
 # -- extract --------------------------------------------------------------------------------------------------
@@ -97,7 +100,7 @@ def extract(spark: SparkSession, keyspace: str, tenants: list[str] | None = None
             ) -> tuple[DataFrame, DataFrame, dict[str, DataFrame]]:
     """The whole log (impressions, clicks) and the counter tables, with the columns the audit needs."""
     impressions = read_table(spark, keyspace, "impression_log", EVENT_PARTITION_KEY + [
-        "impression_id", "served_at", "location", "banner_id", "posterior_scope"])
+        "impression_id", "served_at", "location", "banner_id", "posterior_scope", "context_cell"])
     clicks = read_table(spark, keyspace, "click_log", EVENT_PARTITION_KEY + ["impression_id",
         "clicked_at", "location", "banner_id", "valid", "invalid_reason"])
     counters = {table.name: _tenants(read_table(spark, keyspace, table.name, table.key + table.columns), tenants)
@@ -116,18 +119,21 @@ def quarter_hour(at: Column) -> Column:
 def live_events(impressions: DataFrame, clicks: DataFrame) -> tuple[DataFrame, DataFrame]:
     """What the counters count: impressions that are not imported history, and clicks of them.
 
-    Returns (impressions: tenant_id, slot_id, location, banner_id, bucket;
-             clicks: tenant_id, slot_id, location, banner_id, bucket, valid, reason).
-    A click whose impression row is missing still counts (the writer counts a click when its LWT applies).
+    Returns (impressions: tenant_id, slot_id, location, banner_id, bucket, cell;
+             clicks: tenant_id, slot_id, location, banner_id, bucket, valid, reason, cell).
+    A click whose impression row is missing still counts (the writer counts a click when its LWT applies); its
+    context cell is its impression's (eventlog.counting rule 6), null without the impression row.
     """
     location = F.coalesce(F.col("location"), F.lit(SLOT_WIDE)).alias("location")
     imported = impressions.where(F.col("posterior_scope") == IMPORT_SCOPE).select(*EVENT_KEY)
     live_impressions = (impressions.where(F.col("posterior_scope").isNull()
                                           | (F.col("posterior_scope") != IMPORT_SCOPE))
                         .select("tenant_id", "slot_id", location, "banner_id",
-                                quarter_hour(F.col("served_at")).alias("bucket")))
-    live_clicks = (clicks.join(imported, EVENT_KEY, "left_anti")
-                   .select("tenant_id", "slot_id", location, "banner_id",
+                                quarter_hour(F.col("served_at")).alias("bucket"),
+                                F.col("context_cell").alias("cell")))
+    cells = impressions.where(F.col("context_cell").isNotNull()).select(*EVENT_KEY, F.col("context_cell").alias("cell"))
+    live_clicks = (clicks.join(imported, EVENT_KEY, "left_anti").join(cells, EVENT_KEY, "left")
+                   .select("tenant_id", "slot_id", location, "banner_id", "cell",
                            quarter_hour(timeuuid_time(F.col("impression_id"), F.col("clicked_at"))).alias("bucket"),
                            F.coalesce(F.col("valid"), F.lit(True)).alias("valid"),
                            F.coalesce(F.col("invalid_reason"), F.lit(INVALID_REASON)).alias("reason")))
@@ -168,6 +174,17 @@ def expected_traffic(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
     return (_with_slot_wide(shown.unionByName(clicked))
             .withColumn("day", F.to_date("bucket"))
             .groupBy(*TRAFFIC_KEY)
+            .agg(F.sum("i").cast("long").alias("impressions"), F.sum("c").cast("long").alias("clicks")))
+
+
+def expected_context(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
+    """context_counts as the log says: tenant_id, slot_id, cell, banner_id, impressions, clicks (impressions
+    with a context cell, and their valid clicks)."""
+    shown = impressions.where(F.col("cell").isNotNull()).select(*CONTEXT_KEY, F.lit(1).alias("i"),
+                                                                 F.lit(0).alias("c"))
+    clicked = (clicks.where(F.col("cell").isNotNull() & F.col("valid"))
+               .select(*CONTEXT_KEY, F.lit(0).alias("i"), F.lit(1).alias("c")))
+    return (shown.unionByName(clicked).groupBy(*CONTEXT_KEY)
             .agg(F.sum("i").cast("long").alias("impressions"), F.sum("c").cast("long").alias("clicks")))
 
 
@@ -306,6 +323,12 @@ def repair(db: Database, audit: Audit, settle: float) -> Audit:
         batches = [batch for chunk in _chunks(deltas) for batch in store.counter_batches(db, chunk, {}).values()]
         batches += list(store.counter_batches(db, {}, reasons).values()) if reasons else []
         batches += [batch for chunk in _chunks(traffic) for batch in store.traffic_batches(db, chunk).values()]
+        context = {(r["tenant_id"], r["slot_id"], r["cell"], r["banner_id"]):
+                   [max(0, r["missing_impressions"]), max(0, r["missing_clicks"])]
+                   for r in audit.reports[CONTEXT.name].rows
+                   if (r["tenant_id"], r["slot_id"]) == slot and (r["missing_impressions"] > 0
+                                                                  or r["missing_clicks"] > 0)}
+        batches += [batch for chunk in _chunks(context) for batch in store.counter_batches(db, {}, {}, chunk).values()]
         for batch in batches:
             try:
                 session.execute(batch)
@@ -339,7 +362,8 @@ def audit_log(spark: SparkSession, keyspace: str, tenants: list[str] | None = No
     live_impressions, live_clicks = live_impressions.cache(), live_clicks.cache()
     expected = {BANNER_COUNTS.name: expected_banner_counts(live_impressions, live_clicks),
                 REASONS.name: expected_reasons(live_clicks),
-                TRAFFIC.name: expected_traffic(live_impressions, live_clicks)}
+                TRAFFIC.name: expected_traffic(live_impressions, live_clicks),
+                CONTEXT.name: expected_context(live_impressions, live_clicks)}
     reports = {table.name: TableReport(table, _collect(differences(expected[table.name], counted[table.name],
                                                                    table), table))
                for table in TABLES}

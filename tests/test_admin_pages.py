@@ -375,7 +375,8 @@ def test_the_management_api_sets_and_keeps_slot_size_and_locations(client, admin
     assert response.status_code == 200
     assert response.get_json() == {"tenant": tenant, "id": slot, "name": "Hero", "size": "300x600", "width": 300,
                                    "height": 600, "locations": ["goa", "pune"], "decay_half_life_hours": None,
-                                   "policy": "thompson", "holdout_percent": 0}
+                                   "policy": "thompson", "holdout_percent": 0,
+                                   "context": []}
     # PATCH keeps what it does not name; PUT replaces the whole slot (issue 25: one rule for all resources)
     renamed = client.patch(path, json={"name": "Renamed"}, headers=admin_headers).get_json()
     assert (renamed["name"], renamed["size"], renamed["locations"]) == ("Renamed", "300x600", ["goa", "pune"])

@@ -18,7 +18,7 @@ from webapp.storage.database import Database
 
 DAY = dt.date(2026, 11, 30)
 IMPRESSION_SCHEMA = ("tenant_id string, slot_id string, day date, impression_id string, served_at timestamp, "
-                     "location string, banner_id string, posterior_scope string")
+                     "location string, banner_id string, posterior_scope string, context_cell string")
 CLICK_SCHEMA = ("tenant_id string, slot_id string, day date, impression_id string, clicked_at timestamp, "
                 "location string, banner_id string, valid boolean, invalid_reason string")
 HUMAN = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
@@ -64,13 +64,15 @@ LOG = [
     (at(12, 34), "chennai", "a", None, None),                          # a row from before posterior_scope
 ]
 ORPHAN_CLICK = (at(13, 0, 1.0), "pune", "a")
+# The context cells of LOG's impressions served by a contextual policy (by index); the others have none.
+CELLS = {0: "referrer=news", 3: "referrer=news", 5: "referrer=search"}
 
 
 def log_frames(spark):
     impressions, clicks = [], []
-    for served_at, location, banner, scope, click in LOG:
+    for index, (served_at, location, banner, scope, click) in enumerate(LOG):
         key = ("t", "s", DAY, impression_id(served_at))
-        impressions.append((*key, served_at, location, banner, scope))
+        impressions.append((*key, served_at, location, banner, scope, CELLS.get(index)))
         if click is not None:
             clicks.append((*key, served_at + dt.timedelta(minutes=6), location, banner, *click))
     served_at, location, banner = ORPHAN_CLICK
@@ -113,14 +115,15 @@ def test_expected_counts_follow_the_event_writers_rules(spark):
 def writer_rows(table: str) -> set[tuple]:
     """LOG's counter rows by eventlog.counting.counter_rows (the event writer's rules), summed per key."""
     events = []
-    for served_at, location, banner, scope, click in LOG:
+    for index, (served_at, location, banner, scope, click) in enumerate(LOG):
         imported = counting.is_imported(scope)
         events.append(counting.Event("impression", "t", "s", location or counting.SLOT_WIDE, banner, served_at,
-                                     imported=imported))
+                                     imported=imported, cell=CELLS.get(index)))
         if click is not None:
             events.append(counting.Event("click", "t", "s", location or counting.SLOT_WIDE, banner,
                                          counting.click_served_at(uuid.UUID(impression_id(served_at)), served_at),
-                                         valid=click[0], invalid_reason=click[1], imported=imported))
+                                         valid=click[0], invalid_reason=click[1], imported=imported,
+                                         cell=CELLS.get(index)))
     served_at, location, banner = ORPHAN_CLICK
     events.append(counting.Event("click", "t", "s", location, banner, served_at))
     sums: dict[tuple, list[int]] = {}
@@ -144,6 +147,12 @@ def test_the_audits_transforms_and_the_writers_counting_rules_agree(spark):
            for r in rows(traffic, counter_audit.TRAFFIC_KEY + counter_audit.TRAFFIC_COLUMNS)}
     assert got == writer_rows("traffic_counts")
     assert len(got) == 8
+    context = counter_audit.expected_context(live_impressions, live_clicks)
+    assert rows(context, counter_audit.CONTEXT_KEY + counter_audit.CONTEXT_COLUMNS) == writer_rows("context_counts")
+    # mumbai's valid click counts in its cell; delhi's flagged one does not
+    assert writer_rows("context_counts") == {("t", "s", "referrer=news", "a", 1, 1),
+                                             ("t", "s", "referrer=news", "b", 1, 0),
+                                             ("t", "s", "referrer=search", "a", 1, 0)}
 
 
 def test_a_clicks_quarter_hour_is_its_impressions_even_at_the_edge(spark):

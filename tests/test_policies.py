@@ -31,7 +31,7 @@ def test_every_registered_policy_follows_the_protocol_under_its_name():
 
 
 def test_an_unknown_policy_name_is_refused_clearly():
-    with pytest.raises(UnknownPolicy, match="unknown policy 'linucb'; known: thompson"):
+    with pytest.raises(UnknownPolicy, match="unknown policy 'linucb'; known: contextual, thompson"):
         policy_class("linucb")
 
 

@@ -58,7 +58,7 @@ def test_a_slot_names_its_policy_and_an_unknown_one_is_a_400(client, admin_heade
     assert client.put(url, json={"name": "Hero"}, headers=admin_headers).get_json()["policy"] == "thompson"
     response = client.put(url, json={"name": "Hero", "policy": "linucb"}, headers=admin_headers)
     assert response.status_code == 400
-    assert "policy must be one of thompson" in response.get_json()["error"]
+    assert "policy must be one of contextual, thompson" in response.get_json()["error"]
     response = client.put(url, json={"name": "Hero", "policy": "thompson"}, headers=admin_headers)
     assert response.status_code == 200 and response.get_json()["policy"] == "thompson"
     assert client.put(url, json={"name": "Hero", "policy": None}, headers=admin_headers).get_json()["policy"] == \

@@ -80,9 +80,10 @@ def test_a_refresh_reads_the_held_slots_only_by_partition(app, client):
     with Requests(app) as sent:
         for _ in range(3):
             cache.refresh()
-    # Per refresh: the tenant row, then the slot row, banners, counters and priors of the one held slot.
-    assert sent.count == 3 * 5
-    assert sent.mentioning(served) == 3 * 5
+    # Per refresh: the tenant row, then the slot row, banners, counters, priors and context counts of the one
+    # held slot.
+    assert sent.count == 3 * 6
+    assert sent.mentioning(served) == 3 * 6
     assert sent.mentioning(unserved) == 0
 
 
@@ -94,8 +95,9 @@ def test_a_tenants_held_slots_share_one_read_of_their_slot_rows(app, client):
         assert client.get(f"/v1/serve/{tenant}/{slot}").status_code == 200
     with Requests(app) as sent:
         _cache(app).refresh()
-    # The tenant row, one read of the slots partition for both, then banners, counters, priors of each.
-    assert sent.count == 1 + 1 + 2 * 3
+    # The tenant row, one read of the slots partition for both, then banners, counters, priors and context
+    # counts of each.
+    assert sent.count == 1 + 1 + 2 * 4
     assert sent.mentioning("three") == 0
 
 
@@ -124,8 +126,8 @@ def test_an_unknown_slot_is_404_and_not_read_again_at_once(app, client):
         stranger = f"nobody{uuid.uuid4().hex[:8]}"
         for n in range(5):                  # one read tells that the tenant does not exist, for all its slots
             assert client.get(f"/v1/serve/{stranger}/s{n}").status_code == 404
-    assert read_once == 4                   # the slot's partitions (its tenant is held)
-    assert sent.count == read_once + 5      # nothing for the repeat; the stranger's tenant row and slot once
+    assert read_once == 5                   # the slot's partitions (its tenant is held)
+    assert sent.count == read_once + 6      # nothing for the repeat; the stranger's tenant row and slot once
     # Created now, it serves within about a second (the remembered 404 expires).
     client.put(f"/v1/admin/tenants/{tenant}/slots/later", json={"name": "Later"}, headers=AUTH)
     client.put(f"/v1/admin/tenants/{tenant}/slots/later/banners/x", headers=AUTH, json={

@@ -8,9 +8,19 @@ from zoneinfo import available_timezones
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import BooleanField, HiddenField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
+from bandits.contextual import DEFAULT_FEATURES, FEATURES
 from webapp.dashboard import accounts
 
 
@@ -57,6 +67,15 @@ class SlotForm(FlaskForm):
         description="Empty or 0: none. This share of visitors (the same visitor always, by customer ID) is served "
                     "a banner at random, like an A/B test, so that the results page can show what the bandit "
                     "earned over it (0 to 50).")
+    policy = SelectField("Policy", default="thompson", validate_choice=False,
+                         choices=[SelectChoice("thompson", "Thompson sampling per city"),
+                                  SelectChoice("contextual", "Contextual: learn who clicks what")],
+                         description="Contextual learns each banner's CTR by the features below; switching keeps "
+                                     "the slot's history.")
+    context = SelectMultipleField("Context features (contextual)", validate_choice=False,
+                                  choices=[SelectChoice(f, f) for f in FEATURES],
+                                  description=f"None selected: {', '.join(DEFAULT_FEATURES)}. Each feature adds "
+                                              "levels to learn: pick the ones that matter.")
 
 
 class BannerForm(FlaskForm):

@@ -152,7 +152,8 @@ def _save_slot(form: SlotForm, tenant: str, slot: str) -> None:
                       locations=form.locations.data or "",
                       max_location_length=current_app.config["MAX_PARAM_LENGTH"],
                       decay_half_life_hours=half_life,
-                      holdout=(int(held) if held.isdigit() else held) if held else 0)
+                      holdout=(int(held) if held.isdigit() else held) if held else 0,
+                      policy=form.policy.data or None, context=form.context.data or [])
 
 
 @bp.route("/tenants/<tenant>/new-slot", methods=["GET", "POST"])
@@ -189,7 +190,8 @@ def slot_edit(tenant: str, slot: str):
     form = SlotForm(data={"slot_id": slot, "name": info["name"], "size": info["size"],
                           "locations": "\n".join(info["locations"]),
                           "decay_half_life_hours": f"{half_life:g}" if half_life else "",
-                          "holdout_percent": str(info["holdout_percent"] or "")})
+                          "holdout_percent": str(info["holdout_percent"] or ""),
+                          "policy": info["policy"], "context": info["context"]})
     form.slot_id.data = slot
     if form.validate_on_submit():
         try:

@@ -31,6 +31,7 @@ from typing import Any
 
 from bandits import BetaPrior
 from bandits.city_thompson import FIRST_BLOCK, Posterior  # noqa: F401 - re-exported (benchmarks)
+from bandits.contextual import FEATURES as CONTEXT_FEATURES
 from bandits.policy import Policy, SlotStatistics
 from bandits.registry import UnknownPolicy, policy_class
 from webapp.learning.decay import DecayedCounts
@@ -106,6 +107,7 @@ class _Held:
 class _Tenant:
     click_filter: ClickFilterSettings | None
     used_at: float
+    timezone: str | None = None         # the tenant's time zone (the hour and weekday of a serve's context)
 
 
 class PosteriorCache:
@@ -113,13 +115,15 @@ class PosteriorCache:
     serve, :meth:`refresh` re-reads the held ones (module doc)."""
 
     def __init__(self, db: Database, max_draws: int = 4096, *, load_timeout: float = 1.0,
-                 idle_seconds: float = 300.0, max_slots: int = 10_000, not_found_seconds: float = 1.0) -> None:
+                 idle_seconds: float = 300.0, max_slots: int = 10_000, not_found_seconds: float = 1.0,
+                 context_max_levels: int = 16) -> None:
         self.db = db
         self.max_draws = max_draws          # PROPENSITY_DRAWS: the largest block of precomputed draws
         self.load_timeout = load_timeout    # SLOT_LOAD_TIMEOUT_SECONDS
         self.idle_seconds = idle_seconds    # SLOT_IDLE_SECONDS
         self.max_slots = max_slots          # SLOT_CACHE_MAX
         self.not_found_seconds = not_found_seconds  # SLOT_NOT_FOUND_SECONDS
+        self.context_max_levels = context_max_levels  # CONTEXT_MAX_LEVELS
         self._slots: OrderedDict[Key, _Held] = OrderedDict()       # least recently served first
         self._tenants: dict[str, _Tenant] = {}                      # click filters of the tenants in use
         self._missing: OrderedDict[tuple[str, str | None], float] = OrderedDict()  # → expiry; slot None = tenant
@@ -186,11 +190,17 @@ class PosteriorCache:
                 rows = None
             if isinstance(rows, Exception) or rows is None:
                 return ClickFilterSettings()
-            tenant = _Tenant(tenant_filter(rows[0]) if rows else None, now)
+            tenant = _Tenant(tenant_filter(rows[0]) if rows else None, now,
+                             rows[0].get("timezone") if rows else None)
             with self._lock:
                 self._tenants[tenant_id] = tenant
         tenant.used_at = now
         return tenant.click_filter or ClickFilterSettings()
+
+    def timezone(self, tenant_id: str) -> str | None:
+        """The time zone of a tenant this worker holds a slot of (None when not known)."""
+        tenant = self._tenants.get(tenant_id)
+        return tenant.timezone if tenant is not None else None
 
     def prepare(self) -> None:
         """Connect and prepare the cache's statements (a worker's warm-up), so a first serve costs one round
@@ -232,7 +242,8 @@ class PosteriorCache:
                     self._remember_missing((tenant_id, None))
                     return None
                 with self._lock:
-                    self._tenants.setdefault(tenant_id, _Tenant(tenant_filter(tenant_rows[0]), time.monotonic()))
+                    self._tenants.setdefault(tenant_id, _Tenant(tenant_filter(tenant_rows[0]), time.monotonic(),
+                                                                tenant_rows[0].get("timezone")))
             if not results[0]:
                 self.stats["not_found"] += 1
                 metrics.SLOT_LOADS.labels(outcome="not_found").inc()
@@ -296,6 +307,7 @@ class PosteriorCache:
                     tenant = self._tenants.get(tenant_id)
                     if tenant is not None:
                         tenant.click_filter = tenant_filter(rows[0]) if rows else None
+                        tenant.timezone = rows[0].get("timezone") if rows else None
             slot_rows: dict[Key, list | Exception] = {}
             for (tenant_id, ids), rows in zip(groups, results[len(tenants):], strict=False):
                 found = {} if isinstance(rows, Exception) else {row["slot_id"]: row for row in rows}
@@ -352,7 +364,7 @@ class PosteriorCache:
         unchanged = unchanged or {}
         result: dict[Key, _Held | None] = {}
         for key, rows in rows_by_slot.items():
-            slot_rows, banners, counts, priors = rows
+            slot_rows, banners, counts, priors, context_counts = rows
             half_life = slot_rows[0].get("decay_half_life_hours")
             decayed: dict[Key, Any] = {}
             digest = None
@@ -369,14 +381,16 @@ class PosteriorCache:
                 if digest == unchanged.get(key):
                     result[key] = None
                     continue
-            state = build_snapshot(slot_rows, banners, counts, priors, decayed, self.max_draws)[key]
+            state = build_snapshot(slot_rows, banners, counts, priors, decayed, self.max_draws,
+                                   context_counts, self.context_max_levels)[key]
             result[key] = _Held(state, digest, now)
         return result
 
 
 def rows_digest(parts: tuple[list[dict[str, Any]], ...]) -> int:
     """A hash of a slot's rows, kept instead of the rows to tell an unchanged slot (memory: one int a slot)."""
-    return hash(tuple(tuple(row.values()) for rows in parts for row in rows))
+    return hash(tuple(tuple(tuple(v) if isinstance(v, list) else v for v in row.values())   # slots.context
+                      for rows in parts for row in rows))
 
 
 def tenant_filter(row: dict[str, Any]) -> ClickFilterSettings | None:
@@ -398,10 +412,13 @@ def click_filters(tenants: list[dict[str, Any]]) -> dict[str, ClickFilterSetting
 def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], counts: list[dict[str, Any]],
                    priors: list[dict[str, Any]],
                    decayed: dict[tuple[str, str], dict[str, dict[str, tuple[float, float]]]] | None = None,
-                   max_draws: int = 4096) -> dict[tuple[str, str], SlotState]:
+                   max_draws: int = 4096, context_counts: list[dict[str, Any]] | None = None,
+                   context_max_levels: int = 16) -> dict[tuple[str, str], SlotState]:
     """Assemble SlotStates from the rows of the config, counts and priors tables, each with its policy
     (``slots.policy``, null = the default; an unknown name is logged and served by the default); ``decayed``
-    replaces the counts of the slots with a decay half-life."""
+    replaces the counts of the slots with a decay half-life. ``context_counts`` (rows of context_counts) and
+    ``slots.context`` are what a contextual slot learns from (bandits/contextual.py; cumulative, never
+    decayed)."""
     decayed = decayed or {}
     by_slot_banners: dict[tuple[str, str], dict[str, Banner]] = defaultdict(dict)
     for row in banners:
@@ -424,12 +441,21 @@ def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], c
         scope = "location" if row["location"] else "slot"
         by_slot_priors[(row["tenant_id"], row["slot_id"])][row["location"]][row["banner_id"]] = BetaPrior(
             prior.alpha, prior.beta, scope)
+    by_slot_cells: dict[tuple[str, str], dict[str, dict[str, tuple[int, int]]]] = defaultdict(
+        lambda: defaultdict(dict))
+    for row in context_counts or ():
+        by_slot_cells[(row["tenant_id"], row["slot_id"])][row["cell"]][row["banner_id"]] = (
+            int(row["impressions"] or 0), int(row["clicks"] or 0))
     snapshot: dict[tuple[str, str], SlotState] = {}
     for row in slots:
         key = (row["tenant_id"], row["slot_id"])
         all_banners = by_slot_banners.get(key, {})
         statistics = SlotStatistics(counts=decayed[key] if key in decayed else dict(by_slot_counts.get(key, {})),
-                                    priors=dict(by_slot_priors.get(key, {})))
+                                    priors=dict(by_slot_priors.get(key, {})),
+                                    context_features=tuple(f for f in row.get("context") or ()
+                                                           if f in CONTEXT_FEATURES),   # newer names: skipped
+                                    context_counts=dict(by_slot_cells.get(key, {})),
+                                    max_levels=context_max_levels)
         name = row.get("policy")
         try:
             policy_class(name)

@@ -434,7 +434,8 @@ def put_slot(tenant: str, slot: str):
                                          decay_half_life_hours=body.get("decay_half_life_hours",
                                                                         services.UNSET),
                                          policy=body.get("policy", services.UNSET),
-                                         holdout=body.get("holdout_percent", services.UNSET)))
+                                         holdout=body.get("holdout_percent", services.UNSET),
+                                         context=body.get("context", services.UNSET)))
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>/banners/<banner>")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from bandits.contextual import DEFAULT_FEATURES as DEFAULT_CONTEXT
+from bandits.contextual import FEATURES as CONTEXT_FEATURES
 from bandits.registry import DEFAULT_POLICY, POLICIES
 from webapp.serving.tokens import MAX_TOKEN_LENGTH, TOKEN_RE
 from webapp.web import validation
@@ -63,6 +65,9 @@ class ServeDocument(Closed):
     group = fields.String(required=True, validate=validate.OneOf(["policy", "holdout"]),
                           metadata={"description": "'holdout': served uniformly at random (the slot's "
                                                    "holdout_percent), not by the policy"})
+    features = fields.List(fields.String(), metadata={
+        "description": "contextual slots: the context levels (feature=level) that raised the chosen banner's "
+                       "score most against the others", "example": ["referrer=newsletter", "device=mobile"]})
 
 
 class ClickBody(Closed):
@@ -150,6 +155,11 @@ class SlotBody(Closed):
         metadata={"description": "share of visitors (sticky per customer_id) served uniformly at random, to "
                                  "measure the policy's lift (GET .../lift); null = 0; kept when left out",
                   "example": 10})
+    context = fields.List(fields.String(validate=validate.OneOf(CONTEXT_FEATURES)), allow_none=True,
+                          validate=validate.Length(max=len(CONTEXT_FEATURES)), metadata={
+                              "description": "the context features a contextual slot learns from; empty or null "
+                                             f"= {', '.join(DEFAULT_CONTEXT)}; kept when left out",
+                              "example": ["referrer", "device", "hour"]})
 
 
 class Slot(Closed):
@@ -163,6 +173,9 @@ class Slot(Closed):
     decay_half_life_hours = fields.Float(required=True, allow_none=True)
     policy = fields.String(required=True, validate=validate.OneOf(sorted(POLICIES)))
     holdout_percent = fields.Integer(required=True, validate=validate.Range(0, 50))
+
+    context = fields.List(fields.String(validate=validate.OneOf(CONTEXT_FEATURES)), required=True,
+                          metadata={"description": "the context features of a contextual slot"})
 
 
 SCHEDULE_TIME = {"format": "date-time", "example": "2026-12-24T00:00:00+05:30"}
@@ -234,6 +247,11 @@ class SlotStats(Closed):
     slot = fields.String(required=True)
     location = fields.String(required=True)
     decay_half_life_hours = fields.Float(required=True, allow_none=True)
+    policy = fields.String(required=True, validate=validate.OneOf(sorted(POLICIES)),
+                           metadata={"description": "the policy that serves the slot"})
+    context = fields.Dict(required=True, allow_none=True, metadata={
+        "description": "contextual slots: `features`, the fitted `levels` (feature=level), and `by_banner`: "
+                       "banner → level → {ctr, low, high} (95% interval), the other features at `other`"})
     banners = fields.List(fields.Nested(BannerReport), required=True)
     locations = fields.List(fields.String(), required=True)
     filtered_clicks_by_reason = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)

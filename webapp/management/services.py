@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from bandits import BetaPrior, beta_posterior, win_probabilities
-from bandits.policy import prior_for
+from bandits import BetaPrior, beta_posterior, contextual, win_probabilities
+from bandits.policy import SlotStatistics, prior_for
 from bandits.registry import DEFAULT_POLICY, POLICIES
 from eventlog.counting import SLOT_WIDE
 from webapp.learning import decay
@@ -155,6 +155,16 @@ def holdout_percent(value: Any) -> int:
     return value
 
 
+def slot_context(value: Any) -> tuple[str, ...]:
+    """A slot's context features (bandits.contextual.FEATURES), in canonical order; None = none named."""
+    if value is None:
+        return ()
+    try:
+        return contextual.context_features(value)
+    except contextual.InvalidContext as exc:
+        raise InvalidInput(str(exc)) from None
+
+
 def _slot_document(row: dict[str, Any]) -> dict[str, Any]:
     width, height = (row.get("width"), row.get("height"))
     if not width or not height:
@@ -164,15 +174,17 @@ def _slot_document(row: dict[str, Any]) -> dict[str, Any]:
             "locations": sorted(row.get("locations") or ()),
             "decay_half_life_hours": row.get("decay_half_life_hours") or None,
             "policy": row.get("policy") or DEFAULT_POLICY,
-            "holdout_percent": row.get("holdout_percent") or 0}
+            "holdout_percent": row.get("holdout_percent") or 0,
+            "context": list(row.get("context") or ())}
 
 
 def put_slot(db: Database, tenant_id: str, slot_id: str, name: Any, *, size: Any = None,
              locations: Any = None, max_location_length: int = 128,
              decay_half_life_hours: Any = UNSET, policy: Any = UNSET,
-             holdout: Any = UNSET) -> tuple[bool, dict[str, Any]]:
+             holdout: Any = UNSET, context: Any = UNSET) -> tuple[bool, dict[str, Any]]:
     """Create or replace a slot. ``size`` ('728x250') and ``locations`` are kept as stored when None, the
-    decay half-life and the policy when UNSET (None turns decay off, and sets the default policy)."""
+    decay half-life, the policy and the context features when UNSET (None turns decay off, sets the default
+    policy and clears the features)."""
     validation.identifier(tenant_id, "tenant")
     validation.identifier(slot_id, "slot")
     name = validation.short_text(name, "name", required=True)
@@ -181,11 +193,12 @@ def put_slot(db: Database, tenant_id: str, slot_id: str, name: Any, *, size: Any
     half_life = None if decay_half_life_hours is UNSET else decay_half_life(decay_half_life_hours)
     chosen = None if policy is UNSET else policy_name(policy)
     held = None if holdout is UNSET else holdout_percent(holdout)
+    features = None if context is UNSET else slot_context(context)
     require_tenant(db, tenant_id)
     if store.get_slot(db, tenant_id, slot_id) is None:
         new_identifier(slot_id, "slot", (r["slot_id"] for r in store.list_slots(db, tenant_id)))
     created = store.put_slot(db, tenant_id, slot_id, name, store.SlotLayout(width, height, known),
-                             store.SlotLearning(half_life, chosen, held))
+                             store.SlotLearning(half_life, chosen, held, features))
     return created, get_slot(db, tenant_id, slot_id)
 
 
@@ -390,6 +403,32 @@ class BannerReport:
     p_best: float             # P(this banner has the highest CTR) among active banners
 
 
+CTR_INTERVAL_Z = 1.96      # the context report's 95% intervals: mean ± 1.96 sd of the model's score
+
+
+def context_report(db: Database, slot: dict[str, Any], banners: list[dict[str, Any]],
+                   priors: dict[str, dict[str, BetaPrior]]) -> dict[str, Any]:
+    """A contextual slot's model as serving builds it (bandits/contextual.py): its features, and per banner
+    the estimated CTR at each fitted level of each feature (the other features at ``other``) with a 95%
+    interval — the dashboard's banner × level table. Cumulative counts per cell (context_counts)."""
+    cells: dict[str, dict[str, tuple[int, int]]] = {}
+    for row in store.context_counts(db, slot["tenant_id"], slot["slot_id"]):
+        cells.setdefault(row["cell"], {})[row["banner_id"]] = (int(row["impressions"] or 0),
+                                                               int(row["clicks"] or 0))
+    arms = tuple(b["banner_id"] for b in banners)
+    features = tuple(f for f in slot.get("context") or () if f in contextual.FEATURES)
+    model = contextual.ContextualThompson(arms, SlotStatistics(priors=priors, context_features=features,
+                                                               context_counts=cells))
+    by_banner = {}
+    for arm, banner_id in enumerate(arms):
+        levels = {}
+        for level, (mean, sd) in model.level_rates(arm).items():
+            levels[level] = {"ctr": round(mean, 6), "low": round(max(0.0, mean - CTR_INTERVAL_Z * sd), 6),
+                             "high": round(min(1.0, mean + CTR_INTERVAL_Z * sd), 6)}
+        by_banner[banner_id] = levels
+    return {"features": list(model.features), "levels": list(model.feature_names), "by_banner": by_banner}
+
+
 def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
                 rng: np.random.Generator) -> dict[str, Any]:
     """Per banner of a slot, for one location ('' = slot-wide): counts, posterior and P(best).
@@ -440,7 +479,11 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
             prior={"alpha": chosen[i].alpha, "beta": chosen[i].beta, "source": chosen[i].source},
             p_best=round(float(p_best[i]), 4),
         )))
+    policy = slot.get("policy") or DEFAULT_POLICY
     return {"tenant": tenant_id, "slot": slot_id, "location": location, "decay_half_life_hours": half_life,
+            "policy": policy,
+            "context": context_report(db, slot, banners, priors) if policy == contextual.ContextualThompson.name
+            else None,
             "banners": reports,
             "locations": store.known_locations(db, tenant_id, slot_id),
             "filtered_clicks_by_reason": store.filtered_reasons(db, tenant_id, slot_id)}

@@ -36,7 +36,8 @@ class Runtime:
         self.rng = np.random.default_rng(seed)
         self.cache = PosteriorCache(db, config["PROPENSITY_DRAWS"], load_timeout=config["SLOT_LOAD_TIMEOUT_SECONDS"],
                                     idle_seconds=config["SLOT_IDLE_SECONDS"], max_slots=config["SLOT_CACHE_MAX"],
-                                    not_found_seconds=config["SLOT_NOT_FOUND_SECONDS"])
+                                    not_found_seconds=config["SLOT_NOT_FOUND_SECONDS"],
+                                    context_max_levels=config["CONTEXT_MAX_LEVELS"])
         self.spool = Spool(config["SPOOL_DIR"], config["SPOOL_MAX_BYTES"], config["SPOOL_SEGMENT_SECONDS"])
         self.events = EventWriter(db, self.spool, config["IMPRESSION_BATCH_ROWS"])
         self.tokens = ClickTokens(config["CLICK_TOKEN_SECRET"], config["CLICK_WINDOW_SECONDS"])

@@ -15,6 +15,7 @@ from bandits.policy import Choice, Context
 from eventlog.timeuuids import timeuuid
 from webapp.learning.posteriors import SlotState, SlotUnavailable
 from webapp.serving import click_filter, runtime
+from webapp.serving.context import device_class, local_hour_and_weekday
 from webapp.serving.holdout import HOLDOUT
 from webapp.serving.tokens import ClickClaim
 from webapp.storage import store
@@ -67,6 +68,7 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], SlotState]:
     location = validation.normalize_location(args.get("location"), limit)
     customer_id = validation.text_param(args.get("customer_id"), "customer_id", limit)
     referrer_id = validation.text_param(args.get("referrer_id"), "referrer_id", limit)
+    segment = validation.text_param(args.get("segment"), "segment", limit)
 
     rt = runtime.get()
     state = _slot_state(rt, tenant, slot)
@@ -75,30 +77,38 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], SlotState]:
     if not state.active:
         raise NotFound(f"slot {tenant}/{slot} has no active banner")
     policy = state.policy
+    served_at = dt.datetime.now(dt.UTC)
+    hour, weekday = local_hour_and_weekday(served_at, rt.cache.timezone(tenant))
+    # The User-Agent is parsed only for a slot that learns from the device (parsing costs milliseconds).
+    device = device_class(request.headers.get("User-Agent") or "") \
+        if "device" in getattr(policy, "features", ()) else ""
     # The holdout (webapp/serving/holdout.py) wraps the slot's policy: its visitors get a uniform draw.
     assignment, held_arm = rt.holdout(tenant, slot, customer_id, state.holdout_percent, len(state.active))
     if held_arm is None:
-        choice = rt.choose(policy, Context(location, customer_id, referrer_id))
+        choice = rt.choose(policy, Context(location, customer_id, referrer_id, hour, weekday, device, segment))
     else:
         choice = holdout_choice(held_arm, len(state.active))
     banner = state.active[choice.arm]
     logged = choice.state           # the Thompson columns stay written; null for a policy without them
     propensity = choice.propensity
+    cell = logged.get("cell")       # the contextual policy's context cell (None for other policies)
 
     impression = Impression(
         tenant_id=tenant, slot_id=slot, impression_id=timeuuid(),
-        served_at=dt.datetime.now(dt.UTC),
+        served_at=served_at,
         banner_id=banner.banner_id, location=location, customer_id=customer_id, referrer_id=referrer_id,
         posterior_scope=logged.get("scope"), alpha=logged.get("alpha"), beta=logged.get("beta"),
         prior_source=logged.get("prior"), propensity=propensity,
         policy=policy.name, policy_state=choice.state_json,
         serving_group=assignment.group, holdout_share=assignment.share,
+        segment=segment, device=device, hour=hour, weekday=weekday, context_cell=cell,
     )
     try:
         rt.events.record_impression(impression)
     except SpoolFull:
         raise ServiceUnavailable("cannot record impressions right now (event spool full); try later") from None
-    token = rt.tokens.sign(ClickClaim(impression.impression_id, tenant, slot, banner.banner_id, location))
+    token = rt.tokens.sign(ClickClaim(impression.impression_id, tenant, slot, banner.banner_id, location,
+                                      cell=cell))
     document = {
         "impression_id": str(impression.impression_id),
         "location": location,
@@ -110,6 +120,8 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], SlotState]:
         "policy": policy.name,
         "group": assignment.group,
     }
+    if cell is not None:        # what moved the chosen banner most: feature=level names, no counts
+        document["features"] = logged.get("top", [])
     return document, state
 
 
@@ -133,6 +145,7 @@ def serve(tenant: str, slot: str):
         - location
         - customer_id
         - referrer_id
+        - segment
       responses:
         200:
           description: The chosen banner, its click URL and the posterior it was drawn from.
@@ -182,6 +195,7 @@ def embed(tenant: str, slot: str):
         - location
         - customer_id
         - referrer_id
+        - segment
       responses:
         200:
           description: A page with the chosen banner linking to its click URL.
@@ -285,6 +299,7 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any, *, visi
         clicked_at=now, banner_id=claim.banner_id, location=claim.location,
         customer_id=customer_id, referrer_id=referrer_id,
         valid=reason is None, invalid_reason=reason, user_agent=user_agent, ip=ip, legacy_day=claim.day,
+        cell=claim.cell,
     )
     try:
         recorded = rt.events.record_click(click)

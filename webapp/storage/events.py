@@ -74,6 +74,11 @@ class Impression:
     policy_state: str = ""          # JSON of the policy's state for the choice (bandits.policy.Choice)
     serving_group: str = "policy"   # 'policy' or 'holdout' (webapp/serving/holdout.py)
     holdout_share: float = 0.0      # P(holdout) of this visitor at serve time: the slot's holdout_percent / 100
+    segment: str = ""               # the serve's context (cql/012): publisher's segment, '' = none
+    device: str = ""                # mobile / tablet / desktop / other; '' = not derived
+    hour: int | None = None         # serve time in the tenant's time zone (None: not known)
+    weekday: int | None = None      # 0 = Monday
+    context_cell: str | None = None  # the contextual policy's cell: counted in context_counts (None: not)
 
     @property
     def partition(self) -> partitions.Partition:
@@ -85,7 +90,8 @@ class Impression:
         return (self.tenant_id, self.slot_id, bucket, shard, self.impression_id, self.served_at, self.banner_id,
                 self.location, self.customer_id, self.referrer_id, self.posterior_scope, self.alpha,
                 self.beta, self.prior_source, self.propensity, self.policy, self.policy_state,
-                self.serving_group, self.holdout_share)
+                self.serving_group, self.holdout_share, self.segment, self.device, self.hour, self.weekday,
+                self.context_cell)
 
     def to_record(self) -> dict[str, Any]:
         return {**vars(self), "kind": "impression", "impression_id": self.impression_id.hex,
@@ -122,6 +128,7 @@ class Click:
     ip: str = ""
     legacy_day: dt.date | None = None   # a token signed before 006 (and its spool record): the impression's
     #                                     UTC day, whose partition of the old `clicks` table is checked too
+    cell: str | None = None         # the impression's context cell (from its token): counted there too
 
     @property
     def served_at(self) -> dt.datetime:
@@ -165,6 +172,8 @@ class EventWriter:
         self._queued: list[tuple[Impression, Segment]] = []      # spooled, not yet sent
         self._deltas: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
         self._reasons: dict[tuple[str, str, str], int] = defaultdict(int)
+        # (tenant, slot, context cell, banner) → [impressions, clicks], for context_counts
+        self._context: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         # (tenant, slot, location, bucket, banner) → [impressions, clicks], for traffic_counts
         self._traffic: dict[tuple[str, str, str, dt.datetime, str], list[int]] = defaultdict(lambda: [0, 0])
         self._retry_impressions: list[tuple[Impression, Segment]] = []
@@ -220,13 +229,13 @@ class EventWriter:
     def _impressions_written(self, _result, chunk: list[tuple[Impression, Segment]]) -> None:
         # Summed outside the lock, merged under it: serves take this lock for every impression, and a chunk
         # of a few hundred rows counted row by row under it held them up for milliseconds.
-        sums: dict[tuple[str, str, str, str, dt.datetime], int] = defaultdict(int)
+        sums: dict[tuple[str, str, str, str, dt.datetime, str | None], int] = defaultdict(int)
         for impression, _ in chunk:
             sums[(impression.tenant_id, impression.slot_id, impression.location, impression.banner_id,
-                  traffic_bucket(impression.served_at))] += 1
+                  traffic_bucket(impression.served_at), impression.context_cell)] += 1
         with self._lock:
-            for (tenant_id, slot_id, location, banner_id, bucket), count in sums.items():
-                self._add_locked(tenant_id, slot_id, location, banner_id, bucket, impressions=count)
+            for (tenant_id, slot_id, location, banner_id, bucket, cell), count in sums.items():
+                self._add_locked(tenant_id, slot_id, location, banner_id, bucket, impressions=count, cell=cell)
         self.spool.done(*(segment for _, segment in chunk))
         with self._lock:
             self.stats["impressions_written"] += len(chunk)
@@ -279,7 +288,7 @@ class EventWriter:
         applied = bool(rows[0]["[applied]"])
         if applied:         # a flagged click is stored, and counted only as filtered (eventlog.counting)
             self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, click.served_at,
-                        *counting.click_counts(click.valid))
+                        *counting.click_counts(click.valid), cell=click.cell)
             reason = counting.filtered_reason(click.valid, click.invalid_reason)
             if reason is not None:
                 with self._lock:
@@ -289,13 +298,17 @@ class EventWriter:
     # -- counters -----------------------------------------------------------------------------------------
 
     def _count(self, tenant_id: str, slot_id: str, location: str, banner_id: str, served_at: dt.datetime,
-               impressions: int = 0, clicks: int = 0, filtered: int = 0) -> None:
+               impressions: int = 0, clicks: int = 0, filtered: int = 0, cell: str | None = None) -> None:
         with self._lock:
             self._add_locked(tenant_id, slot_id, location, banner_id, traffic_bucket(served_at), impressions,
-                             clicks, filtered)
+                             clicks, filtered, cell)
 
     def _add_locked(self, tenant_id: str, slot_id: str, location: str, banner_id: str, bucket: dt.datetime,
-                    impressions: int = 0, clicks: int = 0, filtered: int = 0) -> None:
+                    impressions: int = 0, clicks: int = 0, filtered: int = 0, cell: str | None = None) -> None:
+        if cell is not None and (impressions or clicks):     # eventlog.counting rule 6
+            context = self._context[(tenant_id, slot_id, cell, banner_id)]
+            context[0] += impressions
+            context[1] += clicks
         for where in counting.counted_locations(location):
             delta = self._deltas[(tenant_id, slot_id, where, banner_id)]
             delta[0] += impressions
@@ -313,12 +326,13 @@ class EventWriter:
             deltas, self._deltas = self._deltas, defaultdict(lambda: [0, 0, 0])
             reasons, self._reasons = self._reasons, defaultdict(int)
             traffic, self._traffic = self._traffic, defaultdict(lambda: [0, 0])
+            context, self._context = self._context, defaultdict(lambda: [0, 0])
         if traffic:
             self._write_traffic(traffic)
-        if not deltas and not reasons:
+        if not deltas and not reasons and not context:
             return
         session = self.db.session()
-        for partition, batch in store.counter_batches(self.db, deltas, reasons).items():
+        for partition, batch in store.counter_batches(self.db, deltas, reasons, context).items():
             try:
                 session.execute(batch)
                 self.stats["counter_batches"] += 1
@@ -330,7 +344,8 @@ class EventWriter:
                 self.stats["counter_batch_errors"] += 1
                 log.warning("counter batch failed, will retry: %s", exc)
                 self._restore({k: v for k, v in deltas.items() if k[:2] == partition},
-                              {k: v for k, v in reasons.items() if k[:2] == partition})
+                              {k: v for k, v in reasons.items() if k[:2] == partition},
+                              {k: v for k, v in context.items() if k[:2] == partition})
 
     def _write_traffic(self, traffic: dict[tuple[str, str, str, dt.datetime, str], list[int]]) -> None:
         """One COUNTER batch per (tenant, slot, UTC day) partition of traffic_counts; the same rules as the
@@ -375,8 +390,13 @@ class EventWriter:
                 self._spooled_clicks.discard(click.impression_id)
 
     def _restore(self, deltas: dict[tuple[str, str, str, str], list[int]],
-                 reasons: dict[tuple[str, str, str], int]) -> None:
+                 reasons: dict[tuple[str, str, str], int],
+                 context: dict[tuple[str, str, str, str], list[int]] | None = None) -> None:
         with self._lock:
+            for key, values in (context or {}).items():
+                delta = self._context[key]
+                delta[0] += values[0]
+                delta[1] += values[1]
             for key, values in deltas.items():
                 delta = self._deltas[key]
                 for i, value in enumerate(values):
@@ -426,7 +446,8 @@ class EventWriter:
             if success and result.one()["[applied]"]:
                 applied += 1
                 self._count(impression.tenant_id, impression.slot_id, impression.location,
-                            impression.banner_id, impression.served_at, impressions=1)
+                            impression.banner_id, impression.served_at, impressions=1,
+                            cell=impression.context_cell)
         for click in clicks:
             applied += self._insert_click(click)
         with self._lock:

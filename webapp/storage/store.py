@@ -64,6 +64,7 @@ class SlotLearning:
     decay_half_life_hours: float | None = None
     policy: str | None = None
     holdout_percent: int | None = None      # 0..50, validated (webapp/serving/holdout.py)
+    context: tuple[str, ...] | None = None      # bandits.contextual features, already validated; () clears
 
 
 def put_slot(db: Database, tenant_id: str, slot_id: str, name: str,
@@ -92,6 +93,9 @@ def put_slot(db: Database, tenant_id: str, slot_id: str, name: str,
     if learning.holdout_percent is not None:
         db.execute("UPDATE {ks}.slots SET holdout_percent = ? WHERE tenant_id = ? AND slot_id = ?",
                    (learning.holdout_percent, tenant_id, slot_id))
+    if learning.context is not None:
+        db.execute("UPDATE {ks}.slots SET context = ? WHERE tenant_id = ? AND slot_id = ?",
+                   (list(learning.context) or None, tenant_id, slot_id))
     return created
 
 
@@ -209,10 +213,11 @@ def touch_api_key(db: Database, key_id: str, at: dt.datetime) -> None:
 # SELECTs of this module without a partition key are list_tenants and list_users: the dashboard's and the
 # management API's listings, run when a person asks, never periodically nor on the serve path.
 
-TENANT_ROW = "SELECT tenant_id, click_filter FROM {ks}.tenants WHERE tenant_id = ?"
-SLOT_ROW = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy, holdout_percent FROM {ks}.slots "
+TENANT_ROW = "SELECT tenant_id, click_filter, timezone FROM {ks}.tenants WHERE tenant_id = ?"
+SLOT_ROW = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy, holdout_percent, context FROM {ks}.slots "
             "WHERE tenant_id = ? AND slot_id = ?")
-TENANT_SLOT_ROWS = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy, holdout_percent FROM {ks}.slots "
+TENANT_SLOT_ROWS = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy, holdout_percent, context "
+                    "FROM {ks}.slots "
                     "WHERE tenant_id = ? AND slot_id IN ?")        # one partition: the tenant's slots
 SLOT_BANNERS = ("SELECT tenant_id, slot_id, banner_id, image_url, target_url, alt, active, starts_at, ends_at "
                 "FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ?")
@@ -220,7 +225,10 @@ SLOT_COUNTS = ("SELECT tenant_id, slot_id, location, banner_id, impressions, cli
                "WHERE tenant_id = ? AND slot_id = ?")
 SLOT_PRIORS = ("SELECT tenant_id, slot_id, location, banner_id, alpha, beta, source FROM {ks}.priors "
                "WHERE tenant_id = ? AND slot_id = ?")
-SLOT_PARTITIONS = (SLOT_ROW, SLOT_BANNERS, SLOT_COUNTS, SLOT_PRIORS)    # what a slot's state is built from
+SLOT_CONTEXT_COUNTS = ("SELECT tenant_id, slot_id, cell, banner_id, impressions, clicks FROM {ks}.context_counts "
+                       "WHERE tenant_id = ? AND slot_id = ?")      # the contextual policy's counts (cql/012)
+SLOT_PARTITIONS = (SLOT_ROW, SLOT_BANNERS, SLOT_COUNTS, SLOT_PRIORS,   # what a slot's state is built from
+                   SLOT_CONTEXT_COUNTS)
 
 Read = tuple[str, tuple]                                  # (cql, parameters)
 
@@ -281,18 +289,28 @@ COUNTER_UPDATE = ("UPDATE {ks}.banner_counts SET impressions = impressions + ?, 
                   "WHERE tenant_id = ? AND slot_id = ? AND location = ? AND banner_id = ?")
 REASON_UPDATE = ("UPDATE {ks}.filtered_click_reasons SET clicks = clicks + ? "
                  "WHERE tenant_id = ? AND slot_id = ? AND reason = ?")
+CONTEXT_UPDATE = ("UPDATE {ks}.context_counts SET impressions = impressions + ?, clicks = clicks + ? "
+                  "WHERE tenant_id = ? AND slot_id = ? AND cell = ? AND banner_id = ?")
 
 
 def counter_batches(db: Database, deltas: dict[tuple[str, str, str, str], list[int]],
-                    reasons: dict[tuple[str, str, str], int]) -> dict[tuple[str, str], BatchStatement]:
+                    reasons: dict[tuple[str, str, str], int],
+                    context: dict[tuple[str, str, str, str], list[int]] | None = None
+                    ) -> dict[tuple[str, str], BatchStatement]:
     """COUNTER batches of the aggregated deltas, one per (tenant, slot).
 
     deltas: (tenant, slot, location, banner) → [impressions, clicks, filtered clicks];
-    reasons: (tenant, slot, reason) → filtered clicks.
+    reasons: (tenant, slot, reason) → filtered clicks;
+    context: (tenant, slot, cell, banner) → [impressions, clicks] (context_counts).
     """
     statement = db.prepare(COUNTER_UPDATE)
     reason_statement = db.prepare(REASON_UPDATE)
     batches: dict[tuple[str, str], BatchStatement] = {}
+    if context:
+        context_statement = db.prepare(CONTEXT_UPDATE)
+        for (tenant_id, slot_id, cell, banner_id), (impressions, clicks) in context.items():
+            batch = batches.setdefault((tenant_id, slot_id), BatchStatement(batch_type=BatchType.COUNTER))
+            batch.add(context_statement, (impressions, clicks, tenant_id, slot_id, cell, banner_id))
     for (tenant_id, slot_id, reason), clicks in reasons.items():
         batch = batches.setdefault((tenant_id, slot_id), BatchStatement(batch_type=BatchType.COUNTER))
         batch.add(reason_statement, (clicks, tenant_id, slot_id, reason))
@@ -300,6 +318,11 @@ def counter_batches(db: Database, deltas: dict[tuple[str, str, str, str], list[i
         batch = batches.setdefault((tenant_id, slot_id), BatchStatement(batch_type=BatchType.COUNTER))
         batch.add(statement, (impressions, clicks, filtered, tenant_id, slot_id, location, banner_id))
     return batches
+
+
+def context_counts(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, Any]]:
+    """The slot's context_counts rows (cell, banner_id, impressions, clicks)."""
+    return db.execute(SLOT_CONTEXT_COUNTS, (tenant_id, slot_id))
 
 
 def filtered_reasons(db: Database, tenant_id: str, slot_id: str) -> dict[str, int]:
@@ -449,7 +472,8 @@ def get_image(db: Database, tenant_id: str, image_id: str) -> dict[str, Any] | N
 INSERT_IMPRESSION = (
     "INSERT INTO {ks}.impression_log (tenant_id, slot_id, bucket, shard, impression_id, served_at, banner_id, "
     "location, customer_id, referrer_id, posterior_scope, alpha, beta, prior_source, propensity, policy, "
-    "policy_state, serving_group, holdout_share) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "policy_state, serving_group, holdout_share, segment, device, hour, weekday, context_cell) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 INSERT_CLICK = (
@@ -593,7 +617,7 @@ LEGACY_CLICK_COLUMNS = ("impression_id", "clicked_at", "banner_id", "location", 
                         "valid", "invalid_reason", "user_agent", "ip")
 # Impressions are copied with a plain INSERT (the same row again changes nothing); clicks with IF NOT EXISTS,
 # so a click recorded in click_log since the upgrade is never replaced.
-COPY_IMPRESSION = (   # the columns of the old table: the group columns (cql/013) stay null, read as 'policy'
+COPY_IMPRESSION = (   # the columns of the old table: group (cql/013) and context (cql/012) columns stay null
     "INSERT INTO {ks}.impression_log (tenant_id, slot_id, bucket, shard, impression_id, served_at, banner_id, "
     "location, customer_id, referrer_id, posterior_scope, alpha, beta, prior_source, propensity, policy, "
     "policy_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -169,6 +169,9 @@ class ServingSettings(_Group):
     PROPENSITY_DRAWS: Count = Field(
         4096, description="largest block of Thompson draws precomputed per slot, location and snapshot; the "
                           "block's win frequencies are the logged propensities")
+    CONTEXT_MAX_LEVELS: Annotated[int, Field(ge=2, le=1000)] = Field(
+        16, description="contextual slots: most levels per open context feature (location, referrer, segment), "
+                        "`other` included; further values are served and counted as `other`")
     RANDOM_SEED: Annotated[Annotated[int, Field(ge=0)] | None, BeforeValidator(_blank_is_none)] = Field(
         None, description="seed of each process's sampler; empty: fresh entropy")
     STALE_AFTER_SECONDS: Seconds = Field(5.0, description="posteriors older than this are flagged in "

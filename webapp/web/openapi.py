@@ -110,6 +110,9 @@ def build_spec(app: Flask) -> APISpec:
     spec.components.parameter("key_id", "path", {
         "name": "key_id", "in": "path", "required": True, "description": "an API key's ID",
         "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[0-9a-f]{1,64}$"}})
+    spec.components.parameter("segment", "query", _text_query(
+        "segment", "The visitor's segment as the publisher names it (new, returning, vip, …): a context "
+        "feature of contextual slots, stored with the impression", max_param))
     spec.components.parameter("token", "path", {
         "name": "token", "in": "path", "required": True,
         "description": "the signed click token of a served impression",

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Contextual Thompson sampling against per-city Thompson sampling and MABWiser's LinTS and LinUCB.
+
+On the same seeds of two scenarios (simulator/context.py: context matters; only the city matters), each
+policy serves HORIZON impressions to visitors with six context features and learns in blocks of BLOCK
+impressions — the server's refresh, and MABWiser's batch ``partial_fit`` (its per-step updates are too slow
+for 200k impressions), the same for every policy. Regret = Σ (oracle's CTR − chosen banner's CTR) over the
+visitors, the oracle knowing every true CTR. Then the decision time per serve at K = 10 and six features:
+ours (``ContextualThompson.choose``) vs MABWiser's ``predict`` on one context, one process.
+``make bench-context`` (32 seeds × 200k; SEEDS, HORIZON for less); writes its section of docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from multiprocessing import Pool
+
+import numpy as np
+from sklearn.preprocessing import OneHotEncoder
+
+from bandits.contextual import FEATURES, ContextualThompson, cell_key
+from bandits.policy import Context, SlotStatistics
+from report import stamp, write_section
+from simulator.context import CITY_ONLY, CONTEXT_MATTERS, LEVELS, ContextWorld
+
+SCENARIOS = {"context": CONTEXT_MATTERS, "city": CITY_ONLY}
+PEERS = {"MABWiser LinTS (α = 1)": ("LinTS", 1.0), "MABWiser LinTS (α = 0.1)": ("LinTS", 0.1),
+         "MABWiser LinUCB (α = 1)": ("LinUCB", 1.0), "MABWiser LinUCB (α = 0.1)": ("LinUCB", 0.1)}
+POLICIES = ("uniform", "per-city Thompson (today)", "contextual Thompson (ours)", *PEERS, "context oracle")
+
+
+def context_of(names: tuple[str, ...]) -> Context:
+    level = dict(zip(FEATURES, names))
+    return Context(location=level["location"], referrer_id=level["referrer"], hour=int(level["hour"]),
+                   weekday=int(level["weekday"]), device=level["device"], segment=level["segment"])
+
+
+def encoder() -> OneHotEncoder:
+    """The one-hot features every linear peer gets: all levels of the six features."""
+    return OneHotEncoder(categories=[list(LEVELS[f]) for f in FEATURES], sparse_output=False,
+                         handle_unknown="ignore").fit([[LEVELS[f][0] for f in FEATURES]])
+
+
+def run(scenario: str, policy: str, seed: int, horizon: int, block: int) -> float:
+    """Regret of ``policy`` over ``horizon`` impressions of seed ``seed``."""
+    world = ContextWorld(SCENARIOS[scenario], seed)
+    k = world.scenario.n_banners
+    rng = np.random.default_rng(seed + 20_000)
+    regret = 0.0
+    counts: dict[str, dict[str, list[int]]] = {}
+    city = np.zeros((len(LEVELS["location"]), k, 2))
+    onehot = encoder() if policy in PEERS else None
+    mab = None
+    arms = tuple(str(b) for b in range(k))
+    for _ in range(0, horizon, block):
+        idx = world.levels(block)
+        p = world.ctr(idx)
+        if policy == "uniform":
+            chosen = rng.integers(0, k, block)
+        elif policy == "context oracle":
+            chosen = p.argmax(axis=1)
+        elif policy == "per-city Thompson (today)":
+            a = 1 + city[idx[:, 0], :, 1]
+            b = 1 + city[idx[:, 0], :, 0] - city[idx[:, 0], :, 1]
+            chosen = rng.beta(a, b).argmax(axis=1)
+        elif policy == "contextual Thompson (ours)":
+            stats = SlotStatistics(context_features=FEATURES, max_levels=32, context_counts={
+                cell: {arm: tuple(v) for arm, v in by.items()} for cell, by in counts.items()})
+            model = ContextualThompson.from_statistics(arms, stats, max_draws=4096)
+            names = ContextWorld.names(idx)
+            chosen = np.array([model.choose(context_of(n), rng).arm for n in names])
+        else:
+            x = onehot.transform(np.array(ContextWorld.names(idx), dtype=object))
+            chosen = rng.integers(0, k, block) if mab is None else np.asarray(mab.predict(x), dtype=int)
+        clicks = rng.random(block) < p[np.arange(block), chosen]
+        regret += float((p.max(axis=1) - p[np.arange(block), chosen]).sum())
+        if policy == "per-city Thompson (today)":
+            np.add.at(city, (idx[:, 0], chosen, 0), 1)
+            np.add.at(city, (idx[:, 0], chosen, 1), clicks)
+        elif policy == "contextual Thompson (ours)":
+            for names, arm, click in zip(ContextWorld.names(idx), chosen.tolist(), clicks.tolist()):
+                cell = counts.setdefault(cell_key(FEATURES, names), {})
+                n_c = cell.setdefault(str(arm), [0, 0])
+                n_c[0] += 1
+                n_c[1] += int(click)
+        elif policy in PEERS:
+            from mabwiser.mab import MAB, LearningPolicy
+            kind, alpha = PEERS[policy]
+            if mab is None:
+                learning = getattr(LearningPolicy, kind)(alpha=alpha)
+                mab = MAB(list(range(k)), learning, seed=seed)
+                mab.fit(chosen.tolist(), clicks.astype(int).tolist(), x)
+            else:
+                mab.partial_fit(chosen.tolist(), clicks.astype(int).tolist(), x)
+    return regret
+
+
+def job(args: tuple[str, str, int, int, int]) -> tuple[str, str, int, float, float]:
+    scenario, policy, seed, horizon, block = args
+    started = time.perf_counter()
+    return scenario, policy, seed, run(scenario, policy, seed, horizon, block), time.perf_counter() - started
+
+
+def decision_times(seed: int = 0, serves: int = 20_000) -> dict[str, float]:
+    """µs per decision at K = 10 and six features, after 50k impressions of learning (one process)."""
+    world = ContextWorld(CONTEXT_MATTERS, seed)
+    rng = np.random.default_rng(seed)
+    arms = tuple(str(b) for b in range(world.scenario.n_banners))
+    idx = world.levels(50_000)
+    chosen = rng.integers(0, len(arms), len(idx))
+    clicks = rng.random(len(idx)) < world.ctr(idx)[np.arange(len(idx)), chosen]
+    counts: dict[str, dict[str, list[int]]] = {}
+    names = ContextWorld.names(idx)
+    for n, arm, click in zip(names, chosen.tolist(), clicks.tolist()):
+        c = counts.setdefault(cell_key(FEATURES, n), {}).setdefault(str(arm), [0, 0])
+        c[0] += 1
+        c[1] += int(click)
+    started = time.perf_counter()
+    model = ContextualThompson.from_statistics(arms, SlotStatistics(
+        context_features=FEATURES, max_levels=32,
+        context_counts={cell: {a: tuple(v) for a, v in by.items()} for cell, by in counts.items()}), max_draws=4096)
+    fit = time.perf_counter() - started
+    requests = [context_of(n) for n in ContextWorld.names(world.levels(serves))]
+    started = time.perf_counter()
+    for context in requests:
+        model.choose(context, rng)
+    first = (time.perf_counter() - started) / serves
+    started = time.perf_counter()
+    for context in requests:
+        model.choose(context, rng)
+    warm = (time.perf_counter() - started) / serves
+    from mabwiser.mab import MAB, LearningPolicy
+    onehot = encoder()
+    x = onehot.transform(np.array(names, dtype=object))
+    result = {"ours: refit from the counts (ms, once per refresh)": fit * 1e3,
+              "ours: choose, first pass (cells' first serves included)": first * 1e6,
+              "ours: choose, cells already served this snapshot": warm * 1e6}
+    probe = onehot.transform(np.array(ContextWorld.names(world.levels(500)), dtype=object))
+    for kind in ("LinTS", "LinUCB"):
+        mab = MAB(list(range(len(arms))), getattr(LearningPolicy, kind)(alpha=1.0), seed=seed)
+        mab.fit(chosen.tolist(), clicks.astype(int).tolist(), x)
+        started = time.perf_counter()
+        for row in probe:
+            mab.predict(row[None, :])
+        result[f"MABWiser {kind}: predict, one context"] = (time.perf_counter() - started) / len(probe) * 1e6
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=32)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--horizon", type=int, default=200_000)
+    parser.add_argument("--block", type=int, default=2_000)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
+    args = parser.parse_args()
+    if args.horizon % args.block:
+        parser.error("--block must divide --horizon")
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    print(f"seeds {seeds}; horizon {args.horizon:,}; blocks of {args.block:,}", flush=True)
+    for scenario in SCENARIOS.values():
+        print(scenario.describe(), flush=True)
+    jobs = [(sc, policy, seed, args.horizon, args.block) for seed in seeds for sc in SCENARIOS for policy in POLICIES]
+    regret: dict[tuple[str, str], dict[int, float]] = {}
+    with Pool(args.jobs) as pool:
+        for done, (sc, policy, seed, value, seconds) in enumerate(pool.imap_unordered(job, jobs), 1):
+            regret.setdefault((sc, policy), {})[seed] = value
+            print(f"  [{done}/{len(jobs)}] {sc}, seed {seed}: {policy}: regret {value:,.0f} ({seconds:.0f}s)",
+                  flush=True)
+
+    def mean_se(sc: str, policy: str) -> tuple[float, float]:
+        values = np.array([regret[(sc, policy)][s] for s in seeds])
+        return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+    lines = [f"Seeds {seeds[0]}–{seeds[-1]} ({len(seeds)}), {args.horizon:,} impressions each, learning in blocks of "
+             f"{args.block:,} for every policy (MABWiser: `partial_fit` per block). Regret: expected clicks lost "
+             "to the context oracle (mean ± standard error over seeds).", "",
+             "| policy | " + " | ".join(f"{SCENARIOS[sc].name}: regret" for sc in SCENARIOS) + " |",
+             "| --- | " + " | ".join("---:" for _ in SCENARIOS) + " |"]
+    for policy in POLICIES:
+        cells = []
+        for sc in SCENARIOS:
+            m, se = mean_se(sc, policy)
+            cells.append(f"{m:,.0f} ± {se:,.0f}")
+        lines.append(f"| {policy} | " + " | ".join(cells) + " |")
+    ours, today = "contextual Thompson (ours)", "per-city Thompson (today)"
+    lines += ["", "| aim | measured | reference | holds |", "| --- | ---: | ---: | --- |"]
+    for sc, limit in (("context", 0.60), ("city", 1.15)):
+        ratio = mean_se(sc, ours)[0] / mean_se(sc, today)[0]
+        lines.append(f"| {SCENARIOS[sc].name}: our regret ≤ {limit:.0%} of per-city Thompson's | {ratio:.0%} | "
+                     f"per-city Thompson {mean_se(sc, today)[0]:,.0f} | {'yes' if ratio <= limit else 'no'} |")
+        best = min((p for p in PEERS if p.startswith("MABWiser LinTS")), key=lambda p: mean_se(sc, p)[0])
+        diff = np.array([regret[(sc, ours)][s] - regret[(sc, best)][s] for s in seeds])
+        noise = 2 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+        lines.append(f"| {SCENARIOS[sc].name}: no worse than the best MABWiser LinTS beyond noise | "
+                     f"ours − LinTS = {diff.mean():,.0f} (2 s.e. {noise:,.0f}) | {best} {mean_se(sc, best)[0]:,.0f} | "
+                     f"{'yes' if diff.mean() <= noise else 'no'} |")
+    print("\n" + "\n".join(lines), flush=True)
+    print("\ndecision time (one process) ...", flush=True)
+    times = decision_times()
+    timing = ["", "Decision time at K = 10, six features (one process, after 50k impressions of learning):", "",
+              "| what | time |", "| --- | ---: |"]
+    for label, value in times.items():
+        unit = "ms" if "(ms" in label else "µs"
+        timing.append(f"| {label.replace(' (ms, once per refresh)', ', once per refresh')} | {value:,.1f} {unit} |")
+    print("\n".join(timing), flush=True)
+    if not args.no_write:
+        command = (f"make bench-context SEEDS={args.seeds} HORIZON={args.horizon}")
+        write_section("context", f"{stamp(command)}\n\n" + "\n".join(lines + timing))
+        print("wrote the context section of docs/BENCHMARKS.md", flush=True)
+
+
+if __name__ == "__main__":
+    main()
