@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.helpers import PASSWORD, csrf_token, gen_slot, gen_user, login, make_config, simulate_history, sync
+from tests.helpers import ADMIN_TOKEN, PASSWORD, csrf_token, gen_slot, gen_user, login, make_config, simulate_history, sync
 from webapp import create_app
 from webapp.dashboard import accounts
 from webapp.management import services
@@ -234,8 +234,49 @@ def test_the_embed_page_offers_the_three_snippets_for_this_slot(admin):
     html = admin.get(f"/admin/tenants/{tenant}/slots/{slot}/embed").get_data(as_text=True)
     assert f'data-tenant=&#34;{tenant}&#34; data-slot=&#34;{slot}&#34;' in html
     assert f"http://localhost/v1/embed/{tenant}/{slot}" in html
-    assert f"curl &#39;http://localhost/v1/serve/{tenant}/{slot}?location=Mumbai" in html
-    assert f'data-preview-src="/v1/embed/{tenant}/{slot}?referrer_id=admin-preview"' in html
+    assert f"curl -G &#39;http://localhost/v1/serve/{tenant}/{slot}&#39;" in html
+    assert f'data-preview-src="/admin/tenants/{tenant}/slots/{slot}/preview"' in html
+
+
+def test_the_snippets_carry_no_fixed_city_but_say_where_it_goes(app, admin):
+    """A known location of the slot is never written into a snippet: pasted as-is, every visitor would be
+    filed under it."""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    tenant, slot = gen_slot(admin, ["b1"])
+    assert admin.put(f"/v1/admin/tenants/{tenant}/slots/{slot}", headers=headers,
+                     json={"name": "Hero", "locations": ["Bengaluru", "Pune"]}).status_code == 200
+    html = admin.get(f"/admin/tenants/{tenant}/slots/{slot}/embed").get_data(as_text=True)
+    snippets = re.findall(r'<code id="snippet-(\w+)">(.*?)</code>', html, re.S)
+    assert [key for key, _ in snippets] == ["js", "iframe", "curl"]
+    for key, text in snippets:
+        assert "bengaluru" not in text.lower() and "pune" not in text.lower(), key
+        assert "the visitor&#39;s city" in text, key
+    js = dict(snippets)["js"]
+    assert "data-location=&#34;&#34;" in js
+    assert f"/v1/embed/{tenant}/{slot}?location=&#34;" in dict(snippets)["iframe"]
+    assert "GeoIP" in html          # the page says the publisher must pass the city
+
+
+def test_a_preview_serves_a_banner_and_records_nothing(app, admin):
+    tenant, slot = gen_slot(admin, ["b1", "b2"])
+    db = app.extensions["cassandra"]
+    for _ in range(5):
+        response = admin.get(f"/admin/tenants/{tenant}/slots/{slot}/preview?location=Goa")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        body = response.get_json()
+        assert body["banner"]["id"] in {"b1", "b2"} and body["recorded"] is False
+        assert body["target_url"].startswith("http") and "click" not in body
+    sync(app)
+    assert store.slot_counts(db, tenant, slot, "") == []
+    rows = db.execute("SELECT impression_id FROM {ks}.impression_log WHERE tenant_id = ? AND slot_id = ? "
+                      "ALLOW FILTERING", (tenant, slot))
+    assert list(rows) == []
+
+
+def test_the_preview_is_for_a_dashboard_session_only(client, app):
+    tenant, slot = gen_slot(client, ["b1"])
+    response = client.get(f"/admin/tenants/{tenant}/slots/{slot}/preview")
+    assert response.status_code == 302 and "/admin/login" in response.headers["Location"]
 
 
 def test_results_show_counts_posterior_interval_and_winner(app, admin):

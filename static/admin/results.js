@@ -41,7 +41,10 @@
             data: (series[banner] || []),
             borderColor: color(i),
             backgroundColor: color(i) + "55",
-            pointRadius: 0,
+            // Points on the lines: an hour between two empty hours (a new slot has only the current
+            // one) is a lone point, which a line alone does not draw.
+            pointRadius: 2.5,
+            pointHoverRadius: 4,
             borderWidth: 1.5,
             spanGaps: false
           }, dataset);

@@ -8,22 +8,23 @@ import html
 import io
 import json
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import numpy as np
-from flask import Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Response, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from wtforms import SelectChoice
 
+from bandits.policy import Context
 from webapp.dashboard import accounts, bp, platform_only
 from webapp.dashboard.forms import ActiveForm, BannerForm, EmptyForm, LoginForm, SlotForm, TenantForm, UserForm
+from webapp.learning.posteriors import SlotUnavailable
 from webapp.management import services
-from webapp.serving import media
+from webapp.serving import media, runtime
 from webapp.web import validation
-from webapp.web.errors import DomainError, InvalidInput, NotFound
+from webapp.web.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
 
 RESULT_RANGES = {1: "last 24 hours", 3: "last 3 days", 7: "last 7 days", 30: "last 30 days"}
 DEFAULT_RANGE_DAYS = 7
@@ -285,21 +286,54 @@ def _public_base() -> str:
 def embed(tenant: str, slot: str):
     info = services.get_slot(_db(), tenant, slot)
     base = _public_base()
-    location = info["locations"][0].title() if info["locations"] else "Mumbai"
+    # No city is ever written into a snippet: pasted as-is, a fixed city would file every visitor under it.
+    # The location is left empty (the slot-wide posterior) with a comment saying what to fill in.
     # The snippets are pasted into other sites' HTML and shells: escape what a user typed for that context.
     snippets = {
         "js": (f'<script src="{base}/static/embed.js" async></script>\n'
+               f'<!-- data-location: the visitor\'s city, filled in per page view (e.g. "Mumbai"); empty serves\n'
+               f'     from the slot-wide posterior. data-customer-id and data-referrer-id are optional. -->\n'
                f'<div data-banner-bandit data-tenant="{tenant}" data-slot="{slot}"\n'
-               f'     data-location="{html.escape(location)}"></div>'),
-        "iframe": (f'<iframe src="{base}/v1/embed/{tenant}/{slot}" width="{info["width"]}" '
+               f'     data-location=""></div>'),
+        "iframe": ("<!-- location=: the visitor's city, URL-encoded, filled in per page view (e.g. location=Mumbai);\n"
+                   "     empty serves from the slot-wide posterior. -->\n"
+                   f'<iframe src="{base}/v1/embed/{tenant}/{slot}?location=" width="{info["width"]}" '
                    f'height="{info["height"]}"\n        style="border:0" loading="lazy" '
                    f'title="{html.escape(info["name"])}"></iframe>'),
-        "curl": (f"curl '{base}/v1/serve/{tenant}/{slot}?"
-                 f"{urlencode({'location': location, 'customer_id': 'c123'}, quote_via=quote)}'"),
+        "curl": ("# VISITOR_CITY: the visitor's city (empty: the slot-wide posterior); CUSTOMER_ID: optional\n"
+                 f"curl -G '{base}/v1/serve/{tenant}/{slot}' \\\n"
+                 '     --data-urlencode "location=$VISITOR_CITY" --data-urlencode "customer_id=$CUSTOMER_ID"'),
     }
-    preview_url = url_for("serving.embed", tenant=tenant, slot=slot, referrer_id="admin-preview")
+    preview_url = url_for("admin.preview", tenant=tenant, slot=slot)
     return render_template("admin/embed.html", tenant=tenant, slot=slot, info=info, snippets=snippets,
                            preview_url=preview_url)
+
+
+@bp.get("/tenants/<tenant>/slots/<slot>/preview")
+def preview(tenant: str, slot: str):
+    """A banner as serving would choose it now, for the embed page's live preview. Nothing is logged: no
+    impression, no click URL (the link is the banner's target, opened in a new tab), so a preview never
+    teaches the slot nor shows up as traffic. Only a dashboard session reaches it (the guard)."""
+    services.require_slot(_db(), tenant, slot)
+    location = validation.normalize_location(request.args.get("location"), current_app.config["MAX_PARAM_LENGTH"])
+    return jsonify(preview_choice(tenant, slot, location))
+
+
+def preview_choice(tenant: str, slot: str, location: str) -> dict[str, Any]:
+    """Draw from this worker's posterior cache as /v1/serve does, without recording anything."""
+    rt = runtime.get()
+    try:
+        state = rt.cache.slot(tenant, slot)
+    except SlotUnavailable:
+        raise ServiceUnavailable(f"slot {tenant}/{slot} cannot be loaded right now; try again shortly",
+                                 retry_after=1) from None
+    if state is None or not state.active:
+        raise NotFound(f"slot {tenant}/{slot} has no active banner to preview")
+    choice = rt.choose(state.policy, Context(location, "", "admin-preview"))
+    banner = state.active[choice.arm]
+    return {"banner": {"id": banner.banner_id, "image_url": banner.image_url, "alt": banner.alt},
+            "target_url": banner.target_url, "location": location, "propensity": round(choice.propensity, 4),
+            "recorded": False}
 
 
 # -- results --------------------------------------------------------------------------------------------------
