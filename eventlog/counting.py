@@ -6,6 +6,7 @@ The counter tables are views of the event log:
     banner_counts           (location, banner) → impressions, clicks, filtered_clicks
     filtered_click_reasons  reason → clicks
     traffic_counts          (UTC day, location, quarter hour, banner) → impressions, clicks
+    referrer_counts         (UTC day, referrer, banner) → impressions, clicks
 
 Rules:
 1. an impression counts 1 impression;
@@ -14,7 +15,9 @@ Rules:
 3. a click counts in its impression's quarter hour (the time inside the impression's timeuuid);
 4. every event counts under its location and again under the slot-wide row (SLOT_WIDE, once when they are
    the same);
-5. imported history (``posterior_scope = IMPORT_SCOPE``) and the clicks of it count nowhere.
+5. imported history (``posterior_scope = IMPORT_SCOPE``) and the clicks of it count nowhere;
+6. referrer_counts count impressions and valid clicks once (no slot-wide copy), under the event's own
+   referrer_id ('' for none) and the UTC day of the impression.
 
 :func:`counter_rows` lists the rows one event adds to; the writer applies the same rules in aggregate
 (``counted_locations``, ``click_counts``, ``filtered_reason``) and tests check both against the audit.
@@ -71,6 +74,11 @@ def traffic_counts(counts: Counts) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
+def referrer_counts(counts: Counts) -> tuple[int, int]:
+    """What banner_counts values add to referrer_counts: impressions and valid clicks (rule 6)."""
+    return counts[0], counts[1]
+
+
 def click_served_at(impression_id: uuid.UUID, clicked_at: dt.datetime) -> dt.datetime:
     """The time a click counts at: its impression's (rule 3); the click's own when the ID holds no time."""
     return event_time(impression_id, clicked_at)
@@ -90,6 +98,7 @@ class Event:
     valid: bool = True
     invalid_reason: str | None = None
     imported: bool = False          # an impression of imported history, or a click of one
+    referrer_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,10 @@ def counter_rows(event: Event) -> list[CounterRow]:
         if any(traffic):
             rows.append(CounterRow("traffic_counts", (*slot, bucket.date(), where, bucket, event.banner_id),
                                    traffic))
+    referred = referrer_counts(counts)
+    if any(referred):
+        rows.append(CounterRow("referrer_counts", (*slot, bucket.date(), event.referrer_id, event.banner_id),
+                               referred))
     reason = filtered_reason(event.valid, event.invalid_reason) if event.kind == "click" else None
     if reason is not None:
         rows.append(CounterRow("filtered_click_reasons", (*slot, reason), (1,)))

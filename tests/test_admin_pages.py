@@ -15,7 +15,17 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.helpers import ADMIN_TOKEN, PASSWORD, csrf_token, gen_slot, gen_user, login, make_config, simulate_history, sync
+from tests.helpers import (
+    ADMIN_TOKEN,
+    PASSWORD,
+    csrf_token,
+    gen_slot,
+    gen_user,
+    login,
+    make_config,
+    simulate_history,
+    sync,
+)
 from webapp import create_app
 from webapp.dashboard import accounts
 from webapp.management import services

@@ -21,7 +21,7 @@ from bandits.policy import Context
 from webapp.dashboard import accounts, bp, platform_only
 from webapp.dashboard.forms import ActiveForm, BannerForm, EmptyForm, LoginForm, SlotForm, TenantForm, UserForm
 from webapp.learning.posteriors import SlotUnavailable
-from webapp.management import services
+from webapp.management import referrers, services
 from webapp.serving import media, runtime
 from webapp.web import validation
 from webapp.web.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
@@ -363,7 +363,9 @@ def results(tenant: str, slot: str):
         "density": services.posterior_densities(report["banners"]),
     }
     tenant_info = services.require_tenant(_db(), tenant)
+    audience = referrers.referrer_report(_db(), tenant, slot, days, [b["id"] for b in report["banners"]])
     return render_template("admin/results.html", tenant=tenant, slot=slot, report=report, charts=charts,
+                           audience=audience,
                            location=location, days=days, ranges=RESULT_RANGES, series=series,
                            tenant_info=tenant_info, winner_threshold=services.WINNER_P_BEST,
                            p_best_draws=services.P_BEST_DRAWS)
@@ -378,13 +380,20 @@ def _csv_cell(value: Any) -> Any:
 
 @bp.get("/tenants/<tenant>/slots/<slot>/results.csv")
 def results_csv(tenant: str, slot: str):
-    """The per-banner, per-location table (slot-wide rows first)."""
+    """The per-banner, per-location table (slot-wide rows first), then the referrer rows of the last ``days``
+    days (the results page's range)."""
+    _, days = _results_query()
     rng = np.random.default_rng(current_app.config["RANDOM_SEED"])
     table = services.results_table(_db(), tenant, slot, rng)
+    columns = services.CSV_COLUMNS + referrers.CSV_EXTRA_COLUMNS
+    banner_ids = list(dict.fromkeys(row[services.CSV_COLUMNS.index("banner")] for row in table))
+    audience = referrers.referrer_report(_db(), tenant, slot, days, banner_ids)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(services.CSV_COLUMNS)
+    writer.writerow(columns)
     for row in table:
+        writer.writerow([_csv_cell(v) for v in row] + [""] * len(referrers.CSV_EXTRA_COLUMNS))
+    for row in referrers.csv_rows(audience, columns):
         writer.writerow([_csv_cell(v) for v in row])
     return Response(out.getvalue(), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{tenant}-{slot}-results.csv"'})

@@ -7,7 +7,7 @@ import hmac
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
-from webapp.management import services
+from webapp.management import referrers, services
 from webapp.web import validation
 from webapp.web.errors import Unauthorized
 
@@ -170,7 +170,8 @@ def list_banners(tenant: str, slot: str):
 
 @bp.get("/tenants/<tenant>/slots/<slot>/stats")
 def slot_stats(tenant: str, slot: str):
-    """Per banner: counts, CTR, the posterior Beta(alpha, beta) for the location, P(best).
+    """Per banner: counts, CTR, the posterior Beta(alpha, beta) for the location, P(best); per referrer over
+    the last `days` days: impressions, clicks and CTR per banner; the unique-visitor estimate.
     ---
     get:
       summary: Statistics of a slot for a location (slot-wide without one)
@@ -179,6 +180,7 @@ def slot_stats(tenant: str, slot: str):
         - tenant
         - slot
         - location
+        - days
       responses:
         200: {description: per banner counts and posteriors, content: {application/json: {schema: SlotStats}}}
         400: BadRequest
@@ -187,5 +189,9 @@ def slot_stats(tenant: str, slot: str):
     """
     location = validation.normalize_location(request.args.get("location"),
                                               current_app.config["MAX_PARAM_LENGTH"])
+    days = referrers.report_days(request.args.get("days"))
     rng = np.random.default_rng(current_app.config["RANDOM_SEED"])
-    return jsonify(services.slot_report(_db(), tenant, slot, location, rng))
+    report = services.slot_report(_db(), tenant, slot, location, rng)
+    # Who sent the traffic over the last `days` UTC days (all locations): referrers and unique visitors.
+    report["audience"] = referrers.referrer_report(_db(), tenant, slot, days, [b["id"] for b in report["banners"]])
+    return jsonify(report)

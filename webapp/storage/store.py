@@ -267,6 +267,41 @@ def traffic_batches(db: Database, deltas: dict[tuple[str, str, str, dt.datetime,
     return batches
 
 
+REFERRER_UPDATE = ("UPDATE {ks}.referrer_counts SET impressions = impressions + ?, clicks = clicks + ? "
+                   "WHERE tenant_id = ? AND slot_id = ? AND day = ? AND referrer_id = ? AND banner_id = ?")
+
+
+def referrer_batches(db: Database, deltas: dict[tuple[str, str, dt.date, str, str], list[int]]
+                     ) -> dict[tuple[str, str, dt.date], BatchStatement]:
+    """COUNTER batches of referrer deltas keyed (tenant, slot, UTC day, referrer, banner) → [impressions,
+    clicks], one per (tenant, slot, day) partition."""
+    statement = db.prepare(REFERRER_UPDATE)
+    batches: dict[tuple[str, str, dt.date], BatchStatement] = {}
+    for (tenant_id, slot_id, day, referrer_id, banner_id), (impressions, clicks) in deltas.items():
+        batch = batches.setdefault((tenant_id, slot_id, day), BatchStatement(batch_type=BatchType.COUNTER))
+        batch.add(statement, (impressions, clicks, tenant_id, slot_id, day, referrer_id, banner_id))
+    return batches
+
+
+def referrer_rows(db: Database, tenant_id: str, slot_id: str, days: list[dt.date]) -> list[dict[str, Any]]:
+    """The slot's referrer_counts rows (day, referrer_id, banner_id, impressions, clicks) of the given UTC
+    days: one partition read per day, concurrently."""
+    return _per_day(db, "SELECT day, referrer_id, banner_id, impressions, clicks FROM {ks}.referrer_counts "
+                        "WHERE tenant_id = ? AND slot_id = ? AND day = ?",
+                    ((tenant_id, slot_id, day) for day in days))
+
+
+VISITOR_SKETCH_UPSERT = ("UPDATE {ks}.visitor_sketches SET registers = ?, updated_at = ? "
+                         "WHERE tenant_id = ? AND slot_id = ? AND day = ? AND writer_id = ?")
+
+
+def visitor_sketch_rows(db: Database, tenant_id: str, slot_id: str, days: list[dt.date]) -> list[dict[str, Any]]:
+    """Every writer's visitor sketch (registers) of the slot in the given UTC days."""
+    return _per_day(db, "SELECT day, writer_id, registers FROM {ks}.visitor_sketches "
+                        "WHERE tenant_id = ? AND slot_id = ? AND day = ?",
+                    ((tenant_id, slot_id, day) for day in days))
+
+
 def utc_days(start: dt.datetime, end: dt.datetime) -> list[dt.date]:
     """The UTC days from ``start``'s to ``end``'s, both included: the partitions of a time range."""
     first, last = start.astimezone(dt.UTC).date(), end.astimezone(dt.UTC).date()

@@ -14,7 +14,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec_webframeworks.flask import FlaskPlugin
 from flask import Blueprint, Flask, current_app, jsonify
 
-from webapp.management import api, schemas
+from webapp.management import api, referrers, schemas
 from webapp.serving.tokens import MAX_TOKEN_LENGTH, TOKEN_RE
 from webapp.web import validation
 
@@ -91,6 +91,11 @@ def build_spec(app: Flask) -> APISpec:
         "customer_id", "The publisher's customer ID, stored with the event", max_param))
     spec.components.parameter("referrer_id", "query", _text_query(
         "referrer_id", "The publisher's referrer ID, stored with the event", max_param))
+    spec.components.parameter("days", "query", {
+        "name": "days", "in": "query", "required": False,
+        "description": f"the referrer and visitor report's range: the last N UTC days (default 7, at most "
+                       f"{referrers.MAX_DAYS})",
+        "schema": {"type": "integer", "minimum": 1, "maximum": referrers.MAX_DAYS}})
     spec.components.parameter("token", "path", {
         "name": "token", "in": "path", "required": True,
         "description": "the signed click token of a served impression",
