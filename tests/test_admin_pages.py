@@ -327,8 +327,12 @@ def test_csv_has_one_row_per_banner_and_location(app, admin):
     response = admin.get(f"/admin/tenants/{tenant}/slots/{slot}/results.csv")
     assert response.mimetype == "text/csv"
     assert f'filename="{tenant}-{slot}-results.csv"' in response.headers["Content-Disposition"]
-    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert list(rows[0]) == services.CSV_COLUMNS
+    everything = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert list(everything[0]) == services.CSV_COLUMNS + ["referrer"]
+    rows = [r for r in everything if r["scope"] != "referrer"]      # the referrer rows follow (test_referrers)
+    referred = everything[len(rows):]          # no referrer given: its total, then the banners served
+    assert {r["scope"] for r in referred} == {"referrer"} and (referred[0]["banner"], referred[0]["impressions"]) == (
+        "", "3")
     assert [(r["scope"], r["location"], r["banner"]) for r in rows] == [
         ("slot", "", "b1"), ("slot", "", "b2"),
         ("location", "'=cmd|' /c calc'!a0", "b1"), ("location", "'=cmd|' /c calc'!a0", "b2"),
@@ -339,6 +343,28 @@ def test_csv_has_one_row_per_banner_and_location(app, admin):
     assert sum(int(r["impressions"]) for r in rows if r["location"] == "goa") == 1
     for r in rows:
         assert float(r["ci95_low"]) < float(r["posterior_mean"]) < float(r["ci95_high"])
+
+
+def test_p_best_is_the_same_in_the_api_the_csv_and_the_page(app, admin, admin_headers):
+    """Computed once per posterior snapshot (seeded by it), not per request: a location's P(best) in the CSV
+    (drawn after the slot-wide rows) matches the API's and the page's."""
+    tenant, slot = gen_slot(admin, ["good", "fair", "poor"])
+    simulate_history(app, tenant, slot, {"good": 0.10, "fair": 0.09, "poor": 0.08}, hours=2, serves_per_hour=100,
+                     seed=11, location="goa")
+    rows = list(csv.DictReader(io.StringIO(
+        admin.get(f"/admin/tenants/{tenant}/slots/{slot}/results.csv").get_data(as_text=True))))
+    from_csv = {(r["location"], r["banner"]): float(r["p_best"]) for r in rows if r["scope"] != "referrer"}
+    for location in ("", "goa"):
+        stats = [admin.get(f"/v1/admin/tenants/{tenant}/slots/{slot}/stats", query_string={"location": location},
+                           headers=admin_headers).get_json() for _ in range(2)]
+        from_api = {(location, b["id"]): b["p_best"] for b in stats[0]["banners"]}
+        assert from_api == {(location, b["id"]): b["p_best"] for b in stats[1]["banners"]}
+        assert from_api == {k: v for k, v in from_csv.items() if k[0] == location}
+        assert 0.02 < max(from_api.values()) < 0.98        # a real draw, not a certainty
+        page = admin.get(f"/admin/tenants/{tenant}/slots/{slot}/results?location={location}").get_data(as_text=True)
+        for (_, banner), p_best in from_api.items():
+            row = re.search(rf'<tr data-banner="{banner}".*?</tr>', page, re.S)[0]
+            assert f'<td class="num p-best">{100 * p_best:.1f}%</td>' in row
 
 
 def test_flagged_clicks_show_as_filtered_not_as_clicks(app, admin, admin_headers):
@@ -355,7 +381,9 @@ def test_flagged_clicks_show_as_filtered_not_as_clicks(app, admin, admin_headers
     assert "by reason:" in page and "too fast 1" in page
     rows = list(csv.DictReader(io.StringIO(
         admin.get(f"/admin/tenants/{tenant}/slots/{slot}/results.csv").get_data(as_text=True))))
-    assert [(r["scope"], r["clicks"], r["filtered_clicks"]) for r in rows] == [("slot", "0", "1")]
+    assert [(r["scope"], r["clicks"], r["filtered_clicks"]) for r in rows] == [("slot", "0", "1"),
+                                                                                ("referrer", "0", ""),
+                                                                                ("referrer", "0", "")]
 
 
 def test_hourly_series_use_the_tenants_time_zone_and_only_the_range_shown(app, admin):

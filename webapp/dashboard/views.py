@@ -9,7 +9,6 @@ import io
 import json
 from typing import Any
 
-import numpy as np
 from flask import Response, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -348,8 +347,7 @@ def _results_query() -> tuple[str, int]:
 def results(tenant: str, slot: str):
     """Per banner: counts, CTR, posterior mean and 95% interval, P(best), traffic share; charts."""
     location, days = _results_query()
-    rng = np.random.default_rng(current_app.config["RANDOM_SEED"])
-    report = services.slot_results(_db(), tenant, slot, location, rng)
+    report = services.slot_results(_db(), tenant, slot, location)   # P(best) as the API and the CSV give it
     series = services.traffic_series(_db(), tenant, slot, location, hours=24 * days)
     for row in report["banners"]:
         row["share_last_24h"] = series["banners"].get(row["id"], {}).get("share_last_24h")
@@ -383,8 +381,7 @@ def results_csv(tenant: str, slot: str):
     """The per-banner, per-location table (slot-wide rows first), then the referrer rows of the last ``days``
     days (the results page's range)."""
     _, days = _results_query()
-    rng = np.random.default_rng(current_app.config["RANDOM_SEED"])
-    table = services.results_table(_db(), tenant, slot, rng)
+    table = services.results_table(_db(), tenant, slot)
     columns = services.CSV_COLUMNS + referrers.CSV_EXTRA_COLUMNS
     banner_ids = list(dict.fromkeys(row[services.CSV_COLUMNS.index("banner")] for row in table))
     audience = referrers.referrer_report(_db(), tenant, slot, days, banner_ids)

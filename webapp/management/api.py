@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 
-import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
 from webapp.management import referrers, services
@@ -190,8 +189,7 @@ def slot_stats(tenant: str, slot: str):
     location = validation.normalize_location(request.args.get("location"),
                                               current_app.config["MAX_PARAM_LENGTH"])
     days = referrers.report_days(request.args.get("days"))
-    rng = np.random.default_rng(current_app.config["RANDOM_SEED"])
-    report = services.slot_report(_db(), tenant, slot, location, rng)
+    report = services.slot_report(_db(), tenant, slot, location)     # P(best) seeded by the snapshot
     # Who sent the traffic over the last `days` UTC days (all locations): referrers and unique visitors.
     report["audience"] = referrers.referrer_report(_db(), tenant, slot, days, [b["id"] for b in report["banners"]])
     return jsonify(report)

@@ -7,6 +7,7 @@ raises a DomainError on bad input or a missing parent, before anything is writte
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -234,14 +235,28 @@ class BannerReport:
     p_best: float             # P(this banner has the highest CTR) among active banners
 
 
+def snapshot_rng(tenant_id: str, slot_id: str, location: str, banner_ids: list[str], alpha: np.ndarray,
+                 beta: np.ndarray) -> np.random.Generator:
+    """A generator seeded by the posterior snapshot itself: every report of the same posteriors (the API, the
+    results page, the CSV, in any process and order) draws the same P(best); it changes only when the
+    posteriors do. Shapes: alpha, beta (K,) for banner_ids (K)."""
+    snapshot = json.dumps([tenant_id, slot_id, location, banner_ids, [float(a).hex() for a in alpha],
+                           [float(b).hex() for b in beta]], separators=(",", ":"))
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(snapshot.encode()).digest()[:16], "big"))
+
+
 def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
-                rng: np.random.Generator) -> dict[str, Any]:
+                rng: np.random.Generator | None = None) -> dict[str, Any]:
     """Per banner of a slot, for one location ('' = slot-wide): counts, posterior and P(best).
 
     The posterior is Beta(α0 + clicks, β0 + impressions − clicks), with (α0, β0) the location's prior, else
     the slot-wide prior, else Beta(1, 1) — the same rule serving uses for a known location. A slot with a
     decay half-life uses the time-decayed counts (webapp.learning.decay) as serving does; impressions and clicks stay
     the cumulative counts.
+
+    P(best) is a Monte Carlo estimate over P_BEST_DRAWS joint draws (standard error at most
+    0.5 / sqrt(P_BEST_DRAWS) ≈ 0.0035), drawn with :func:`snapshot_rng` unless ``rng`` is given: the same
+    posteriors give the same P(best) in every report.
     """
     slot = require_slot(db, tenant_id, slot_id)
     half_life = slot.get("decay_half_life_hours") or None
@@ -264,6 +279,8 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
     active = np.array([bool(b["active"]) for b in banners], dtype=bool)
     p_best = np.zeros(len(banners))
     if active.any():
+        if rng is None:
+            rng = snapshot_rng(tenant_id, slot_id, location, [b["banner_id"] for b in banners], alpha, beta)
         p_best[active] = win_probabilities(alpha[active], beta[active], rng, P_BEST_DRAWS)
     reports = []
     for i, banner in enumerate(banners):
@@ -295,8 +312,8 @@ def credible_interval(alpha: np.ndarray, beta: np.ndarray, mass: float = CREDIBL
     return stats.beta.ppf(tail, alpha, beta), stats.beta.ppf(1.0 - tail, alpha, beta)
 
 
-def slot_results(db: Database, tenant_id: str, slot_id: str, location: str, rng: np.random.Generator
-                 ) -> dict[str, Any]:
+def slot_results(db: Database, tenant_id: str, slot_id: str, location: str,
+                 rng: np.random.Generator | None = None) -> dict[str, Any]:
     """:func:`slot_report` plus what the results page shows: the 95% credible interval of each banner's
     CTR, the winner (P(best) ≥ WINNER_P_BEST), the slot's configured and observed locations."""
     report = slot_report(db, tenant_id, slot_id, location, rng)
@@ -379,7 +396,8 @@ CSV_COLUMNS = ["scope", "location", "banner", "active", "impressions", "clicks",
                "ci95_low", "ci95_high", "p_best"]
 
 
-def results_table(db: Database, tenant_id: str, slot_id: str, rng: np.random.Generator) -> list[list[Any]]:
+def results_table(db: Database, tenant_id: str, slot_id: str, rng: np.random.Generator | None = None
+                  ) -> list[list[Any]]:
     """One row per (location, banner) with counts, the slot-wide rows (scope 'slot', location '') first, with
     the posterior and P(best) for that location as :func:`slot_report` computes them; columns CSV_COLUMNS."""
     require_slot(db, tenant_id, slot_id)
