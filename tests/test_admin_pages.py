@@ -367,6 +367,53 @@ def test_p_best_is_the_same_in_the_api_the_csv_and_the_page(app, admin, admin_he
             assert f'<td class="num p-best">{100 * p_best:.1f}%</td>' in row
 
 
+def test_the_click_filter_form_saves_thresholds_and_refuses_bad_ones(app, admin, admin_headers):
+    tenant, slot = gen_slot(admin, ["b1"])
+    path = f"/admin/tenants/{tenant}/click-filter"
+    page = admin.get(path).get_data(as_text=True)
+    assert 'name="max_clicks_per_customer" required type="text" value="0"' in page or \
+        re.search(r'name="max_clicks_per_customer"[^>]*value="0"', page)          # gen_slot's INSTANT_CLICKS
+    good = {"enabled": "y", "min_delay_seconds": "1.5", "max_clicks_per_customer": "4", "max_clicks_per_ip": "0",
+            "window_seconds": "600", "block_bot_user_agents": "y"}
+    response = submit(admin, path, good)
+    assert response.status_code == 302 and response.headers["Location"].endswith(path)
+    saved = admin.get(f"/v1/admin/tenants/{tenant}", headers=admin_headers).get_json()["click_filter"]
+    assert saved == {"enabled": True, "min_delay_seconds": 1.5, "max_clicks_per_customer": 4,
+                     "max_clicks_per_ip": 0, "window_seconds": 600, "block_bot_user_agents": True}
+    for field, bad, message in [("min_delay_seconds", "soon", "min_delay_seconds must be a number"),
+                                ("min_delay_seconds", "7200", "min_delay_seconds must be between 0 and 3600"),
+                                ("max_clicks_per_customer", "2.5", "max_clicks_per_customer must be an integer"),
+                                ("window_seconds", "10", "window_seconds must be an integer between 60")]:
+        response = submit(admin, path, {**good, field: bad})
+        assert response.status_code == 200 and message in response.get_data(as_text=True), (field, bad)
+        assert admin.get(f"/v1/admin/tenants/{tenant}", headers=admin_headers).get_json()["click_filter"] == saved
+    # Unchecked boxes turn the filter and the bot rule off.
+    unchecked = {k: v for k, v in good.items() if k not in ("enabled", "block_bot_user_agents")}
+    assert submit(admin, path, unchecked).status_code == 302
+    saved = admin.get(f"/v1/admin/tenants/{tenant}", headers=admin_headers).get_json()["click_filter"]
+    assert (saved["enabled"], saved["block_bot_user_agents"]) == (False, False)
+    # The tenant's other settings stay as they were.
+    tenant_doc = admin.get(f"/v1/admin/tenants/{tenant}", headers=admin_headers).get_json()
+    assert tenant_doc["name"] and tenant_doc["timezone"] == "Asia/Kolkata"
+
+
+def test_the_click_filter_page_shows_what_was_filtered_and_why(app, admin, admin_headers):
+    tenant, slot = gen_slot(admin, ["b1"])
+    assert "No click of this tenant" in admin.get(f"/admin/tenants/{tenant}/click-filter").get_data(as_text=True)
+    admin.put(f"/v1/admin/tenants/{tenant}", headers=admin_headers,
+              json={"name": "T", "click_filter": {"min_delay_seconds": 3600}})
+    sync(app)
+    for user_agent in ("Mozilla/5.0", "Googlebot/2.1"):
+        token = admin.get(f"/v1/serve/{tenant}/{slot}").get_json()["token"]
+        assert admin.post("/v1/click", json={"token": token}, headers={"User-Agent": user_agent}).status_code == 200
+    sync(app)
+    page = admin.get(f"/admin/tenants/{tenant}/click-filter").get_data(as_text=True)
+    row = re.search(rf'<tr data-slot="{slot}">.*?</tr>', page, re.S)[0]
+    cells = dict(re.findall(r'data-reason="(\w+)">(\d+)<', row))
+    assert sum(int(v) for v in cells.values()) == 2 and '<td class="num total">2</td>' in row
+    assert set(cells) <= {"too_fast", "bot_user_agent"}
+
+
 def test_flagged_clicks_show_as_filtered_not_as_clicks(app, admin, admin_headers):
     tenant, slot = gen_slot(admin, ["b1"])
     admin.put(f"/v1/admin/tenants/{tenant}", headers=admin_headers,       # any click within the hour is

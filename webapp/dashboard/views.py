@@ -18,15 +18,27 @@ from wtforms import SelectChoice
 
 from bandits.policy import Context
 from webapp.dashboard import accounts, bp, platform_only
-from webapp.dashboard.forms import ActiveForm, BannerForm, EmptyForm, LoginForm, SlotForm, TenantForm, UserForm
+from webapp.dashboard.forms import (
+    ActiveForm,
+    BannerForm,
+    ClickFilterForm,
+    EmptyForm,
+    LoginForm,
+    SlotForm,
+    TenantForm,
+    UserForm,
+)
 from webapp.learning.posteriors import SlotUnavailable
 from webapp.management import referrers, services
 from webapp.serving import media, runtime
+from webapp.serving.click_filter import REASONS
+from webapp.storage import store
 from webapp.web import validation
 from webapp.web.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
 
 RESULT_RANGES = {1: "last 24 hours", 3: "last 3 days", 7: "last 7 days", 30: "last 30 days"}
 DEFAULT_RANGE_DAYS = 7
+REASON_ORDER = (*REASONS, "invalid")     # the click filter page's columns, in the rules' order
 
 
 def _db():
@@ -136,6 +148,47 @@ def tenant_edit(tenant: str):
             flash(f"Tenant {tenant} saved.", "success")
             return redirect(url_for("admin.tenant", tenant=tenant))
     return render_template("admin/tenant_form.html", form=form, tenant=tenant)
+
+
+def _click_filter_value(text: str | None, kind: type) -> object:
+    """A form field's number, or the text as typed when it is not one (the service says what it must be)."""
+    text = (text or "").strip()
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
+@bp.route("/tenants/<tenant>/click-filter", methods=["GET", "POST"])
+def click_filter(tenant: str):
+    """The tenant's invalid-click thresholds, and what they filtered per slot and reason."""
+    found = services.require_tenant(_db(), tenant)
+    current = services.tenant_document(tenant, found["name"], found["timezone"], found.get("click_filter"))
+    settings = current["click_filter"]
+    form = ClickFilterForm(data={k: v if isinstance(v, bool) else str(v) if isinstance(v, int) else f"{v:g}"
+                                 for k, v in settings.items()})
+    if form.validate_on_submit():
+        try:
+            services.set_click_filter(_db(), tenant, {
+                "enabled": bool(form.enabled.data),
+                "min_delay_seconds": _click_filter_value(form.min_delay_seconds.data, float),
+                "max_clicks_per_customer": _click_filter_value(form.max_clicks_per_customer.data, int),
+                "max_clicks_per_ip": _click_filter_value(form.max_clicks_per_ip.data, int),
+                "window_seconds": _click_filter_value(form.window_seconds.data, int),
+                "block_bot_user_agents": bool(form.block_bot_user_agents.data)})
+        except DomainError as exc:
+            _fail(form, exc)
+        else:
+            flash(f"Click filter of {tenant} saved: serving applies it within "
+                  f"{current_app.config['CACHE_REFRESH_SECONDS']:g} s.", "success")
+            return redirect(url_for("admin.click_filter", tenant=tenant))
+    # One small partition per slot (filtered_click_reasons): a tenant's slots, not its traffic.
+    filtered = [(s["id"], counts) for s in services.list_slots(_db(), tenant)
+                if (counts := store.filtered_reasons(_db(), tenant, s["id"]))]
+    reasons = sorted({reason for _, counts in filtered for reason in counts},
+                     key=lambda r: (REASON_ORDER.index(r) if r in REASON_ORDER else len(REASON_ORDER), r))
+    return render_template("admin/click_filter.html", tenant=tenant, info=found, form=form, filtered=filtered,
+                           reasons=reasons, refresh_seconds=current_app.config["CACHE_REFRESH_SECONDS"])
 
 
 # -- slots ----------------------------------------------------------------------------------------------------

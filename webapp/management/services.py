@@ -68,6 +68,18 @@ def put_tenant(db: Database, tenant_id: str, name: Any, timezone: Any, default_t
     return created, tenant_document(tenant_id, name, timezone, stored)
 
 
+def set_click_filter(db: Database, tenant_id: str, click_filter: Any) -> dict[str, Any]:
+    """Validate and store the tenant's click filter thresholds alone (a partial dict: the rest take their
+    defaults); returns the settings stored. Serving picks them up within one cache refresh."""
+    require_tenant(db, tenant_id)
+    try:
+        settings = ClickFilterSettings.from_dict(click_filter)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"click_filter: {exc}") from None
+    store.set_click_filter(db, tenant_id, json.dumps(settings.to_dict()))
+    return settings.to_dict()
+
+
 def tenant_document(tenant_id: str, name: str, timezone: str, click_filter: str | None) -> dict[str, Any]:
     settings = ClickFilterSettings.from_dict(json.loads(click_filter)) if click_filter else ClickFilterSettings()
     return {"id": tenant_id, "name": name, "timezone": timezone, "click_filter": settings.to_dict()}

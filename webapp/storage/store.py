@@ -34,6 +34,12 @@ def put_tenant(db: Database, tenant_id: str, name: str, timezone: str, click_fil
     return created
 
 
+def set_click_filter(db: Database, tenant_id: str, click_filter: str) -> None:
+    """Replace only the tenant's click filter settings (JSON), leaving its other settings as they are."""
+    db.execute("UPDATE {ks}.tenants SET click_filter = ?, updated_at = ? WHERE tenant_id = ?",
+               (click_filter, utcnow(), tenant_id))
+
+
 def get_tenant(db: Database, tenant_id: str) -> dict[str, Any] | None:
     rows = db.execute("SELECT * FROM {ks}.tenants WHERE tenant_id = ?", (tenant_id,))
     return rows[0] if rows else None
