@@ -335,6 +335,46 @@ def test_the_charts_draw_points_for_a_slot_with_one_hour_of_data(page, server, d
         assert drawn == 2, chart
 
 
+def test_the_referrer_table_shows_the_clicks_sent(page, server, publisher, direct_app):
+    """Two publisher pages tag their serves with different referrer IDs; the clicks from one show under it."""
+    db = direct_app.extensions["cassandra"]
+    base = server["base"]
+    tenant = f"refs{uuid.uuid4().hex[:6]}"
+    services.put_tenant(db, tenant, "Referrer Co", None, "Asia/Kolkata")
+    services.put_slot(db, tenant, "hero", "Hero", size="728x250")
+    services.put_banner(db, tenant, "hero", "summer-sale", image_url=f"{base}/static/banners/summer-sale.svg",
+                        target_url=f"{publisher['base']}/landing.html", alt="Summer sale", active=True)
+    for name, referrer in (("news.html", "newsletter"), ("search.html", "search-ads")):
+        (publisher["root"] / name).write_text(
+            f'<!doctype html><title>{name}</title><script src="{base}/static/embed.js" async></script>'
+            f'<div data-banner-bandit data-tenant="{tenant}" data-slot="hero" data-location=""'
+            f' data-customer-id="visitor-{referrer}" data-referrer-id="{referrer}"></div>')
+    sent = {"newsletter": [0, 0], "search-ads": [0, 0]}
+    for name, referrer, clicks in (("news.html", "newsletter", 2), ("search.html", "search-ads", 1),
+                                   ("search.html", "search-ads", 0)):
+        for k in range(max(clicks, 1)):
+            page.goto(f"{publisher['base']}/{name}")
+            link = page.locator("[data-banner-bandit][data-bb-state='done'] a")
+            link.wait_for()
+            sent[referrer][0] += 1
+            if k < clicks:
+                page.wait_for_timeout(CLICK_DELAY_MS)
+                link.click()
+                page.wait_for_url(f"{publisher['base']}/landing.html")
+                sent[referrer][1] += 1
+    log_in(page, base, gen_user(direct_app, accounts.ROLE_TENANT, tenant))
+
+    def shown() -> dict[str, list[int]]:
+        page.goto(f"{base}/admin/tenants/{tenant}/slots/hero/results?days=1")
+        return {ref: [int(page.locator(f'#referrer-table tr[data-referrer="{ref}"] td.{c}').inner_text())
+                      for c in ("impressions", "clicks")]
+                for ref in sent if page.locator(f'#referrer-table tr[data-referrer="{ref}"]').count()}
+
+    wait_until(lambda: shown() == sent, f"the referrer table to show {sent}")
+    assert page.locator("#referrer-table tbody tr").first.get_attribute("data-referrer") == "newsletter"
+    assert page.inner_text("#unique-visitors") == "2"
+
+
 def test_the_demo_publisher_page_click_shows_in_the_results(page, server, direct_app):
     base = server["base"]
     cli(server, "seed-demo", "--base-url", base)
