@@ -366,7 +366,7 @@ def test_the_referrer_table_shows_the_clicks_sent(page, server, publisher, direc
 
     def shown() -> dict[str, list[int]]:
         page.goto(f"{base}/admin/tenants/{tenant}/slots/hero/results?days=1")
-        return {ref: [int(page.locator(f'#referrer-table tr[data-referrer="{ref}"] td.{c}').inner_text())
+        return {ref: [int(page.locator(f'#referrer-table tr[data-referrer="{ref}"] td.ref-{c}').inner_text())
                       for c in ("impressions", "clicks")]
                 for ref in sent if page.locator(f'#referrer-table tr[data-referrer="{ref}"]').count()}
 

@@ -75,7 +75,7 @@ def test_the_writer_counts_referrers_and_the_reports_show_them(app, client, plat
     assert login(client, platform_user).status_code == 302
     html = client.get(f"/admin/tenants/{tenant}/slots/{slot}/results?days=1").get_data(as_text=True)
     row = re.search(r'<tr data-referrer="newsletter">(.*?)</tr>', html, re.S)[1]
-    assert re.findall(r'class="num (?:impressions|clicks)">(\d+)<', row) == ["12", "4"]
+    assert re.findall(r'class="num ref-(?:impressions|clicks)">(\d+)<', row) == ["12", "4"]
     assert 'id="unique-visitors">5<' in html
 
     # The CSV: referrer rows after the per-location table.
