@@ -7,6 +7,7 @@ The counter tables are views of the event log:
     filtered_click_reasons  reason → clicks
     traffic_counts          (UTC day, location, quarter hour, banner) → impressions, clicks
     context_counts          (context cell, banner) → impressions, clicks   (contextual slots, cql/012)
+    referrer_counts         (UTC day, referrer, banner) → impressions, clicks
 
 Rules:
 1. an impression counts 1 impression;
@@ -19,6 +20,8 @@ Rules:
 6. an impression with a context cell (``context_cell``: served by the contextual policy) counts 1 impression
    under (cell, banner) in context_counts, and its valid click 1 click there (a click counts in its
    impression's cell, carried by its click token); filtered clicks do not count there.
+7. referrer_counts count impressions and valid clicks once (no slot-wide copy), under the event's own
+   referrer_id ('' for none) and the UTC day of the impression.
 
 :func:`counter_rows` lists the rows one event adds to; the writer applies the same rules in aggregate
 (``counted_locations``, ``click_counts``, ``filtered_reason``) and tests check both against the audit.
@@ -75,6 +78,11 @@ def traffic_counts(counts: Counts) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
+def referrer_counts(counts: Counts) -> tuple[int, int]:
+    """What banner_counts values add to referrer_counts: impressions and valid clicks (rule 7)."""
+    return counts[0], counts[1]
+
+
 def click_served_at(impression_id: uuid.UUID, clicked_at: dt.datetime) -> dt.datetime:
     """The time a click counts at: its impression's (rule 3); the click's own when the ID holds no time."""
     return event_time(impression_id, clicked_at)
@@ -95,6 +103,7 @@ class Event:
     invalid_reason: str | None = None
     imported: bool = False          # an impression of imported history, or a click of one
     cell: str | None = None         # the impression's context cell (rule 6); None: not contextual
+    referrer_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,10 @@ def counter_rows(event: Event) -> list[CounterRow]:
                                    traffic))
     if event.cell is not None and any(counts[:2]):
         rows.append(CounterRow("context_counts", (*slot, event.cell, event.banner_id), counts[:2]))
+    referred = referrer_counts(counts)
+    if any(referred):
+        rows.append(CounterRow("referrer_counts", (*slot, bucket.date(), event.referrer_id, event.banner_id),
+                               referred))
     reason = filtered_reason(event.valid, event.invalid_reason) if event.kind == "click" else None
     if reason is not None:
         rows.append(CounterRow("filtered_click_reasons", (*slot, reason), (1,)))

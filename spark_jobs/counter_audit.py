@@ -2,12 +2,13 @@
 
     python -m spark_jobs.counter_audit [--tenant T]… [--repair [--settle 5]] [--show 20]
 
-The event log (``impression_log``, ``click_log``) is the truth; ``banner_counts``, ``filtered_click_reasons`` and
-``traffic_counts`` are views of it that each serving process keeps (webapp/storage/events.py). They can fall behind
-the log — by what a process killed with SIGKILL had not flushed, or by a counter batch whose write timed out
-(its outcome unknown, so it is not retried) — and are never meant to run ahead of it.
+The event log (``impression_log``, ``click_log``) is the truth; ``banner_counts``, ``filtered_click_reasons``,
+``traffic_counts`` and ``referrer_counts`` are views of it that each serving process keeps
+(webapp/storage/events.py). They can fall behind the log — by what a process killed with SIGKILL had not
+flushed, or by a counter batch whose write timed out (its outcome unknown, so it is not retried) — and are
+never meant to run ahead of it.
 
-Extract   both event tables and the three counter tables, whole (``--tenant`` filters in Spark).
+Extract   both event tables and the four counter tables, whole (``--tenant`` filters in Spark).
 Transform pure DataFrame → DataFrame functions with the event writer's rules, eventlog/counting.py (tested on
           small inputs, and against ``eventlog.counting.counter_rows``):
           ``expected_banner_counts``  per (tenant, slot, location, banner) and the slot-wide row (location ''):
@@ -16,6 +17,8 @@ Transform pure DataFrame → DataFrame functions with the event writer's rules, 
           ``expected_traffic``        impressions and valid clicks per (tenant, slot, day, location, quarter
                                       hour, banner); a click counts in its impression's quarter hour (the time
                                       inside its timeuuid);
+          ``expected_referrers``      impressions and valid clicks per (tenant, slot, UTC day, referrer,
+                                      banner), each under its own referrer_id;
           ``differences``             the rows where counters and log disagree, with ``missing_<column>`` =
                                       log − counters (negative: the counter is ahead of the log).
           Imported history (``posterior_scope = 'import'``) and its clicks are in no counter, by design.
@@ -71,6 +74,8 @@ TRAFFIC_KEY = ["tenant_id", "slot_id", "day", "location", "bucket", "banner_id"]
 TRAFFIC_COLUMNS = ["impressions", "clicks"]
 CONTEXT_KEY = ["tenant_id", "slot_id", "cell", "banner_id"]
 CONTEXT_COLUMNS = ["impressions", "clicks"]
+REFERRERS_KEY = ["tenant_id", "slot_id", "day", "referrer_id", "banner_id"]
+REFERRERS_COLUMNS = ["impressions", "clicks"]
 WRITE_CHUNK = 100                 # counter updates per batch: well under Cassandra's batch size limits
 
 
@@ -87,7 +92,8 @@ BANNER_COUNTS = Table("banner_counts", BANNER_COUNTS_KEY, BANNER_COUNTS_COLUMNS)
 REASONS = Table("filtered_click_reasons", REASONS_KEY, REASONS_COLUMNS)
 TRAFFIC = Table("traffic_counts", TRAFFIC_KEY, TRAFFIC_COLUMNS)
 CONTEXT = Table("context_counts", CONTEXT_KEY, CONTEXT_COLUMNS)
-TABLES = (BANNER_COUNTS, REASONS, TRAFFIC, CONTEXT)
+REFERRERS = Table("referrer_counts", REFERRERS_KEY, REFERRERS_COLUMNS)
+TABLES = (BANNER_COUNTS, REASONS, TRAFFIC, CONTEXT, REFERRERS)
 
 
 # -- extract --------------------------------------------------------------------------------------------------
@@ -100,9 +106,9 @@ def extract(spark: SparkSession, keyspace: str, tenants: list[str] | None = None
             ) -> tuple[DataFrame, DataFrame, dict[str, DataFrame]]:
     """The whole log (impressions, clicks) and the counter tables, with the columns the audit needs."""
     impressions = read_table(spark, keyspace, "impression_log", EVENT_PARTITION_KEY + [
-        "impression_id", "served_at", "location", "banner_id", "posterior_scope", "context_cell"])
+        "impression_id", "served_at", "location", "banner_id", "posterior_scope", "context_cell", "referrer_id"])
     clicks = read_table(spark, keyspace, "click_log", EVENT_PARTITION_KEY + ["impression_id",
-        "clicked_at", "location", "banner_id", "valid", "invalid_reason"])
+        "clicked_at", "location", "banner_id", "valid", "invalid_reason", "referrer_id"])
     counters = {table.name: _tenants(read_table(spark, keyspace, table.name, table.key + table.columns), tenants)
                 for table in TABLES}
     return _tenants(impressions, tenants), _tenants(clicks, tenants), counters
@@ -119,24 +125,25 @@ def quarter_hour(at: Column) -> Column:
 def live_events(impressions: DataFrame, clicks: DataFrame) -> tuple[DataFrame, DataFrame]:
     """What the counters count: impressions that are not imported history, and clicks of them.
 
-    Returns (impressions: tenant_id, slot_id, location, banner_id, bucket, cell;
-             clicks: tenant_id, slot_id, location, banner_id, bucket, valid, reason, cell).
+    Returns (impressions: tenant_id, slot_id, location, banner_id, bucket, cell, referrer_id;
+             clicks: tenant_id, slot_id, location, banner_id, bucket, valid, reason, cell, referrer_id).
     A click whose impression row is missing still counts (the writer counts a click when its LWT applies); its
     context cell is its impression's (eventlog.counting rule 6), null without the impression row.
     """
     location = F.coalesce(F.col("location"), F.lit(SLOT_WIDE)).alias("location")
+    referrer = F.coalesce(F.col("referrer_id"), F.lit("")).alias("referrer_id")
     imported = impressions.where(F.col("posterior_scope") == IMPORT_SCOPE).select(*EVENT_KEY)
     live_impressions = (impressions.where(F.col("posterior_scope").isNull()
                                           | (F.col("posterior_scope") != IMPORT_SCOPE))
                         .select("tenant_id", "slot_id", location, "banner_id",
                                 quarter_hour(F.col("served_at")).alias("bucket"),
-                                F.col("context_cell").alias("cell")))
+                                F.col("context_cell").alias("cell"), referrer))
     cells = impressions.where(F.col("context_cell").isNotNull()).select(*EVENT_KEY, F.col("context_cell").alias("cell"))
     live_clicks = (clicks.join(imported, EVENT_KEY, "left_anti").join(cells, EVENT_KEY, "left")
                    .select("tenant_id", "slot_id", location, "banner_id", "cell",
                            quarter_hour(timeuuid_time(F.col("impression_id"), F.col("clicked_at"))).alias("bucket"),
                            F.coalesce(F.col("valid"), F.lit(True)).alias("valid"),
-                           F.coalesce(F.col("invalid_reason"), F.lit(INVALID_REASON)).alias("reason")))
+                           F.coalesce(F.col("invalid_reason"), F.lit(INVALID_REASON)).alias("reason"), referrer))
     return live_impressions, live_clicks
 
 
@@ -185,6 +192,18 @@ def expected_context(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
     clicked = (clicks.where(F.col("cell").isNotNull() & F.col("valid"))
                .select(*CONTEXT_KEY, F.lit(0).alias("i"), F.lit(1).alias("c")))
     return (shown.unionByName(clicked).groupBy(*CONTEXT_KEY)
+            .agg(F.sum("i").cast("long").alias("impressions"), F.sum("c").cast("long").alias("clicks")))
+
+
+def expected_referrers(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
+    """referrer_counts as the log says (eventlog.counting rule 7): tenant_id, slot_id, day (UTC, of the
+    impression), referrer_id, banner_id, impressions, valid clicks; no slot-wide copy."""
+    shown = impressions.select("tenant_id", "slot_id", "referrer_id", "banner_id", "bucket",
+                               F.lit(1).alias("i"), F.lit(0).alias("c"))
+    clicked = clicks.where(F.col("valid")).select("tenant_id", "slot_id", "referrer_id", "banner_id", "bucket",
+                                                  F.lit(0).alias("i"), F.lit(1).alias("c"))
+    return (shown.unionByName(clicked).withColumn("day", F.to_date("bucket"))
+            .groupBy(*REFERRERS_KEY)
             .agg(F.sum("i").cast("long").alias("impressions"), F.sum("c").cast("long").alias("clicks")))
 
 
@@ -282,12 +301,13 @@ def quiet_slots(db: Database, audit: Audit, settle: float) -> tuple[list[tuple[s
 
 
 def repair_deltas(audit: Audit, slot: tuple[str, str]
-                  ) -> tuple[dict[tuple, list[int]], dict[tuple, int], dict[tuple, list[int]]]:
+                  ) -> tuple[dict[tuple, list[int]], dict[tuple, int], dict[tuple, list[int]], dict[tuple, list[int]]]:
     """The slot's missing counts as the event writer's delta maps (webapp.storage.store.counter_batches and
     traffic_batches): positive differences only."""
     deltas: dict[tuple, list[int]] = {}
     reasons: dict[tuple, int] = {}
     traffic: dict[tuple, list[int]] = {}
+    referrers: dict[tuple, list[int]] = {}
 
     def add(report: TableReport):
         for row in report.rows:
@@ -303,7 +323,9 @@ def repair_deltas(audit: Audit, slot: tuple[str, str]
     for row, values in add(audit.reports[TRAFFIC.name]):
         bucket = dt.datetime.fromtimestamp(row["bucket_seconds"], dt.UTC)
         traffic[(row["tenant_id"], row["slot_id"], row["location"], bucket, row["banner_id"])] = values
-    return deltas, reasons, traffic
+    for row, values in add(audit.reports[REFERRERS.name]):
+        referrers[(row["tenant_id"], row["slot_id"], row["day"], row["referrer_id"], row["banner_id"])] = values
+    return deltas, reasons, traffic, referrers
 
 
 def _chunks(items: dict, size: int = WRITE_CHUNK):
@@ -319,7 +341,7 @@ def repair(db: Database, audit: Audit, settle: float) -> Audit:
     repairable = set(audit.repairable_slots())
     session = db.session()
     for slot in (slot for slot in quiet if slot in repairable):
-        deltas, reasons, traffic = repair_deltas(audit, slot)
+        deltas, reasons, traffic, referrers = repair_deltas(audit, slot)
         batches = [batch for chunk in _chunks(deltas) for batch in store.counter_batches(db, chunk, {}).values()]
         batches += list(store.counter_batches(db, {}, reasons).values()) if reasons else []
         batches += [batch for chunk in _chunks(traffic) for batch in store.traffic_batches(db, chunk).values()]
@@ -329,6 +351,7 @@ def repair(db: Database, audit: Audit, settle: float) -> Audit:
                    if (r["tenant_id"], r["slot_id"]) == slot and (r["missing_impressions"] > 0
                                                                   or r["missing_clicks"] > 0)}
         batches += [batch for chunk in _chunks(context) for batch in store.counter_batches(db, {}, {}, chunk).values()]
+        batches += [batch for chunk in _chunks(referrers) for batch in store.referrer_batches(db, chunk).values()]
         for batch in batches:
             try:
                 session.execute(batch)
@@ -363,7 +386,8 @@ def audit_log(spark: SparkSession, keyspace: str, tenants: list[str] | None = No
     expected = {BANNER_COUNTS.name: expected_banner_counts(live_impressions, live_clicks),
                 REASONS.name: expected_reasons(live_clicks),
                 TRAFFIC.name: expected_traffic(live_impressions, live_clicks),
-                CONTEXT.name: expected_context(live_impressions, live_clicks)}
+                CONTEXT.name: expected_context(live_impressions, live_clicks),
+                REFERRERS.name: expected_referrers(live_impressions, live_clicks)}
     reports = {table.name: TableReport(table, _collect(differences(expected[table.name], counted[table.name],
                                                                    table), table))
                for table in TABLES}

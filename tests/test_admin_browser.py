@@ -6,6 +6,7 @@ Set UPDATE_SCREENSHOTS=1 to write the results page screenshot to docs/ (README s
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import http.server
 import json
@@ -223,8 +224,8 @@ def test_configure_embed_click_and_see_it_in_the_results(page, server, publisher
     snippet = page.evaluate("navigator.clipboard.readText()")
     assert snippet == page.inner_text("#snippet-js")
     assert f'data-tenant="{tenant}" data-slot="hero"' in snippet and f'src="{base}/static/embed.js"' in snippet
-    page.click("#preview-button")              # the live preview: a real serve, in an iframe
-    previewed = page.frame_locator("#preview").locator("a[data-banner-id]").get_attribute("data-banner-id")
+    page.click("#preview-button")              # the live preview: a draw that records nothing
+    previewed = page.locator("#preview-link[data-banner-id]").get_attribute("data-banner-id")
     assert previewed in {"summer", "shipping"}
 
     (publisher["root"] / "shop.html").write_text(
@@ -240,15 +241,15 @@ def test_configure_embed_click_and_see_it_in_the_results(page, server, publisher
     page.wait_for_url(f"{publisher['base']}/landing.html?banner={served}")
 
     # The results page shows the impression and the click (counters are flushed every 0.5 s per worker); the
-    # preview's impression counts too.
-    expected = (1 + (previewed == served), 1)
+    # preview is not counted.
+    expected = (1, 1)
     wait_until(lambda: results_row(page, base, tenant, "hero", served) == expected,
                f"{expected} impressions and clicks of {served} on the results page")
     total_impressions = sum(int(x) for x in page.locator("td.impressions").all_inner_texts())
-    assert total_impressions == 2              # the publisher page's serve and the preview's
+    assert total_impressions == 1              # the publisher page's serve only
     assert page.evaluate("window.__xss") is None
     data = json.loads(page.inner_text("#chart-data"))
-    assert sum(data["clicks"][served]) == 1 and sum(sum(v) for v in data["impressions"].values()) == 2
+    assert sum(data["clicks"][served]) == 1 and sum(sum(v) for v in data["impressions"].values()) == 1
     wait_in_page(page, "document.getElementById('chart-ctr').width > 0")      # Chart.js drew the charts
 
     # Pausing the served banner takes it out of serving within seconds.
@@ -263,6 +264,115 @@ def test_configure_embed_click_and_see_it_in_the_results(page, server, publisher
                    for _ in range(20))
 
     wait_until(serves_only_the_other, f"{served} to leave serving after the pause")
+
+
+def counts_of(db, tenant: str, slot: str) -> dict[str, tuple[int, int]]:
+    return {r["banner_id"]: (r["impressions"] or 0, r["clicks"] or 0)
+            for r in db.execute("SELECT banner_id, impressions, clicks FROM {ks}.banner_counts "
+                                "WHERE tenant_id = ? AND slot_id = ? AND location = ''", (tenant, slot))}
+
+
+def test_a_preview_click_stays_in_the_dashboard_and_counts_nothing(page, server, direct_app):
+    db = direct_app.extensions["cassandra"]
+    tenant = f"prev{uuid.uuid4().hex[:6]}"
+    services.put_tenant(db, tenant, "Preview Co", None, "Asia/Kolkata")
+    services.put_slot(db, tenant, "hero", "Hero", size="728x250")
+    for banner in ("summer-sale", "free-shipping"):
+        services.put_banner(db, tenant, "hero", banner, image_url=f"{server['base']}/static/banners/{banner}.svg",
+                            target_url=f"{server['base']}/?landing={banner}", alt=banner, active=True)
+    # One real serve and click first, so that the counts are there to stay unchanged.
+    served = requests.get(f"{server['base']}/v1/serve/{tenant}/hero", timeout=10).json()
+    time.sleep(CLICK_DELAY_MS / 1000)
+    requests.post(f"{server['base']}/v1/click", json={"token": served["token"]}, timeout=10).raise_for_status()
+    wait_until(lambda: counts_of(db, tenant, "hero") == {served["banner"]["id"]: (1, 1)}, "the real click counted")
+    before = counts_of(db, tenant, "hero")
+
+    log_in(page, server["base"], gen_user(direct_app))
+    embed_url = f"{server['base']}/admin/tenants/{tenant}/slots/hero/embed"
+    page.goto(embed_url)
+    for _ in range(3):
+        page.click("#preview-button")
+        wait_in_page(page, "document.getElementById('preview-image').naturalWidth > 0")
+        page.wait_for_timeout(CLICK_DELAY_MS)
+        link = page.locator("#preview-link")
+        assert link.get_attribute("target") == "_blank"
+        with page.context.expect_page() as opened:
+            link.click()
+        landing = opened.value
+        landing.wait_for_load_state()
+        assert "landing=" in landing.url
+        landing.close()
+        assert page.url == embed_url               # the dashboard stayed where it was
+    # Counters are flushed every 0.5 s: give a would-be count time to land, then check nothing moved.
+    time.sleep(3)
+    assert counts_of(db, tenant, "hero") == before
+    assert results_row(page, server["base"], tenant, "hero", served["banner"]["id"]) == (1, 1)
+
+
+def test_the_charts_draw_points_for_a_slot_with_one_hour_of_data(page, server, direct_app):
+    db = direct_app.extensions["cassandra"]
+    tenant = f"hour{uuid.uuid4().hex[:6]}"
+    services.put_tenant(db, tenant, "New Slot Co", None, "UTC")     # the charts' hours are UTC hours
+    services.put_slot(db, tenant, "hero", "Hero", size="728x250")
+    for banner in ("summer-sale", "free-shipping"):
+        services.put_banner(db, tenant, "hero", banner, image_url=f"{server['base']}/static/banners/{banner}.svg",
+                            target_url="https://shop.example.com/", alt=banner, active=True)
+    hour_end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    simulate_history(direct_app, tenant, "hero", {"summer-sale": 0.3, "free-shipping": 0.2}, hours=1,
+                     serves_per_hour=25, seed=5, now=hour_end)          # all of it in the current hour
+    log_in(page, server["base"], gen_user(direct_app))
+    page.goto(f"{server['base']}/admin/tenants/{tenant}/slots/hero/results?days=1")
+    data = json.loads(page.inner_text("#chart-data"))
+    assert [sum(1 for v in data["ctr"][b] if v is not None) for b in data["banners"]] == [1, 1]
+    for chart in ("chart-ctr", "chart-share"):
+        # Every hour with data is drawn as a visible point (a lone point has no line to show it).
+        drawn = wait_in_page(page, f"""(() => {{
+            const chart = Chart.getChart(document.getElementById('{chart}'));
+            if (!chart) return 0;
+            return chart.data.datasets.reduce((n, ds, i) => n + chart.getDatasetMeta(i).data.filter(
+                (p, k) => ds.data[k] !== null && !p.skip && p.options.radius > 0).length, 0);
+        }})()""")
+        assert drawn == 2, chart
+
+
+def test_the_referrer_table_shows_the_clicks_sent(page, server, publisher, direct_app):
+    """Two publisher pages tag their serves with different referrer IDs; the clicks from one show under it."""
+    db = direct_app.extensions["cassandra"]
+    base = server["base"]
+    tenant = f"refs{uuid.uuid4().hex[:6]}"
+    services.put_tenant(db, tenant, "Referrer Co", None, "Asia/Kolkata")
+    services.put_slot(db, tenant, "hero", "Hero", size="728x250")
+    services.put_banner(db, tenant, "hero", "summer-sale", image_url=f"{base}/static/banners/summer-sale.svg",
+                        target_url=f"{publisher['base']}/landing.html", alt="Summer sale", active=True)
+    for name, referrer in (("news.html", "newsletter"), ("search.html", "search-ads")):
+        (publisher["root"] / name).write_text(
+            f'<!doctype html><title>{name}</title><script src="{base}/static/embed.js" async></script>'
+            f'<div data-banner-bandit data-tenant="{tenant}" data-slot="hero" data-location=""'
+            f' data-customer-id="visitor-{referrer}" data-referrer-id="{referrer}"></div>')
+    sent = {"newsletter": [0, 0], "search-ads": [0, 0]}
+    for name, referrer, clicks in (("news.html", "newsletter", 2), ("search.html", "search-ads", 1),
+                                   ("search.html", "search-ads", 0)):
+        for k in range(max(clicks, 1)):
+            page.goto(f"{publisher['base']}/{name}")
+            link = page.locator("[data-banner-bandit][data-bb-state='done'] a")
+            link.wait_for()
+            sent[referrer][0] += 1
+            if k < clicks:
+                page.wait_for_timeout(CLICK_DELAY_MS)
+                link.click()
+                page.wait_for_url(f"{publisher['base']}/landing.html")
+                sent[referrer][1] += 1
+    log_in(page, base, gen_user(direct_app, accounts.ROLE_TENANT, tenant))
+
+    def shown() -> dict[str, list[int]]:
+        page.goto(f"{base}/admin/tenants/{tenant}/slots/hero/results?days=1")
+        return {ref: [int(page.locator(f'#referrer-table tr[data-referrer="{ref}"] td.ref-{c}').inner_text())
+                      for c in ("impressions", "clicks")]
+                for ref in sent if page.locator(f'#referrer-table tr[data-referrer="{ref}"]').count()}
+
+    wait_until(lambda: shown() == sent, f"the referrer table to show {sent}")
+    assert page.locator("#referrer-table tbody tr").first.get_attribute("data-referrer") == "newsletter"
+    assert page.inner_text("#unique-visitors") == "2"
 
 
 def test_the_demo_publisher_page_click_shows_in_the_results(page, server, direct_app):

@@ -15,7 +15,17 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.helpers import PASSWORD, csrf_token, gen_slot, gen_user, login, make_config, simulate_history, sync
+from tests.helpers import (
+    ADMIN_TOKEN,
+    PASSWORD,
+    csrf_token,
+    gen_slot,
+    gen_user,
+    login,
+    make_config,
+    simulate_history,
+    sync,
+)
 from webapp import create_app
 from webapp.dashboard import accounts
 from webapp.management import services
@@ -234,8 +244,49 @@ def test_the_embed_page_offers_the_three_snippets_for_this_slot(admin):
     html = admin.get(f"/admin/tenants/{tenant}/slots/{slot}/embed").get_data(as_text=True)
     assert f'data-tenant=&#34;{tenant}&#34; data-slot=&#34;{slot}&#34;' in html
     assert f"http://localhost/v1/embed/{tenant}/{slot}" in html
-    assert f"curl &#39;http://localhost/v1/serve/{tenant}/{slot}?location=Mumbai" in html
-    assert f'data-preview-src="/v1/embed/{tenant}/{slot}?referrer_id=admin-preview"' in html
+    assert f"curl -G &#39;http://localhost/v1/serve/{tenant}/{slot}&#39;" in html
+    assert f'data-preview-src="/admin/tenants/{tenant}/slots/{slot}/preview"' in html
+
+
+def test_the_snippets_carry_no_fixed_city_but_say_where_it_goes(app, admin):
+    """A known location of the slot is never written into a snippet: pasted as-is, every visitor would be
+    filed under it."""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    tenant, slot = gen_slot(admin, ["b1"])
+    assert admin.put(f"/v1/admin/tenants/{tenant}/slots/{slot}", headers=headers,
+                     json={"name": "Hero", "locations": ["Bengaluru", "Pune"]}).status_code == 200
+    html = admin.get(f"/admin/tenants/{tenant}/slots/{slot}/embed").get_data(as_text=True)
+    snippets = re.findall(r'<code id="snippet-(\w+)">(.*?)</code>', html, re.S)
+    assert [key for key, _ in snippets] == ["js", "iframe", "curl"]
+    for key, text in snippets:
+        assert "bengaluru" not in text.lower() and "pune" not in text.lower(), key
+        assert "the visitor&#39;s city" in text, key
+    js = dict(snippets)["js"]
+    assert "data-location=&#34;&#34;" in js
+    assert f"/v1/embed/{tenant}/{slot}?location=&#34;" in dict(snippets)["iframe"]
+    assert "GeoIP" in html          # the page says the publisher must pass the city
+
+
+def test_a_preview_serves_a_banner_and_records_nothing(app, admin):
+    tenant, slot = gen_slot(admin, ["b1", "b2"])
+    db = app.extensions["cassandra"]
+    for _ in range(5):
+        response = admin.get(f"/admin/tenants/{tenant}/slots/{slot}/preview?location=Goa")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        body = response.get_json()
+        assert body["banner"]["id"] in {"b1", "b2"} and body["recorded"] is False
+        assert body["target_url"].startswith("http") and "click" not in body
+    sync(app)
+    assert store.slot_counts(db, tenant, slot, "") == []
+    rows = db.execute("SELECT impression_id FROM {ks}.impression_log WHERE tenant_id = ? AND slot_id = ? "
+                      "ALLOW FILTERING", (tenant, slot))
+    assert list(rows) == []
+
+
+def test_the_preview_is_for_a_dashboard_session_only(client, app):
+    tenant, slot = gen_slot(client, ["b1"])
+    response = client.get(f"/admin/tenants/{tenant}/slots/{slot}/preview")
+    assert response.status_code == 302 and "/admin/login" in response.headers["Location"]
 
 
 def test_results_show_counts_posterior_interval_and_winner(app, admin):
@@ -276,8 +327,12 @@ def test_csv_has_one_row_per_banner_and_location(app, admin):
     response = admin.get(f"/admin/tenants/{tenant}/slots/{slot}/results.csv")
     assert response.mimetype == "text/csv"
     assert f'filename="{tenant}-{slot}-results.csv"' in response.headers["Content-Disposition"]
-    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert list(rows[0]) == services.CSV_COLUMNS
+    everything = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert list(everything[0]) == services.CSV_COLUMNS + ["referrer"]
+    rows = [r for r in everything if r["scope"] != "referrer"]      # the referrer rows follow (test_referrers)
+    referred = everything[len(rows):]          # no referrer given: its total, then the banners served
+    assert {r["scope"] for r in referred} == {"referrer"} and (referred[0]["banner"], referred[0]["impressions"]) == (
+        "", "3")
     assert [(r["scope"], r["location"], r["banner"]) for r in rows] == [
         ("slot", "", "b1"), ("slot", "", "b2"),
         ("location", "'=cmd|' /c calc'!a0", "b1"), ("location", "'=cmd|' /c calc'!a0", "b2"),
@@ -288,6 +343,75 @@ def test_csv_has_one_row_per_banner_and_location(app, admin):
     assert sum(int(r["impressions"]) for r in rows if r["location"] == "goa") == 1
     for r in rows:
         assert float(r["ci95_low"]) < float(r["posterior_mean"]) < float(r["ci95_high"])
+
+
+def test_p_best_is_the_same_in_the_api_the_csv_and_the_page(app, admin, admin_headers):
+    """Computed once per posterior snapshot (seeded by it), not per request: a location's P(best) in the CSV
+    (drawn after the slot-wide rows) matches the API's and the page's."""
+    tenant, slot = gen_slot(admin, ["good", "fair", "poor"])
+    simulate_history(app, tenant, slot, {"good": 0.10, "fair": 0.09, "poor": 0.08}, hours=2, serves_per_hour=100,
+                     seed=11, location="goa")
+    rows = list(csv.DictReader(io.StringIO(
+        admin.get(f"/admin/tenants/{tenant}/slots/{slot}/results.csv").get_data(as_text=True))))
+    from_csv = {(r["location"], r["banner"]): float(r["p_best"]) for r in rows if r["scope"] != "referrer"}
+    for location in ("", "goa"):
+        stats = [admin.get(f"/v1/admin/tenants/{tenant}/slots/{slot}/stats", query_string={"location": location},
+                           headers=admin_headers).get_json() for _ in range(2)]
+        from_api = {(location, b["id"]): b["p_best"] for b in stats[0]["banners"]}
+        assert from_api == {(location, b["id"]): b["p_best"] for b in stats[1]["banners"]}
+        assert from_api == {k: v for k, v in from_csv.items() if k[0] == location}
+        assert 0.02 < max(from_api.values()) < 0.98        # a real draw, not a certainty
+        page = admin.get(f"/admin/tenants/{tenant}/slots/{slot}/results?location={location}").get_data(as_text=True)
+        for (_, banner), p_best in from_api.items():
+            row = re.search(rf'<tr data-banner="{banner}".*?</tr>', page, re.S)[0]
+            assert f'<td class="num p-best">{100 * p_best:.1f}%</td>' in row
+
+
+def test_the_click_filter_form_saves_thresholds_and_refuses_bad_ones(app, admin, admin_headers):
+    tenant, slot = gen_slot(admin, ["b1"])
+    path = f"/admin/tenants/{tenant}/click-filter"
+    page = admin.get(path).get_data(as_text=True)
+    assert 'name="max_clicks_per_customer" required type="text" value="0"' in page or \
+        re.search(r'name="max_clicks_per_customer"[^>]*value="0"', page)          # gen_slot's INSTANT_CLICKS
+    good = {"enabled": "y", "min_delay_seconds": "1.5", "max_clicks_per_customer": "4", "max_clicks_per_ip": "0",
+            "window_seconds": "600", "block_bot_user_agents": "y"}
+    response = submit(admin, path, good)
+    assert response.status_code == 302 and response.headers["Location"].endswith(path)
+    saved = admin.get(f"/v1/admin/tenants/{tenant}", headers=admin_headers).get_json()["click_filter"]
+    assert saved == {"enabled": True, "min_delay_seconds": 1.5, "max_clicks_per_customer": 4,
+                     "max_clicks_per_ip": 0, "window_seconds": 600, "block_bot_user_agents": True}
+    for field, bad, message in [("min_delay_seconds", "soon", "min_delay_seconds must be a number"),
+                                ("min_delay_seconds", "7200", "min_delay_seconds must be between 0 and 3600"),
+                                ("max_clicks_per_customer", "2.5", "max_clicks_per_customer must be an integer"),
+                                ("window_seconds", "10", "window_seconds must be an integer between 60")]:
+        response = submit(admin, path, {**good, field: bad})
+        assert response.status_code == 200 and message in response.get_data(as_text=True), (field, bad)
+        assert admin.get(f"/v1/admin/tenants/{tenant}", headers=admin_headers).get_json()["click_filter"] == saved
+    # Unchecked boxes turn the filter and the bot rule off.
+    unchecked = {k: v for k, v in good.items() if k not in ("enabled", "block_bot_user_agents")}
+    assert submit(admin, path, unchecked).status_code == 302
+    saved = admin.get(f"/v1/admin/tenants/{tenant}", headers=admin_headers).get_json()["click_filter"]
+    assert (saved["enabled"], saved["block_bot_user_agents"]) == (False, False)
+    # The tenant's other settings stay as they were.
+    tenant_doc = admin.get(f"/v1/admin/tenants/{tenant}", headers=admin_headers).get_json()
+    assert tenant_doc["name"] and tenant_doc["timezone"] == "Asia/Kolkata"
+
+
+def test_the_click_filter_page_shows_what_was_filtered_and_why(app, admin, admin_headers):
+    tenant, slot = gen_slot(admin, ["b1"])
+    assert "No click of this tenant" in admin.get(f"/admin/tenants/{tenant}/click-filter").get_data(as_text=True)
+    admin.put(f"/v1/admin/tenants/{tenant}", headers=admin_headers,
+              json={"name": "T", "click_filter": {"min_delay_seconds": 3600}})
+    sync(app)
+    for user_agent in ("Mozilla/5.0", "Googlebot/2.1"):
+        token = admin.get(f"/v1/serve/{tenant}/{slot}").get_json()["token"]
+        assert admin.post("/v1/click", json={"token": token}, headers={"User-Agent": user_agent}).status_code == 200
+    sync(app)
+    page = admin.get(f"/admin/tenants/{tenant}/click-filter").get_data(as_text=True)
+    row = re.search(rf'<tr data-slot="{slot}">.*?</tr>', page, re.S)[0]
+    cells = dict(re.findall(r'data-reason="(\w+)">(\d+)<', row))
+    assert sum(int(v) for v in cells.values()) == 2 and '<td class="num total">2</td>' in row
+    assert set(cells) <= {"too_fast", "bot_user_agent"}
 
 
 def test_flagged_clicks_show_as_filtered_not_as_clicks(app, admin, admin_headers):
@@ -304,7 +428,9 @@ def test_flagged_clicks_show_as_filtered_not_as_clicks(app, admin, admin_headers
     assert "by reason:" in page and "too fast 1" in page
     rows = list(csv.DictReader(io.StringIO(
         admin.get(f"/admin/tenants/{tenant}/slots/{slot}/results.csv").get_data(as_text=True))))
-    assert [(r["scope"], r["clicks"], r["filtered_clicks"]) for r in rows] == [("slot", "0", "1")]
+    assert [(r["scope"], r["clicks"], r["filtered_clicks"]) for r in rows] == [("slot", "0", "1"),
+                                                                                ("referrer", "0", ""),
+                                                                                ("referrer", "0", "")]
 
 
 def test_hourly_series_use_the_tenants_time_zone_and_only_the_range_shown(app, admin):

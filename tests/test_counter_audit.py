@@ -18,9 +18,10 @@ from webapp.storage.database import Database
 
 DAY = dt.date(2026, 11, 30)
 IMPRESSION_SCHEMA = ("tenant_id string, slot_id string, day date, impression_id string, served_at timestamp, "
-                     "location string, banner_id string, posterior_scope string, context_cell string")
+                     "location string, banner_id string, posterior_scope string, context_cell string, "
+                     "referrer_id string")
 CLICK_SCHEMA = ("tenant_id string, slot_id string, day date, impression_id string, clicked_at timestamp, "
-                "location string, banner_id string, valid boolean, invalid_reason string")
+                "location string, banner_id string, valid boolean, invalid_reason string, referrer_id string")
 HUMAN = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 
 
@@ -68,16 +69,20 @@ ORPHAN_CLICK = (at(13, 0, 1.0), "pune", "a")
 CELLS = {0: "referrer=news", 3: "referrer=news", 5: "referrer=search"}
 
 
+def referrer_of(banner: str) -> str | None:
+    return {"a": "newsletter", "b": None}[banner]        # None: a row from before referrers, or none given
+
+
 def log_frames(spark):
     impressions, clicks = [], []
     for index, (served_at, location, banner, scope, click) in enumerate(LOG):
         key = ("t", "s", DAY, impression_id(served_at))
-        impressions.append((*key, served_at, location, banner, scope, CELLS.get(index)))
+        impressions.append((*key, served_at, location, banner, scope, CELLS.get(index), referrer_of(banner)))
         if click is not None:
-            clicks.append((*key, served_at + dt.timedelta(minutes=6), location, banner, *click))
+            clicks.append((*key, served_at + dt.timedelta(minutes=6), location, banner, *click, referrer_of(banner)))
     served_at, location, banner = ORPHAN_CLICK
     clicks.append(("t", "s", DAY, impression_id(served_at), served_at + dt.timedelta(minutes=20), location, banner,
-                   True, None))
+                   True, None, None))
     return (spark.createDataFrame(impressions, IMPRESSION_SCHEMA), spark.createDataFrame(clicks, CLICK_SCHEMA))
 
 
@@ -118,12 +123,13 @@ def writer_rows(table: str) -> set[tuple]:
     for index, (served_at, location, banner, scope, click) in enumerate(LOG):
         imported = counting.is_imported(scope)
         events.append(counting.Event("impression", "t", "s", location or counting.SLOT_WIDE, banner, served_at,
-                                     imported=imported, cell=CELLS.get(index)))
+                                     imported=imported, cell=CELLS.get(index),
+                                     referrer_id=referrer_of(banner) or ""))
         if click is not None:
             events.append(counting.Event("click", "t", "s", location or counting.SLOT_WIDE, banner,
                                          counting.click_served_at(uuid.UUID(impression_id(served_at)), served_at),
                                          valid=click[0], invalid_reason=click[1], imported=imported,
-                                         cell=CELLS.get(index)))
+                                         cell=CELLS.get(index), referrer_id=referrer_of(banner) or ""))
     served_at, location, banner = ORPHAN_CLICK
     events.append(counting.Event("click", "t", "s", location, banner, served_at))
     sums: dict[tuple, list[int]] = {}
@@ -153,12 +159,19 @@ def test_the_audits_transforms_and_the_writers_counting_rules_agree(spark):
     assert writer_rows("context_counts") == {("t", "s", "referrer=news", "a", 1, 1),
                                              ("t", "s", "referrer=news", "b", 1, 0),
                                              ("t", "s", "referrer=search", "a", 1, 0)}
+    referrers = rows(counter_audit.expected_referrers(live_impressions, live_clicks),
+                     counter_audit.REFERRERS_KEY + counter_audit.REFERRERS_COLUMNS)
+    assert referrers == writer_rows("referrer_counts") == {
+        ("t", "s", DAY, "newsletter", "a", 3, 1),   # mumbai, no location, chennai; mumbai's click
+        ("t", "s", DAY, "", "a", 0, 1),             # the orphan click names no referrer
+        ("t", "s", DAY, "", "b", 2, 0),             # delhi's two live impressions; flagged clicks are not in it
+    }
 
 
 def test_a_clicks_quarter_hour_is_its_impressions_even_at_the_edge(spark):
     edge = at(23, 59, 59.999)                 # served in the last quarter hour of the day, clicked the next day
     clicks = spark.createDataFrame([("t", "s", DAY, impression_id(edge), edge + dt.timedelta(minutes=1), "x", "a",
-                                     True, None)], CLICK_SCHEMA)
+                                     True, None, None)], CLICK_SCHEMA)
     live_impressions, live_clicks = counter_audit.live_events(spark.createDataFrame([], IMPRESSION_SCHEMA), clicks)
     traffic = counter_audit.expected_traffic(live_impressions, live_clicks)
     assert rows(traffic.withColumn("bucket", F.date_format("bucket", "HH:mm")),

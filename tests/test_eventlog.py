@@ -38,6 +38,7 @@ def test_an_impression_counts_under_its_location_and_slot_wide():
         ("banner_counts", ("t", "s", "", "b"), (1, 0, 0)),
         ("traffic_counts", ("t", "s", bucket.date(), "pune", bucket, "b"), (1, 0)),
         ("traffic_counts", ("t", "s", bucket.date(), "", bucket, "b"), (1, 0)),
+        ("referrer_counts", ("t", "s", bucket.date(), "", "b"), (1, 0)),       # once, not per location
     }
 
 
@@ -46,7 +47,19 @@ def test_a_slot_wide_event_counts_once():
     rows = counting.counter_rows(counting.Event("click", "t", "s", "", "b", at))
     assert [(r.table, r.key, r.values) for r in rows] == [
         ("banner_counts", ("t", "s", "", "b"), (0, 1, 0)),
-        ("traffic_counts", ("t", "s", at.date(), "", at, "b"), (0, 1))]
+        ("traffic_counts", ("t", "s", at.date(), "", at, "b"), (0, 1)),
+        ("referrer_counts", ("t", "s", at.date(), "", "b"), (0, 1))]
+
+
+def test_an_event_counts_under_its_own_referrer_and_a_flagged_click_not_at_all():
+    at = dt.datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)
+    impression = counting.Event("impression", "t", "s", "pune", "b", at, referrer_id="newsletter")
+    valid = counting.Event("click", "t", "s", "pune", "b", at, referrer_id="newsletter")
+    flagged = counting.Event("click", "t", "s", "pune", "b", at, valid=False, referrer_id="newsletter")
+    referred = [[(r.key, r.values) for r in counting.counter_rows(e) if r.table == "referrer_counts"]
+                for e in (impression, valid, flagged)]
+    key = ("t", "s", at.date(), "newsletter", "b")
+    assert referred == [[(key, (1, 0))], [(key, (0, 1))], []]
 
 
 def test_a_flagged_click_counts_only_as_filtered_under_its_reason():

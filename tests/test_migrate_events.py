@@ -56,6 +56,7 @@ def write_old_log(db: Database, tenant: str, slot: str, days: list[dt.date]
     deltas: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
     traffic: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
     reasons: dict[tuple, int] = defaultdict(int)
+    referred: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
     for day in days:
         for i in range(24):
             served_at = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(minutes=i * 59, seconds=7)
@@ -66,7 +67,8 @@ def write_old_log(db: Database, tenant: str, slot: str, days: list[dt.date]
                    "propensity": 0.5, "policy": "thompson", "policy_state": "{}"}
             db.execute(OLD_INSERT_IMPRESSION, (tenant, slot, day, *row.values()))
             impressions[impression_id] = row
-            events = [counting.Event("impression", tenant, slot, row["location"], row["banner_id"], served_at)]
+            events = [counting.Event("impression", tenant, slot, row["location"], row["banner_id"], served_at,
+                                     referrer_id=row["referrer_id"])]
             if i % 3 == 0:
                 valid = i % 2 == 0
                 click = {"impression_id": impression_id, "clicked_at": served_at + dt.timedelta(seconds=30),
@@ -76,7 +78,8 @@ def write_old_log(db: Database, tenant: str, slot: str, days: list[dt.date]
                 assert db.execute(OLD_INSERT_CLICK, (tenant, slot, day, *click.values()))[0]["[applied]"]
                 clicks[impression_id] = click
                 events.append(counting.Event("click", tenant, slot, row["location"], row["banner_id"], served_at,
-                                             valid=valid, invalid_reason=click["invalid_reason"]))
+                                             valid=valid, invalid_reason=click["invalid_reason"],
+                                             referrer_id=click["referrer_id"]))
             for event in events:
                 for counter in counting.counter_rows(event):
                     if counter.table == "banner_counts":
@@ -86,12 +89,17 @@ def write_old_log(db: Database, tenant: str, slot: str, days: list[dt.date]
                         t, s, _day, where, bucket, banner = counter.key
                         for k, v in enumerate(counter.values):
                             traffic[(t, s, where, bucket, banner)][k] += v
-                    else:
+                    elif counter.table == "filtered_click_reasons":
                         reasons[counter.key] += counter.values[0]
+                    elif counter.table == "referrer_counts":
+                        for k, v in enumerate(counter.values):
+                            referred[counter.key][k] += v
     session = db.session()
     for batch in store.counter_batches(db, deltas, reasons).values():
         session.execute(batch)
     for batch in store.traffic_batches(db, traffic).values():
+        session.execute(batch)
+    for batch in store.referrer_batches(db, referred).values():
         session.execute(batch)
     return impressions, clicks
 

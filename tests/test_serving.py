@@ -39,7 +39,7 @@ def test_serve_returns_a_banner_and_logs_the_impression(app, client):
     assert body["location"] == "new delhi"
     assert body["banner"]["id"] in {"a", "b"}
     assert body["banner"]["image_url"] == f"https://cdn.example.com/{body['banner']['id']}.png"
-    assert body["click_url"].endswith("/v1/click/" + body["token"])
+    assert body["click_url"].endswith("/v1/click/" + body["token"] + "?referrer_id=r-9")
     sync(app)
     row = store.get_impression(app.extensions["cassandra"], tenant, slot,
                                uuid.UUID(body["impression_id"]))

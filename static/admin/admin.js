@@ -31,15 +31,35 @@
     });
   });
 
+  // The live preview: a draw from the slot's posteriors that records nothing (GET …/preview, dashboard only).
+  // Its link is the banner's target, opened in a new tab: the dashboard stays where it is.
   var previewButton = document.getElementById("preview-button");
   var preview = document.getElementById("preview");
   if (previewButton && preview) {
     previewButton.addEventListener("click", function () {
-      var src = previewButton.getAttribute("data-preview-src");
-      // A fresh URL each time, so every click is a new serve.
-      preview.src = src + (src.indexOf("?") < 0 ? "?" : "&") + "_=" + Date.now();
-      preview.hidden = false;
-      previewButton.textContent = "Serve another";
+      var caption = document.getElementById("preview-caption");
+      fetch(previewButton.getAttribute("data-preview-src"), {credentials: "same-origin",
+                                                             headers: {"Accept": "application/json"}})
+        .then(function (response) {
+          if (!response.ok) { throw new Error("HTTP " + response.status); }
+          return response.json();
+        })
+        .then(function (body) {
+          var link = document.getElementById("preview-link");
+          var image = document.getElementById("preview-image");
+          link.href = /^https?:\/\//.test(body.target_url) ? body.target_url : "#";
+          link.setAttribute("data-banner-id", body.banner.id);
+          image.src = body.banner.image_url;
+          image.alt = body.banner.alt;
+          caption.textContent = "Banner " + body.banner.id + " (P = " + body.propensity +
+            " of being drawn). Not recorded.";
+          preview.hidden = false;
+          previewButton.textContent = "Serve another";
+        })
+        .catch(function (error) {
+          caption.textContent = "No preview: " + error.message + " (does the slot have an active banner?)";
+          preview.hidden = false;
+        });
     });
   }
 })();

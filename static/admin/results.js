@@ -27,6 +27,15 @@
     plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } }
   };
 
+  // Points on the lines: an hour between two empty hours (a new slot has only the current one) is a lone
+  // point, which a line alone does not draw. Short ranges show every point; long ones only the lone ones.
+  function pointRadius(ctx) {
+    var values = ctx.dataset.data, i = ctx.dataIndex;
+    if (values[i] === null || values[i] === undefined) { return 0; }
+    var lone = (i === 0 || values[i - 1] === null) && (i === values.length - 1 || values[i + 1] === null);
+    return lone || values.length <= 48 ? 2.5 : 0;
+  }
+
   function hourly(id, series, options) {
     var canvas = document.getElementById(id);
     if (!canvas) { return; }
@@ -41,7 +50,8 @@
             data: (series[banner] || []),
             borderColor: color(i),
             backgroundColor: color(i) + "55",
-            pointRadius: 0,
+            pointRadius: pointRadius,
+            pointHoverRadius: 4,
             borderWidth: 1.5,
             spanGaps: false
           }, dataset);

@@ -122,3 +122,22 @@ class PasswordChangeForm(FlaskForm):
 class InviteForm(FlaskForm):
     username = StringField("Colleague's username", validators=[DataRequired(), Length(max=64)],
                            description="Letters, digits, '_', '-', '@' and single dots, such as an e-mail address.")
+
+
+class ClickFilterForm(FlaskForm):
+    """The tenant's invalid-click rules (webapp.serving.click_filter): numbers are checked by the service."""
+
+    enabled = BooleanField("Filter invalid clicks", default=True)
+    min_delay_seconds = StringField(
+        "Minimum seconds from impression to click", validators=[DataRequired(), Length(max=20)],
+        description="A click sooner than this after its banner was shown is not a person's (0 to 3600).")
+    max_clicks_per_customer = StringField(
+        "Most clicks per customer ID in a window", validators=[DataRequired(), Length(max=20)],
+        description="Past this, a customer's clicks are flagged; 0 turns the rule off.")
+    max_clicks_per_ip = StringField(
+        "Most clicks per IP address in a window", validators=[DataRequired(), Length(max=20)],
+        description="Past this, an address's clicks are flagged; 0 turns the rule off.")
+    window_seconds = StringField(
+        "Window (seconds)", validators=[DataRequired(), Length(max=20)],
+        description="The length of the fixed windows the two limits above count in (60 to 604800).")
+    block_bot_user_agents = BooleanField("Flag clicks from crawler and automation user agents", default=True)

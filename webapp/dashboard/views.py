@@ -9,25 +9,36 @@ import html
 import io
 import json
 from typing import Any
-from urllib.parse import quote, urlencode
 
-import numpy as np
-from flask import Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Response, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from bandits.policy import Context
 from webapp.dashboard import bp, platform_only
 from webapp.dashboard.auth import login_retry_after
-from webapp.dashboard.forms import ActiveForm, BannerForm, EmptyForm, LoginForm, SlotForm, TenantForm
-from webapp.management import lift, services
-from webapp.serving import media
+from webapp.dashboard.forms import (
+    ActiveForm,
+    BannerForm,
+    ClickFilterForm,
+    EmptyForm,
+    LoginForm,
+    SlotForm,
+    TenantForm,
+)
+from webapp.learning.posteriors import SlotUnavailable
+from webapp.management import lift, referrers, services
+from webapp.serving import media, runtime
+from webapp.serving.click_filter import REASONS
+from webapp.storage import store
 from webapp.web import validation
-from webapp.web.errors import DomainError, InvalidInput, NotFound
+from webapp.web.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
 
 RESULT_RANGES = {1: "last 24 hours", 3: "last 3 days", 7: "last 7 days", 30: "last 30 days"}
 DEFAULT_RANGE_DAYS = 7
+REASON_ORDER = (*REASONS, "invalid")     # the click filter page's columns, in the rules' order
 
 
 def _db():
@@ -137,6 +148,47 @@ def tenant_edit(tenant: str):
             flash(f"Tenant {tenant} saved.", "success")
             return redirect(url_for("admin.tenant", tenant=tenant))
     return render_template("admin/tenant_form.html", form=form, tenant=tenant)
+
+
+def _click_filter_value(text: str | None, kind: type) -> object:
+    """A form field's number, or the text as typed when it is not one (the service says what it must be)."""
+    text = (text or "").strip()
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
+@bp.route("/tenants/<tenant>/click-filter", methods=["GET", "POST"])
+def click_filter(tenant: str):
+    """The tenant's invalid-click thresholds, and what they filtered per slot and reason."""
+    found = services.require_tenant(_db(), tenant)
+    current = services.tenant_document(tenant, found["name"], found["timezone"], found.get("click_filter"))
+    settings = current["click_filter"]
+    form = ClickFilterForm(data={k: v if isinstance(v, bool) else str(v) if isinstance(v, int) else f"{v:g}"
+                                 for k, v in settings.items()})
+    if form.validate_on_submit():
+        try:
+            services.set_click_filter(_db(), tenant, {
+                "enabled": bool(form.enabled.data),
+                "min_delay_seconds": _click_filter_value(form.min_delay_seconds.data, float),
+                "max_clicks_per_customer": _click_filter_value(form.max_clicks_per_customer.data, int),
+                "max_clicks_per_ip": _click_filter_value(form.max_clicks_per_ip.data, int),
+                "window_seconds": _click_filter_value(form.window_seconds.data, int),
+                "block_bot_user_agents": bool(form.block_bot_user_agents.data)})
+        except DomainError as exc:
+            _fail(form, exc)
+        else:
+            flash(f"Click filter of {tenant} saved: serving applies it within "
+                  f"{current_app.config['CACHE_REFRESH_SECONDS']:g} s.", "success")
+            return redirect(url_for("admin.click_filter", tenant=tenant))
+    # One small partition per slot (filtered_click_reasons): a tenant's slots, not its traffic.
+    filtered = [(s["id"], counts) for s in services.list_slots(_db(), tenant)
+                if (counts := store.filtered_reasons(_db(), tenant, s["id"]))]
+    reasons = sorted({reason for _, counts in filtered for reason in counts},
+                     key=lambda r: (REASON_ORDER.index(r) if r in REASON_ORDER else len(REASON_ORDER), r))
+    return render_template("admin/click_filter.html", tenant=tenant, info=found, form=form, filtered=filtered,
+                           reasons=reasons, refresh_seconds=current_app.config["CACHE_REFRESH_SECONDS"])
 
 
 # -- slots ----------------------------------------------------------------------------------------------------
@@ -291,21 +343,54 @@ def _public_base() -> str:
 def embed(tenant: str, slot: str):
     info = services.get_slot(_db(), tenant, slot)
     base = _public_base()
-    location = info["locations"][0].title() if info["locations"] else "Mumbai"
+    # No city is ever written into a snippet: pasted as-is, a fixed city would file every visitor under it.
+    # The location is left empty (the slot-wide posterior) with a comment saying what to fill in.
     # The snippets are pasted into other sites' HTML and shells: escape what a user typed for that context.
     snippets = {
         "js": (f'<script src="{base}/static/embed.js" async></script>\n'
+               f'<!-- data-location: the visitor\'s city, filled in per page view (e.g. "Mumbai"); empty serves\n'
+               f'     from the slot-wide posterior. data-customer-id and data-referrer-id are optional. -->\n'
                f'<div data-banner-bandit data-tenant="{tenant}" data-slot="{slot}"\n'
-               f'     data-location="{html.escape(location)}"></div>'),
-        "iframe": (f'<iframe src="{base}/v1/embed/{tenant}/{slot}" width="{info["width"]}" '
+               f'     data-location=""></div>'),
+        "iframe": ("<!-- location=: the visitor's city, URL-encoded, filled in per page view (e.g. location=Mumbai);\n"
+                   "     empty serves from the slot-wide posterior. -->\n"
+                   f'<iframe src="{base}/v1/embed/{tenant}/{slot}?location=" width="{info["width"]}" '
                    f'height="{info["height"]}"\n        style="border:0" loading="lazy" '
                    f'title="{html.escape(info["name"])}"></iframe>'),
-        "curl": (f"curl '{base}/v1/serve/{tenant}/{slot}?"
-                 f"{urlencode({'location': location, 'customer_id': 'c123'}, quote_via=quote)}'"),
+        "curl": ("# VISITOR_CITY: the visitor's city (empty: the slot-wide posterior); CUSTOMER_ID: optional\n"
+                 f"curl -G '{base}/v1/serve/{tenant}/{slot}' \\\n"
+                 '     --data-urlencode "location=$VISITOR_CITY" --data-urlencode "customer_id=$CUSTOMER_ID"'),
     }
-    preview_url = url_for("serving.embed", tenant=tenant, slot=slot, referrer_id="admin-preview")
+    preview_url = url_for("admin.preview", tenant=tenant, slot=slot)
     return render_template("admin/embed.html", tenant=tenant, slot=slot, info=info, snippets=snippets,
                            preview_url=preview_url)
+
+
+@bp.get("/tenants/<tenant>/slots/<slot>/preview")
+def preview(tenant: str, slot: str):
+    """A banner as serving would choose it now, for the embed page's live preview. Nothing is logged: no
+    impression, no click URL (the link is the banner's target, opened in a new tab), so a preview never
+    teaches the slot nor shows up as traffic. Only a dashboard session reaches it (the guard)."""
+    services.require_slot(_db(), tenant, slot)
+    location = validation.normalize_location(request.args.get("location"), current_app.config["MAX_PARAM_LENGTH"])
+    return jsonify(preview_choice(tenant, slot, location))
+
+
+def preview_choice(tenant: str, slot: str, location: str) -> dict[str, Any]:
+    """Draw from this worker's posterior cache as /v1/serve does, without recording anything."""
+    rt = runtime.get()
+    try:
+        state = rt.cache.slot(tenant, slot)
+    except SlotUnavailable:
+        raise ServiceUnavailable(f"slot {tenant}/{slot} cannot be loaded right now; try again shortly",
+                                 retry_after=1) from None
+    if state is None or not state.active:
+        raise NotFound(f"slot {tenant}/{slot} has no active banner to preview")
+    choice = rt.choose(state.policy, Context(location, "", "admin-preview"))
+    banner = state.active[choice.arm]
+    return {"banner": {"id": banner.banner_id, "image_url": banner.image_url, "alt": banner.alt},
+            "target_url": banner.target_url, "location": location, "propensity": round(choice.propensity, 4),
+            "recorded": False}
 
 
 # -- results --------------------------------------------------------------------------------------------------
@@ -320,8 +405,7 @@ def _results_query() -> tuple[str, int]:
 def results(tenant: str, slot: str):
     """Per banner: counts, CTR, posterior mean and 95% interval, P(best), traffic share; charts."""
     location, days = _results_query()
-    rng = np.random.default_rng(current_app.config["RANDOM_SEED"])
-    report = services.slot_results(_db(), tenant, slot, location, rng)
+    report = services.slot_results(_db(), tenant, slot, location)   # P(best) as the API and the CSV give it
     series = services.traffic_series(_db(), tenant, slot, location, hours=24 * days)
     for row in report["banners"]:
         row["share_last_24h"] = series["banners"].get(row["id"], {}).get("share_last_24h")
@@ -340,7 +424,9 @@ def results(tenant: str, slot: str):
     if services.get_slot(_db(), tenant, slot)["holdout_percent"]:
         since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).isoformat()
         earned = lift.slot_lift(_db(), tenant, slot, since=since, location=location)
-    return render_template("admin/results.html", tenant=tenant, slot=slot, report=report, charts=charts, earned=earned,
+    audience = referrers.referrer_report(_db(), tenant, slot, days, [b["id"] for b in report["banners"]])
+    return render_template("admin/results.html", tenant=tenant, slot=slot, report=report, charts=charts,
+                           earned=earned, audience=audience,
                            location=location, days=days, ranges=RESULT_RANGES, series=series,
                            tenant_info=tenant_info, winner_threshold=services.WINNER_P_BEST,
                            p_best_draws=services.P_BEST_DRAWS)
@@ -364,13 +450,19 @@ def _csv_cell(value: Any) -> Any:
 
 @bp.get("/tenants/<tenant>/slots/<slot>/results.csv")
 def results_csv(tenant: str, slot: str):
-    """The per-banner, per-location table (slot-wide rows first)."""
-    rng = np.random.default_rng(current_app.config["RANDOM_SEED"])
-    table = services.results_table(_db(), tenant, slot, rng)
+    """The per-banner, per-location table (slot-wide rows first), then the referrer rows of the last ``days``
+    days (the results page's range)."""
+    _, days = _results_query()
+    table = services.results_table(_db(), tenant, slot)
+    columns = services.CSV_COLUMNS + referrers.CSV_EXTRA_COLUMNS
+    banner_ids = list(dict.fromkeys(row[services.CSV_COLUMNS.index("banner")] for row in table))
+    audience = referrers.referrer_report(_db(), tenant, slot, days, banner_ids)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(services.CSV_COLUMNS)
+    writer.writerow(columns)
     for row in table:
+        writer.writerow([_csv_cell(v) for v in row] + [""] * len(referrers.CSV_EXTRA_COLUMNS))
+    for row in referrers.csv_rows(audience, columns):
         writer.writerow([_csv_cell(v) for v in row])
     return Response(out.getvalue(), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{tenant}-{slot}-results.csv"'})

@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import numpy as np
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import Schema
 
-from webapp.management import lift, schemas, services
+from webapp.management import lift, referrers, schemas, services
 from webapp.web import api_keys, validation
 from webapp.web.errors import Forbidden
 
@@ -517,7 +516,8 @@ def list_banners(tenant: str, slot: str):
 
 @bp.get("/tenants/<tenant>/slots/<slot>/stats")
 def slot_stats(tenant: str, slot: str):
-    """Per banner: counts, CTR, the posterior Beta(alpha, beta) for the location, P(best).
+    """Per banner: counts, CTR, the posterior Beta(alpha, beta) for the location, P(best); per referrer over
+    the last `days` days: impressions, clicks and CTR per banner; the unique-visitor estimate.
     ---
     get:
       summary: Statistics of a slot for a location (slot-wide without one)
@@ -526,6 +526,7 @@ def slot_stats(tenant: str, slot: str):
         - tenant
         - slot
         - location
+        - days
       responses:
         200: {description: per banner counts and posteriors, content: {application/json: {schema: SlotStats}}}
         400: BadRequest
@@ -535,8 +536,11 @@ def slot_stats(tenant: str, slot: str):
     """
     location = validation.normalize_location(request.args.get("location"),
                                               current_app.config["MAX_PARAM_LENGTH"])
-    rng = np.random.default_rng(current_app.config["RANDOM_SEED"])
-    return jsonify(services.slot_report(_db(), tenant, slot, location, rng))
+    days = referrers.report_days(request.args.get("days"))
+    report = services.slot_report(_db(), tenant, slot, location)     # P(best) seeded by the snapshot
+    # Who sent the traffic over the last `days` UTC days (all locations): referrers and unique visitors.
+    report["audience"] = referrers.referrer_report(_db(), tenant, slot, days, [b["id"] for b in report["banners"]])
+    return jsonify(report)
 
 
 @bp.get("/tenants/<tenant>/slots/<slot>/lift")

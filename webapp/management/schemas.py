@@ -242,6 +242,41 @@ class BannerReport(Closed):
                                                    "banners"})
 
 
+class ReferrerBanner(Closed):
+    id = fields.String(required=True)
+    impressions = fields.Integer(required=True, validate=validate.Range(min=0))
+    clicks = fields.Integer(required=True, validate=validate.Range(min=0))
+    ctr = fields.Float(required=True, allow_none=True)
+
+
+class ReferrerRow(Closed):
+    referrer = fields.String(required=True, allow_none=True, metadata={
+        "description": "the referrer_id; '' for events without one; null for the row summing the referrers "
+                       "past the top 25"})
+    referrers = fields.Integer(validate=validate.Range(min=1),
+                               metadata={"description": "only on the summing row: how many referrers it sums"})
+    impressions = fields.Integer(required=True, validate=validate.Range(min=0))
+    clicks = fields.Integer(required=True, validate=validate.Range(min=0))
+    ctr = fields.Float(required=True, allow_none=True)
+    banners = fields.List(fields.Nested(ReferrerBanner), required=True)
+
+
+class Visitors(Closed):
+    unique = fields.Integer(required=True, validate=validate.Range(min=0), metadata={
+        "description": "distinct customer_id values of the impressions (HyperLogLog estimate)"})
+    clicks_per_visitor = fields.Float(required=True, allow_none=True)
+    relative_error = fields.Float(required=True, metadata={"description": "the estimate's standard error"})
+
+
+class Audience(Closed):
+    days = fields.Integer(required=True)
+    since = fields.String(required=True, metadata={"format": "date", "description": "first UTC day counted"})
+    referrers = fields.List(fields.Nested(ReferrerRow), required=True,
+                            metadata={"description": "by impressions, most first"})
+    referrer_count = fields.Integer(required=True, validate=validate.Range(min=0))
+    visitors = fields.Nested(Visitors, required=True)
+
+
 class SlotStats(Closed):
     tenant = fields.String(required=True)
     slot = fields.String(required=True)
@@ -255,6 +290,7 @@ class SlotStats(Closed):
     banners = fields.List(fields.Nested(BannerReport), required=True)
     locations = fields.List(fields.String(), required=True)
     filtered_clicks_by_reason = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    audience = fields.Nested(Audience, required=True)
 
 
 def patch_of(body: type[Schema], name: str) -> type[Schema]:

@@ -7,6 +7,7 @@ raises a DomainError on bad input or a missing parent, before anything is writte
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -80,6 +81,18 @@ def put_tenant(db: Database, tenant_id: str, name: Any, timezone: Any, default_t
     stored = json.dumps(settings.to_dict()) if click_filter is not None else None
     created = store.put_tenant(db, tenant_id, name, timezone, stored)
     return created, tenant_document(tenant_id, name, timezone, stored)
+
+
+def set_click_filter(db: Database, tenant_id: str, click_filter: Any) -> dict[str, Any]:
+    """Validate and store the tenant's click filter thresholds alone (a partial dict: the rest take their
+    defaults); returns the settings stored. Serving picks them up within one cache refresh."""
+    require_tenant(db, tenant_id)
+    try:
+        settings = ClickFilterSettings.from_dict(click_filter)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"click_filter: {exc}") from None
+    store.set_click_filter(db, tenant_id, json.dumps(settings.to_dict()))
+    return settings.to_dict()
 
 
 def tenant_document(tenant_id: str, name: str, timezone: str, click_filter: str | None) -> dict[str, Any]:
@@ -429,14 +442,28 @@ def context_report(db: Database, slot: dict[str, Any], banners: list[dict[str, A
     return {"features": list(model.features), "levels": list(model.feature_names), "by_banner": by_banner}
 
 
+def snapshot_rng(tenant_id: str, slot_id: str, location: str, banner_ids: list[str], alpha: np.ndarray,
+                 beta: np.ndarray) -> np.random.Generator:
+    """A generator seeded by the posterior snapshot itself: every report of the same posteriors (the API, the
+    results page, the CSV, in any process and order) draws the same P(best); it changes only when the
+    posteriors do. Shapes: alpha, beta (K,) for banner_ids (K)."""
+    snapshot = json.dumps([tenant_id, slot_id, location, banner_ids, [float(a).hex() for a in alpha],
+                           [float(b).hex() for b in beta]], separators=(",", ":"))
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(snapshot.encode()).digest()[:16], "big"))
+
+
 def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
-                rng: np.random.Generator) -> dict[str, Any]:
+                rng: np.random.Generator | None = None) -> dict[str, Any]:
     """Per banner of a slot, for one location ('' = slot-wide): counts, posterior and P(best).
 
     The posterior is Beta(α0 + clicks, β0 + impressions − clicks), with (α0, β0) the location's prior, else
     the slot-wide prior, else Beta(1, 1) — the same rule serving uses for a known location. A slot with a
     decay half-life uses the time-decayed counts (webapp.learning.decay) as serving does; impressions and clicks stay
     the cumulative counts.
+
+    P(best) is a Monte Carlo estimate over P_BEST_DRAWS joint draws (standard error at most
+    0.5 / sqrt(P_BEST_DRAWS) ≈ 0.0035), drawn with :func:`snapshot_rng` unless ``rng`` is given: the same
+    posteriors give the same P(best) in every report.
     """
     slot = require_slot(db, tenant_id, slot_id)
     half_life = slot.get("decay_half_life_hours") or None
@@ -463,6 +490,8 @@ def slot_report(db: Database, tenant_id: str, slot_id: str, location: str,
                       dtype=bool)
     p_best = np.zeros(len(banners))
     if active.any():
+        if rng is None:
+            rng = snapshot_rng(tenant_id, slot_id, location, [b["banner_id"] for b in banners], alpha, beta)
         p_best[active] = win_probabilities(alpha[active], beta[active], rng, P_BEST_DRAWS)
     reports = []
     for i, banner in enumerate(banners):
@@ -500,8 +529,8 @@ def credible_interval(alpha: np.ndarray, beta: np.ndarray, mass: float = CREDIBL
     return stats.beta.ppf(tail, alpha, beta), stats.beta.ppf(1.0 - tail, alpha, beta)
 
 
-def slot_results(db: Database, tenant_id: str, slot_id: str, location: str, rng: np.random.Generator
-                 ) -> dict[str, Any]:
+def slot_results(db: Database, tenant_id: str, slot_id: str, location: str,
+                 rng: np.random.Generator | None = None) -> dict[str, Any]:
     """:func:`slot_report` plus what the results page shows: the 95% credible interval of each banner's
     CTR, the winner (P(best) ≥ WINNER_P_BEST), the slot's configured and observed locations."""
     report = slot_report(db, tenant_id, slot_id, location, rng)
@@ -585,7 +614,8 @@ CSV_COLUMNS = ["scope", "location", "banner", "active", "impressions", "clicks",
                "ci95_low", "ci95_high", "p_best"]
 
 
-def results_table(db: Database, tenant_id: str, slot_id: str, rng: np.random.Generator) -> list[list[Any]]:
+def results_table(db: Database, tenant_id: str, slot_id: str, rng: np.random.Generator | None = None
+                  ) -> list[list[Any]]:
     """One row per (location, banner) with counts, the slot-wide rows (scope 'slot', location '') first, with
     the posterior and P(best) for that location as :func:`slot_report` computes them; columns CSV_COLUMNS."""
     require_slot(db, tenant_id, slot_id)

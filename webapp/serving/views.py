@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
@@ -113,7 +114,8 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], SlotState]:
         "impression_id": str(impression.impression_id),
         "location": location,
         "banner": {"id": banner.banner_id, "image_url": banner.image_url, "alt": banner.alt},
-        "click_url": click_url(token),
+        # The click names the impression's referrer, so it counts under it (eventlog.counting, rule 7).
+        "click_url": click_url(token) + (f"?{urlencode({'referrer_id': referrer_id})}" if referrer_id else ""),
         "token": token,
         "posterior": {"scope": impression.posterior_scope, "alpha": impression.alpha, "beta": impression.beta,
                       "prior": impression.prior_source, "propensity": round(propensity, 4)},

@@ -34,6 +34,7 @@ from cassandra.cluster import NoHostAvailable
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.protocol import ErrorMessage
 from cassandra.query import BatchStatement, BatchType
+from datasketch import HyperLogLog
 
 from bandits.registry import DEFAULT_POLICY
 from eventlog import counting, partitions
@@ -43,6 +44,9 @@ from webapp.storage.database import Database
 from webapp.storage.spool import Segment, Spool
 
 log = logging.getLogger(__name__)
+
+VISITOR_SKETCH_P = 11   # HyperLogLog precision: 2**11 registers, ~1.04/sqrt(2048) = 2.3% standard error
+VISITOR_SKETCH_DAYS = 2     # a process keeps the sketches of today and yesterday (UTC) in memory
 
 RETRY_BATCH = 5000      # failed writes resubmitted per flush
 # Cassandra could not answer in time or at the consistency asked: nothing, or an unknown part, was applied.
@@ -176,6 +180,14 @@ class EventWriter:
         self._context: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         # (tenant, slot, location, bucket, banner) → [impressions, clicks], for traffic_counts
         self._traffic: dict[tuple[str, str, str, dt.datetime, str], list[int]] = defaultdict(lambda: [0, 0])
+        # (tenant, slot, UTC day, referrer, banner) → [impressions, clicks], for referrer_counts
+        self._referrers: dict[tuple[str, str, dt.date, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        # (tenant, slot, UTC day) → (writer_id, this process's sketch of the day's customer IDs) for
+        # visitor_sketches, and the ones changed since they were last written. A sketch's row (writer_id, new
+        # for each sketch made) is overwritten whole, so a retried or repeated write never counts a visitor
+        # twice; a sketch made again after it was forgotten (a late replay) gets a row of its own.
+        self._visitors: dict[tuple[str, str, dt.date], tuple[uuid.UUID, HyperLogLog]] = {}
+        self._dirty_visitors: set[tuple[str, str, dt.date]] = set()
         self._retry_impressions: list[tuple[Impression, Segment]] = []
         self._retry_clicks: list[tuple[Click, Segment]] = []
         self._spooled_clicks: set[uuid.UUID] = set()     # clicks accepted while Cassandra was away
@@ -227,21 +239,41 @@ class EventWriter:
                                      callback_args=(chunk,), errback_args=(chunk,))
 
     def _impressions_written(self, _result, chunk: list[tuple[Impression, Segment]]) -> None:
-        # Summed outside the lock, merged under it: serves take this lock for every impression, and a chunk
-        # of a few hundred rows counted row by row under it held them up for milliseconds.
-        sums: dict[tuple[str, str, str, str, dt.datetime, str | None], int] = defaultdict(int)
-        for impression, _ in chunk:
-            sums[(impression.tenant_id, impression.slot_id, impression.location, impression.banner_id,
-                  traffic_bucket(impression.served_at), impression.context_cell)] += 1
-        with self._lock:
-            for (tenant_id, slot_id, location, banner_id, bucket, cell), count in sums.items():
-                self._add_locked(tenant_id, slot_id, location, banner_id, bucket, impressions=count, cell=cell)
+        self._count_impressions([impression for impression, _ in chunk])
         self.spool.done(*(segment for _, segment in chunk))
         with self._lock:
             self.stats["impressions_written"] += len(chunk)
             self.stats["impression_batches"] += 1
             self._in_flight -= len(chunk)
             self._idle.notify_all()
+
+    def _count_impressions(self, impressions: list[Impression]) -> None:
+        """Count written impressions: banner_counts, traffic_counts, referrer_counts, visitor sketches."""
+        # Summed outside the lock, merged under it: serves take this lock for every impression, and a chunk
+        # of a few hundred rows counted row by row under it held them up for milliseconds.
+        sums: dict[tuple[str, str, str, str, dt.datetime, str | None], int] = defaultdict(int)
+        referred: dict[tuple[str, str, dt.date, str, str], int] = defaultdict(int)
+        visitors: dict[tuple[str, str, dt.date], set[str]] = defaultdict(set)
+        for impression in impressions:
+            bucket = traffic_bucket(impression.served_at)
+            sums[(impression.tenant_id, impression.slot_id, impression.location, impression.banner_id,
+                  bucket, impression.context_cell)] += 1
+            referred[(impression.tenant_id, impression.slot_id, bucket.date(), impression.referrer_id,
+                      impression.banner_id)] += counting.referrer_counts(counting.IMPRESSION)[0]
+            if impression.customer_id:
+                visitors[(impression.tenant_id, impression.slot_id, bucket.date())].add(impression.customer_id)
+        with self._lock:
+            for (tenant_id, slot_id, location, banner_id, bucket, cell), count in sums.items():
+                self._add_locked(tenant_id, slot_id, location, banner_id, bucket, impressions=count, cell=cell)
+            for key, count in referred.items():
+                self._referrers[key][0] += count
+            for key, customers in visitors.items():
+                if key not in self._visitors:
+                    self._visitors[key] = (uuid.uuid4(), HyperLogLog(p=VISITOR_SKETCH_P))
+                sketch = self._visitors[key][1]
+                for customer_id in customers:
+                    sketch.update(customer_id.encode())
+                self._dirty_visitors.add(key)
 
     def _impressions_failed(self, exc: Exception, chunk: list[tuple[Impression, Segment]]) -> None:
         with self._lock:
@@ -289,6 +321,12 @@ class EventWriter:
         if applied:         # a flagged click is stored, and counted only as filtered (eventlog.counting)
             self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, click.served_at,
                         *counting.click_counts(click.valid), cell=click.cell)
+            impressions, clicks = counting.referrer_counts(counting.click_counts(click.valid))
+            if impressions or clicks:
+                key = (click.tenant_id, click.slot_id, traffic_bucket(click.served_at).date(), click.referrer_id,
+                       click.banner_id)
+                with self._lock:
+                    self._referrers[key][1] += clicks
             reason = counting.filtered_reason(click.valid, click.invalid_reason)
             if reason is not None:
                 with self._lock:
@@ -327,8 +365,12 @@ class EventWriter:
             reasons, self._reasons = self._reasons, defaultdict(int)
             traffic, self._traffic = self._traffic, defaultdict(lambda: [0, 0])
             context, self._context = self._context, defaultdict(lambda: [0, 0])
+            referrers, self._referrers = self._referrers, defaultdict(lambda: [0, 0])
         if traffic:
             self._write_traffic(traffic)
+        if referrers:
+            self._write_referrers(referrers)
+        self._write_visitor_sketches()
         if not deltas and not reasons and not context:
             return
         session = self.db.session()
@@ -346,6 +388,58 @@ class EventWriter:
                 self._restore({k: v for k, v in deltas.items() if k[:2] == partition},
                               {k: v for k, v in reasons.items() if k[:2] == partition},
                               {k: v for k, v in context.items() if k[:2] == partition})
+
+    def _write_referrers(self, referrers: dict[tuple[str, str, dt.date, str, str], list[int]]) -> None:
+        """One COUNTER batch per (tenant, slot, UTC day) of referrer_counts; the rules of the other counters:
+        put back what certainly failed, drop what timed out."""
+        session = self.db.session()
+        for partition, batch in store.referrer_batches(self.db, referrers).items():
+            try:
+                session.execute(batch)
+                self.stats["referrer_batches"] += 1
+            except (WriteTimeout, OperationTimedOut) as exc:
+                self.stats["counter_batch_errors"] += 1
+                log.error("referrer counter batch timed out, not retried: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - unavailable, no host: certainly not applied
+                self.stats["counter_batch_errors"] += 1
+                log.warning("referrer counter batch failed, will retry: %s", exc)
+                with self._lock:
+                    for key, (impressions, clicks) in referrers.items():
+                        if key[:3] == partition:
+                            delta = self._referrers[key]
+                            delta[0] += impressions
+                            delta[1] += clicks
+
+    def _write_visitor_sketches(self) -> None:
+        """Overwrite this process's changed sketches (idempotent: a failed write is simply tried again at the
+        next flush), then forget the days no serve can add to any more."""
+        with self._lock:
+            dirty, self._dirty_visitors = self._dirty_visitors, set()
+            registers = {key: (self._visitors[key][0], self._visitors[key][1].reg.tobytes()) for key in dirty}
+        if not registers:
+            return
+        now = dt.datetime.now(dt.UTC)
+        try:
+            statement = self.db.prepare(store.VISITOR_SKETCH_UPSERT)
+            session = self.db.session()
+            futures = [(key, session.execute_async(statement, (blob, now, *key, writer_id)))
+                       for key, (writer_id, blob) in registers.items()]
+        except Exception as exc:  # noqa: BLE001 - no session while Cassandra is down: try again next flush
+            futures, failed = [], list(registers)
+            log.warning("visitor sketches not written, will retry: %s", exc)
+        else:
+            failed = []
+            for key, future in futures:
+                try:
+                    future.result()
+                except Exception as exc:  # noqa: BLE001 - the whole sketch is written again next time
+                    failed.append(key)
+                    log.warning("visitor sketch write failed, will retry: %s", exc)
+        oldest = now.date() - dt.timedelta(days=VISITOR_SKETCH_DAYS - 1)
+        with self._lock:
+            self._dirty_visitors.update(failed)
+            for key in [k for k in self._visitors if k[2] < oldest and k not in self._dirty_visitors]:
+                del self._visitors[key]
 
     def _write_traffic(self, traffic: dict[tuple[str, str, str, dt.datetime, str], list[int]]) -> None:
         """One COUNTER batch per (tenant, slot, UTC day) partition of traffic_counts; the same rules as the
@@ -442,12 +536,10 @@ class EventWriter:
         statement = self.db.prepare(store.INSERT_IMPRESSION + " IF NOT EXISTS")
         results = execute_concurrent_with_args(session, statement, [i.row() for i in impressions],
                                                concurrency=32, raise_on_first_error=True)
-        for impression, (success, result) in zip(impressions, results):
-            if success and result.one()["[applied]"]:
-                applied += 1
-                self._count(impression.tenant_id, impression.slot_id, impression.location,
-                            impression.banner_id, impression.served_at, impressions=1,
-                            cell=impression.context_cell)
+        written = [impression for impression, (success, result) in zip(impressions, results)
+                   if success and result.one()["[applied]"]]
+        applied += len(written)
+        self._count_impressions(written)
         for click in clicks:
             applied += self._insert_click(click)
         with self._lock:

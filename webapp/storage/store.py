@@ -34,6 +34,12 @@ def put_tenant(db: Database, tenant_id: str, name: str, timezone: str, click_fil
     return created
 
 
+def set_click_filter(db: Database, tenant_id: str, click_filter: str) -> None:
+    """Replace only the tenant's click filter settings (JSON), leaving its other settings as they are."""
+    db.execute("UPDATE {ks}.tenants SET click_filter = ?, updated_at = ? WHERE tenant_id = ?",
+               (click_filter, utcnow(), tenant_id))
+
+
 def get_tenant(db: Database, tenant_id: str) -> dict[str, Any] | None:
     rows = db.execute("SELECT * FROM {ks}.tenants WHERE tenant_id = ?", (tenant_id,))
     return rows[0] if rows else None
@@ -356,6 +362,41 @@ def traffic_batches(db: Database, deltas: dict[tuple[str, str, str, dt.datetime,
         batch = batches.setdefault((tenant_id, slot_id, day), BatchStatement(batch_type=BatchType.COUNTER))
         batch.add(statement, (impressions, clicks, tenant_id, slot_id, day, location, bucket, banner_id))
     return batches
+
+
+REFERRER_UPDATE = ("UPDATE {ks}.referrer_counts SET impressions = impressions + ?, clicks = clicks + ? "
+                   "WHERE tenant_id = ? AND slot_id = ? AND day = ? AND referrer_id = ? AND banner_id = ?")
+
+
+def referrer_batches(db: Database, deltas: dict[tuple[str, str, dt.date, str, str], list[int]]
+                     ) -> dict[tuple[str, str, dt.date], BatchStatement]:
+    """COUNTER batches of referrer deltas keyed (tenant, slot, UTC day, referrer, banner) → [impressions,
+    clicks], one per (tenant, slot, day) partition."""
+    statement = db.prepare(REFERRER_UPDATE)
+    batches: dict[tuple[str, str, dt.date], BatchStatement] = {}
+    for (tenant_id, slot_id, day, referrer_id, banner_id), (impressions, clicks) in deltas.items():
+        batch = batches.setdefault((tenant_id, slot_id, day), BatchStatement(batch_type=BatchType.COUNTER))
+        batch.add(statement, (impressions, clicks, tenant_id, slot_id, day, referrer_id, banner_id))
+    return batches
+
+
+def referrer_rows(db: Database, tenant_id: str, slot_id: str, days: list[dt.date]) -> list[dict[str, Any]]:
+    """The slot's referrer_counts rows (day, referrer_id, banner_id, impressions, clicks) of the given UTC
+    days: one partition read per day, concurrently."""
+    return _per_day(db, "SELECT day, referrer_id, banner_id, impressions, clicks FROM {ks}.referrer_counts "
+                        "WHERE tenant_id = ? AND slot_id = ? AND day = ?",
+                    ((tenant_id, slot_id, day) for day in days))
+
+
+VISITOR_SKETCH_UPSERT = ("UPDATE {ks}.visitor_sketches SET registers = ?, updated_at = ? "
+                         "WHERE tenant_id = ? AND slot_id = ? AND day = ? AND writer_id = ?")
+
+
+def visitor_sketch_rows(db: Database, tenant_id: str, slot_id: str, days: list[dt.date]) -> list[dict[str, Any]]:
+    """Every writer's visitor sketch (registers) of the slot in the given UTC days."""
+    return _per_day(db, "SELECT day, writer_id, registers FROM {ks}.visitor_sketches "
+                        "WHERE tenant_id = ? AND slot_id = ? AND day = ?",
+                    ((tenant_id, slot_id, day) for day in days))
 
 
 def utc_days(start: dt.datetime, end: dt.datetime) -> list[dt.date]:

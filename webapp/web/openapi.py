@@ -14,7 +14,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec_webframeworks.flask import FlaskPlugin
 from flask import Blueprint, Flask, current_app, jsonify
 
-from webapp.management import api, schemas
+from webapp.management import api, referrers, schemas
 from webapp.serving.tokens import MAX_TOKEN_LENGTH, TOKEN_RE
 from webapp.web import validation
 
@@ -113,6 +113,11 @@ def build_spec(app: Flask) -> APISpec:
     spec.components.parameter("segment", "query", _text_query(
         "segment", "The visitor's segment as the publisher names it (new, returning, vip, …): a context "
         "feature of contextual slots, stored with the impression", max_param))
+    spec.components.parameter("days", "query", {
+        "name": "days", "in": "query", "required": False,
+        "description": f"the referrer and visitor report's range: the last N UTC days (default 7, at most "
+                       f"{referrers.MAX_DAYS})",
+        "schema": {"type": "integer", "minimum": 1, "maximum": referrers.MAX_DAYS}})
     spec.components.parameter("token", "path", {
         "name": "token", "in": "path", "required": True,
         "description": "the signed click token of a served impression",
