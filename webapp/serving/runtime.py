@@ -35,7 +35,9 @@ class Runtime:
         self.rng = np.random.default_rng(seed)
         self.cache = PosteriorCache(db, config["PROPENSITY_DRAWS"], load_timeout=config["SLOT_LOAD_TIMEOUT_SECONDS"],
                                     idle_seconds=config["SLOT_IDLE_SECONDS"], max_slots=config["SLOT_CACHE_MAX"],
-                                    not_found_seconds=config["SLOT_NOT_FOUND_SECONDS"])
+                                    not_found_seconds=config["SLOT_NOT_FOUND_SECONDS"],
+                                    safety_seconds=config["CACHE_SAFETY_REFRESH_SECONDS"],
+                                    decay_seconds=config["DECAY_REFRESH_SECONDS"])
         self.spool = Spool(config["SPOOL_DIR"], config["SPOOL_MAX_BYTES"], config["SPOOL_SEGMENT_SECONDS"])
         self.events = EventWriter(db, self.spool, config["IMPRESSION_BATCH_ROWS"])
         self.tokens = ClickTokens(config["CLICK_TOKEN_SECRET"], config["CLICK_WINDOW_SECONDS"])
@@ -86,9 +88,10 @@ class Runtime:
             log.exception("background step %s failed", getattr(step, "__qualname__", step))
 
     def sync(self) -> None:
-        """Write pending events and counters, then re-read the slots this worker holds now (tests and CLI)."""
+        """Write pending events and counters, then re-read every slot this worker holds now, named in the change
+        feed or not (tests and CLI)."""
         self.events.drain()
-        self.cache.refresh()
+        self.cache.refresh(full=True)
 
     def shutdown(self) -> None:
         if self.pid != os.getpid() or self._stop.is_set():

@@ -312,8 +312,25 @@ class EventWriter:
             traffic, self._traffic = self._traffic, defaultdict(lambda: [0, 0])
         if traffic:
             self._write_traffic(traffic)
-        if not deltas and not reasons:
-            return
+        if deltas or reasons:
+            self._write_counters(deltas, reasons)
+        changed = {key[:2] for key in (*deltas, *reasons, *traffic)}
+        if changed:
+            self._note_counts(changed)
+
+    def _note_counts(self, slots: set[tuple[str, str]]) -> None:
+        """One 'counts' row per slot of this flush in the change feed (cql/007), after the counters are
+        written, so every worker holding the slot re-reads it. A lost row costs only the delay of the caches'
+        safety re-read (CACHE_SAFETY_REFRESH_SECONDS)."""
+        try:
+            store.note_changes(self.db, ((tenant_id, slot_id, "counts") for tenant_id, slot_id in sorted(slots)))
+            self.stats["change_notes"] += len(slots)
+        except Exception as exc:  # noqa: BLE001 - the counters are written; caches catch up by their safety re-read
+            self.stats["change_note_errors"] += 1
+            log.warning("change feed not written for %d slots: %s", len(slots), exc)
+
+    def _write_counters(self, deltas: dict[tuple[str, str, str, str], list[int]],
+                        reasons: dict[tuple[str, str, str], int]) -> None:
         session = self.db.session()
         for partition, batch in store.counter_batches(self.db, deltas, reasons).items():
             try:
