@@ -10,7 +10,8 @@ Clicks: a lightweight transaction on the click log (the key is the impression) a
 duplicate. When Cassandra cannot be reached the click is spooled (fsynced) and retried, and counted when
 its LWT applies.
 
-Counters are summed per process and written as COUNTER batches every COUNTER_FLUSH_SECONDS. A batch
+Counters are summed per process and written as COUNTER batches every COUNTER_FLUSH_SECONDS, then each slot
+they changed is named once in the change feed (store.note_changes, cql/007) for the workers holding it. A batch
 that certainly did not apply is put back; one whose outcome is unknown (a timeout) is not retried, so
 nothing is counted twice. Spooled segments left by a dead process are replayed with ``IF NOT EXISTS``
 and counted only when applied. The log stays the truth: counters may undercount by what a killed
