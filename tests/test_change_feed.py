@@ -143,3 +143,12 @@ def test_a_decaying_slots_first_load_is_bounded_by_the_load_timeout(app_factory)
     # Four partitions of the slot, then its traffic_counts days (the decayed counts): each bounded.
     assert len(timeouts) >= 5
     assert all(t is not None and 0 < t <= 1.5 for t in timeouts), timeouts
+
+
+def test_a_feed_read_covers_each_window_from_its_start_once():
+    at = dt.datetime(2026, 12, 4, 12, 0, 3, 500000, tzinfo=dt.UTC)
+    assert store.change_bucket(at) == dt.datetime(2026, 12, 4, 12, 0, 0, tzinfo=dt.UTC)
+    one = store.change_reads(at, at + dt.timedelta(seconds=1))            # within one window: one partition
+    assert [params for _, params in one] == [(dt.datetime(2026, 12, 4, 12, 0, 0, tzinfo=dt.UTC), at)]
+    two = store.change_reads(at, at + dt.timedelta(seconds=2))            # across a window's end: two
+    assert [params[0].second for _, params in two] == [0, 5] and all(params[1] == at for _, params in two)
