@@ -637,7 +637,15 @@ def measure_scale(slots: int, args: argparse.Namespace, wrk: Path, first: bool) 
     drop_keyspace(keyspace, args.cassandra_hosts, args.cassandra_port)
     env = app_environment(args, keyspace)
     log("creating the schema (flask --app wsgi init-db) ...")
-    run([str(VENV_BIN / "flask"), "--app", "wsgi", "init-db"], env=env)
+    for attempt in range(1, 4):         # idempotent; a busy shared node can time a DDL statement out
+        try:
+            run([str(VENV_BIN / "flask"), "--app", "wsgi", "init-db"], env=env)
+            break
+        except RuntimeError as exc:
+            if attempt == 3:
+                raise
+            log(f"  init-db failed (attempt {attempt}), retrying: {str(exc).splitlines()[-1][:200]}")
+            time.sleep(10)
     db = connect(args, keyspace)
     log(f"loading {slots:,} slots × {args.banners} banners, counters for {args.cities} cities + slot-wide ...")
     loading = load_configuration(db, slots, args)
