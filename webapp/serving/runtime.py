@@ -44,6 +44,7 @@ class Runtime:
         self._sample_lock = threading.Lock()   # numpy Generators are not thread-safe
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._refresh_thread: threading.Thread | None = None
 
     def choose(self, policy: Policy, context: Context) -> Choice:
         """The policy's decision for this serve (the arm, its propensity and the state to log)."""
@@ -55,19 +56,25 @@ class Runtime:
         thread. The cache holds nothing yet: each slot is read on its first serve."""
         self._guard(self.cache.prepare)     # Cassandra may be down: a first serve then answers 503
         if self.config["BACKGROUND_THREADS"]:
-            self._thread = threading.Thread(target=self._loop, name="banner-bandit-refresh", daemon=True)
+            writes = [  # (every seconds, step), each run on its own schedule in this one thread
+                (float(self.config["IMPRESSION_WRITE_SECONDS"]), self.events.write_queued),
+                (float(self.config["SPOOL_FSYNC_SECONDS"]), self.spool.sync),
+                (float(self.config["COUNTER_FLUSH_SECONDS"]), self.events.flush),
+                (float(self.config["REPLAY_SECONDS"]), self._replay),
+                (1.0, lambda: metrics.observe_runtime(self)),
+            ]
+            # The refresh in a thread of its own: a long one (many held slots changed, a slow node) must not hold
+            # back the counter flush, whose change feed rows are what tell the other workers about a click.
+            refresh = [(float(self.config["CACHE_REFRESH_SECONDS"]), self.cache.refresh)]
+            self._thread = threading.Thread(target=self._loop, args=(writes,), name="banner-bandit-writes",
+                                            daemon=True)
+            self._refresh_thread = threading.Thread(target=self._loop, args=(refresh,),
+                                                    name="banner-bandit-refresh", daemon=True)
             self._thread.start()
+            self._refresh_thread.start()
         atexit.register(self.shutdown)
 
-    def _loop(self) -> None:
-        tasks = [  # (every seconds, step), each run on its own schedule in this one thread
-            (float(self.config["IMPRESSION_WRITE_SECONDS"]), self.events.write_queued),
-            (float(self.config["SPOOL_FSYNC_SECONDS"]), self.spool.sync),
-            (float(self.config["COUNTER_FLUSH_SECONDS"]), self.events.flush),
-            (float(self.config["CACHE_REFRESH_SECONDS"]), self.cache.refresh),
-            (float(self.config["REPLAY_SECONDS"]), self._replay),
-            (1.0, lambda: metrics.observe_runtime(self)),
-        ]
+    def _loop(self, tasks: list) -> None:
         due = [0.0] * len(tasks)
         while not self._stop.wait(max(0.005, min(due) - time.monotonic())):
             for index, (every, step) in enumerate(tasks):
@@ -97,8 +104,9 @@ class Runtime:
         if self.pid != os.getpid() or self._stop.is_set():
             return
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in (self._thread, self._refresh_thread):
+            if thread is not None:
+                thread.join(timeout=5)
         try:
             self.events.drain()
         except Exception:
