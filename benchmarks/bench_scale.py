@@ -256,6 +256,35 @@ class ReadMeter:
         self.statements = {t: self.session.prepare(f"SELECT count FROM system_views.{t} WHERE keyspace_name = ?")
                            for t in self.TABLES}
 
+    def compactions(self) -> int:
+        """Compactions running or queued on every node (system_views: the CompactionExecutor pool's active
+        and pending tasks, and the sstable tasks in progress)."""
+        busy = 0
+        for host in self.cluster.metadata.all_hosts():
+            if not host.is_up:
+                continue
+            for row in self.session.execute("SELECT name, active_tasks, pending_tasks FROM system_views.thread_pools",
+                                            host=host):
+                if row.name == "CompactionExecutor":
+                    busy += int(row.active_tasks or 0) + int(row.pending_tasks or 0)
+            busy += len(self.session.execute("SELECT keyspace_name FROM system_views.sstable_tasks", host=host).all())
+        return busy
+
+    def wait_for_compactions(self, timeout: float, quiet: float = 5.0) -> tuple[float, bool]:
+        """Wait until no compaction has run or been queued for ``quiet`` seconds (at most ``timeout``); returns
+        (seconds waited, settled)."""
+        started = time.monotonic()
+        quiet_since = None
+        while time.monotonic() - started < timeout:
+            if self.compactions():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet:
+                return time.monotonic() - started, True
+            time.sleep(1.0)
+        return time.monotonic() - started, False
+
     def counts(self) -> dict[str, int]:
         totals = dict.fromkeys(self.TABLES, 0)
         for host in self.cluster.metadata.all_hosts():
@@ -294,13 +323,21 @@ def partition_rows(db, tables: list[str], hot: tuple[str, str]) -> list[dict]:
             batch = partitions[start:start + 16]
             futures = [session.execute_async(count, p, timeout=600) for p in batch]
             sizes.update((p, future.result().one()["n"]) for p, future in zip(batch, futures, strict=True))
-        hot_sizes = [n for p, n in sizes.items()
+        hot_parts = {p: n for p, n in sizes.items()
                      if "tenant_id" in names and "slot_id" in names
-                     and (p[names.index("tenant_id")], p[names.index("slot_id")]) == hot]
+                     and (p[names.index("tenant_id")], p[names.index("slot_id")]) == hot}
+        hot_sizes = list(hot_parts.values())
+        by_bucket: dict[int, list[int]] = {}
+        if "bucket" in names:
+            for p, n in hot_parts.items():
+                bucket = p[names.index("bucket")]
+                epoch = int(bucket.replace(tzinfo=dt.UTC).timestamp()) if isinstance(bucket, dt.datetime) else bucket
+                by_bucket.setdefault(epoch, []).append(n)
         results.append({
             "table": table, "partition_key": [f"{c['column_name']} {c['type']}" for c in keys],
             "partitions": len(sizes), "rows": sum(sizes.values()), "max_rows": max(sizes.values(), default=0),
-            "hot_partitions": len(hot_sizes), "hot_rows": sum(hot_sizes), "hot_max_rows": max(hot_sizes, default=0)})
+            "hot_partitions": len(hot_sizes), "hot_rows": sum(hot_sizes), "hot_max_rows": max(hot_sizes, default=0),
+            "hot_by_bucket": {str(b): sorted(v, reverse=True) for b, v in sorted(by_bucket.items())}})
         log(f"  {table}: {results[-1]['partitions']} partitions, {results[-1]['rows']:,} rows, largest "
             f"{results[-1]['max_rows']:,}; the loaded slot: {len(hot_sizes)} partition(s), largest "
             f"{results[-1]['hot_max_rows']:,}")
@@ -343,6 +380,8 @@ class Window:
     machine_cores: float
     reads_per_s: float
     scans_per_s: float
+    compaction_wait_s: float | None = None      # waited before the window for Cassandra's compactions to end
+    compactions_settled: bool | None = None
 
 
 class Meter:
@@ -574,11 +613,17 @@ def wrk_load(wrk: Path, base: str, paths: list[str], seconds: float, connections
 
 
 def idle_window(meter: Meter, args: argparse.Namespace, what: str) -> Window:
+    waited, settled = None, None
+    if args.compaction_wait > 0:
+        log(f"{what}: waiting (at most {args.compaction_wait:g} s) until Cassandra runs and queues no compaction ...")
+        waited, settled = meter.reads.wait_for_compactions(args.compaction_wait)
+        log(f"  compactions {'done' if settled else 'still running'} after {waited:.0f} s")
     log(f"{what}: {args.settle:g} s to settle, then {args.idle:g} s without a request ...")
     time.sleep(args.settle)
     before = meter.sample()
     time.sleep(args.idle)
     idle = meter.window(before, meter.sample())
+    idle.compaction_wait_s, idle.compactions_settled = waited, settled
     log(f"  {what}: Cassandra {idle.cassandra_cores:.3f} cores, workers {idle.worker_cores:.3f} cores; "
         f"reads {idle.reads_per_s:.1f}/s, range scans {idle.scans_per_s:.2f}/s "
         f"(machine busy {idle.machine_cores:.2f} cores)")
@@ -592,7 +637,15 @@ def measure_scale(slots: int, args: argparse.Namespace, wrk: Path, first: bool) 
     drop_keyspace(keyspace, args.cassandra_hosts, args.cassandra_port)
     env = app_environment(args, keyspace)
     log("creating the schema (flask --app wsgi init-db) ...")
-    run([str(VENV_BIN / "flask"), "--app", "wsgi", "init-db"], env=env)
+    for attempt in range(1, 4):         # idempotent; a busy shared node can time a DDL statement out
+        try:
+            run([str(VENV_BIN / "flask"), "--app", "wsgi", "init-db"], env=env)
+            break
+        except RuntimeError as exc:
+            if attempt == 3:
+                raise
+            log(f"  init-db failed (attempt {attempt}), retrying: {str(exc).splitlines()[-1][:200]}")
+            time.sleep(10)
     db = connect(args, keyspace)
     log(f"loading {slots:,} slots × {args.banners} banners, counters for {args.cities} cities + slot-wide ...")
     loading = load_configuration(db, slots, args)
@@ -677,11 +730,19 @@ def measure_scale(slots: int, args: argparse.Namespace, wrk: Path, first: bool) 
                          for c in CITIES[:args.cities]]
             wait_for("the peak slot to serve", lambda: get_json(base + hot_paths[0])[0] == 200,
                      args.start_timeout, proc)
-            log(f"rows per partition: wrk on one slot ({hot[0]}/{hot[1]}) for {args.partition_load:g} s ...")
-            peak = wrk_load(wrk, base, hot_paths, args.partition_load, args.connections, "partition-load")
+            seconds = args.partition_load
+            full_bucket = None
+            if args.partition_full_bucket:      # on until one whole bucket has been written under the load
+                now = time.time()
+                full_bucket = (int(now) // BUCKET_SECONDS + 1) * BUCKET_SECONDS
+                seconds = max(seconds, full_bucket + BUCKET_SECONDS + 2 - now)
+            log(f"rows per partition: wrk on one slot ({hot[0]}/{hot[1]}) for {seconds:.0f} s"
+                + (f" (covering the whole bucket from {dt.datetime.fromtimestamp(full_bucket, dt.UTC):%H:%M:%S} UTC)"
+                   if full_bucket else "") + " ...")
+            peak = wrk_load(wrk, base, hot_paths, seconds, args.connections, "partition-load")
             log(f"  {peak['rps']:.0f} serves/s; waiting {args.settle:g} s for the writes, counting ...")
             time.sleep(args.settle)
-            result.partitions = {"load": peak, "seconds": args.partition_load,
+            result.partitions = {"load": peak, "seconds": seconds, "full_bucket": full_bucket,
                                  "tables": partition_rows(db, args.event_tables.split(","), hot)}
     except Exception:
         print_log_tail(gunicorn_log)
@@ -721,6 +782,37 @@ def projection(partitions: dict | None) -> list[dict]:
     return rows
 
 
+def compaction_note(r: ScaleResult) -> str:
+    parts = []
+    for what, window in (("before idle", r.idle), ("after the load", r.idle_after_load)):
+        if window and window.compaction_wait_s is not None:
+            parts.append(f"{what} {window.compaction_wait_s:.0f} s"
+                         + ("" if window.compactions_settled else " (still compacting: not settled)"))
+    return ", ".join(parts) or "-"
+
+
+def measured_bucket(partitions: dict) -> list[str]:
+    """The rows of each event table's partitions of the one bucket written whole under the load, as counted."""
+    load, bucket = partitions["load"], partitions["full_bucket"]
+    start = dt.datetime.fromtimestamp(bucket, dt.UTC)
+    lines = [(f"Rows per partition, counted from the data: wrk on one slot for {partitions['seconds']:.0f} s at "
+              f"{load['rps']:.0f} serves/s (the highest rate this machine reached, 16 connections), covering the whole "
+              f"{BUCKET_SECONDS // 60}-minute bucket from {start:%H:%M} UTC; the rows of that bucket's partitions "
+              f"(aim: at most {MAX_PARTITION_ROWS:,} rows at {PEAK_RATE:,} serves/s):"), "",
+             "| Table | Partition key | Partitions in the bucket | Rows in the bucket | Largest partition (rows) "
+             "| Largest at 2,500 serves/s (scaled) |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for table in partitions["tables"]:
+        sizes = table.get("hot_by_bucket", {}).get(str(bucket), [])
+        if not sizes:
+            continue
+        scaled = max(sizes) * PEAK_RATE / load["rps"] if load["rps"] else 0
+        lines.append(f"| {table['table']} | {', '.join(table['partition_key'])} | {len(sizes)} | {sum(sizes):,} "
+                     f"| {max(sizes):,} | {scaled:,.0f} |")
+    lines += ["", "The bucket is in the partition key, so an hour at this rate is twelve such buckets, each with the "
+              "same bound: no partition grows past one bucket's rows however long the load lasts."]
+    return lines
+
+
 def cached(metric: dict | None) -> str:
     return "-" if metric is None else f"{metric['total']:,.0f}"
 
@@ -743,7 +835,12 @@ def render(results: list[ScaleResult], args: argparse.Namespace, command: str, c
          f"request. Load: wrk, closed loop, {args.connections} connections, median of {args.load_rounds} rounds of "
          f"{args.duration:g} s on a working set of "
          f"the first {args.working_set} slots (all, when fewer), one city per slot. "
-         "Reads: the bench keyspace's, from system_views. Cached slots: "
+         "Reads: the bench keyspace's, from system_views. "
+         + (f"Each idle window starts once Cassandra has run and queued no compaction for 5 s (system_views."
+            f"thread_pools and sstable_tasks; waited at most {args.compaction_wait:g} s: "
+            + "; ".join(f"{r.slots:,} slots {compaction_note(r)}" for r in results) + "). "
+            if args.compaction_wait > 0 else "") +
+         "Cached slots: "
          f"`{args.cached_slots_metric}`, summed. 'Machine busy' (all processes at idle) shows the noise."),
         "",
         "| Slots | Idle CPU Cassandra + workers (cores) | Machine busy at idle (cores) "
@@ -778,7 +875,9 @@ def render(results: list[ScaleResult], args: argparse.Namespace, command: str, c
                      + ", ".join(f"{n:,} at {slots:,} slots" for slots, n in failed.items()) + ".")
     partitions = next((r.partitions for r in results if r.partitions), None)
     projected = projection(partitions)
-    if projected:
+    if partitions and partitions.get("full_bucket"):
+        lines += ["", *measured_bucket(partitions)]
+    elif projected:
         load = partitions["load"]
         lines += ["", (f"Rows per partition, counted from the data after {partitions['seconds']:g} s of wrk on one "
                        f"slot ({load['rps']:.0f} serves/s), projected to {PEAK_RATE:,} serves/s on that slot "
@@ -862,6 +961,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--click-timeout", type=float, default=60.0, help="seconds to wait in the click timing")
     parser.add_argument("--partition-load", type=float, default=10.0,
                         help="seconds of load on one slot before counting rows per partition (0: skip)")
+    parser.add_argument("--partition-full-bucket", action="store_true",
+                        help="keep the partition load on until one whole time bucket has been written under it, "
+                             "and report that bucket's partitions as measured")
+    parser.add_argument("--compaction-wait", type=float, default=600.0,
+                        help="before each idle window, wait at most this long for Cassandra's compactions to end "
+                             "(0: do not wait)")
+    parser.add_argument("--section", default="scale",
+                        help="section of docs/BENCHMARKS.md to rewrite (the ring: scale-ring)")
     parser.add_argument("--event-tables", default="impression_log,click_log",
                         help="tables whose partitions are counted")
     parser.add_argument("--cached-slots-metric", default="banner_bandit_cached_slots",
@@ -886,7 +993,7 @@ def write_raw(results: list[ScaleResult], args: argparse.Namespace, command: str
            "args": {k: v for k, v in vars(args).items() if k != "slot_counts"},
            "results": [asdict(r) for r in results],
            "partition_projection": projection(next((r.partitions for r in results if r.partitions), None))}
-    (OUT_DIR / "scale.json").write_text(json.dumps(raw, indent=2, default=str))
+    (OUT_DIR / f"{args.section}.json").write_text(json.dumps(raw, indent=2, default=str))
 
 
 def main() -> int:
@@ -903,13 +1010,13 @@ def main() -> int:
         results.append(measure_scale(slots, args, wrk, first=number == 0))
         write_raw(results, args, command)       # after each scale: a long run stopped later keeps these
     markdown = render(results, args, command, cassandra_version(args))
-    (OUT_DIR / "scale.md").write_text(markdown)
+    (OUT_DIR / f"{args.section}.md").write_text(markdown)
     print("\n" + markdown, flush=True)
     if args.no_docs:
-        log("written to benchmarks/out/scale.json and benchmarks/out/scale.md (--no-docs)")
+        log(f"written to benchmarks/out/{args.section}.json and .md (--no-docs)")
     else:
-        written = write_section("scale", markdown)
-        log(f"written to benchmarks/out/scale.json and {written.relative_to(REPO)}")
+        written = write_section(args.section, markdown)
+        log(f"written to benchmarks/out/{args.section}.json and {written.relative_to(REPO)}")
     return 0
 
 

@@ -296,7 +296,9 @@ def stale_priors(existing: DataFrame, fresh: DataFrame) -> DataFrame:
 
 
 def load(spark: SparkSession, config: dict[str, Any], keyspace: str, rows: DataFrame) -> tuple[int, int]:
-    """Upsert ``rows`` into ``priors``, then delete stale rows of the same slots. Returns (written, deleted)."""
+    """Upsert ``rows`` into ``priors``, then delete stale rows of the same slots, then name each of those slots
+    in the change feed (cql/007_slot_changes.cql) so the workers holding it re-read its priors. Returns
+    (written, deleted)."""
     started = time.monotonic()
     rows = rows.cache()
     written = rows.count()
@@ -305,19 +307,24 @@ def load(spark: SparkSession, config: dict[str, Any], keyspace: str, rows: DataF
     touched = rows.select(*SLOT_KEY).distinct()
     existing = touched.join(read_table(spark, keyspace, "priors", PRIOR_KEY), SLOT_KEY)   # direct join
     stale = [tuple(r) for r in stale_priors(existing, rows).collect()]
+    slots = [tuple(r) for r in touched.collect()]          # one row a slot: at most the slots stored
     rows.unpersist()
-    if stale:
-        from webapp.storage.database import Database
+    if not slots:
+        return written, len(stale)
+    from webapp.storage import store
+    from webapp.storage.database import Database
 
-        db = Database(config | {"CASSANDRA_KEYSPACE": keyspace})
-        try:
+    db = Database(config | {"CASSANDRA_KEYSPACE": keyspace})
+    try:
+        if stale:
             statement = db.prepare("DELETE FROM {ks}.priors WHERE tenant_id = ? AND slot_id = ? "
                                    "AND location = ? AND banner_id = ?")
             session = db.session()
             for future in [session.execute_async(statement, key) for key in stale]:
                 future.result()
-        finally:
-            db.shutdown()
+        store.note_changes(db, ((tenant_id, slot_id, "priors") for tenant_id, slot_id in slots))
+    finally:
+        db.shutdown()
     return written, len(stale)
 
 

@@ -359,6 +359,8 @@ def repair(db: Database, audit: Audit, settle: float) -> Audit:
                 audit.unknown_batches += 1
                 progress(f"counter audit: a repair batch of {slot[0]}/{slot[1]} timed out, not retried: {exc}")
         audit.repaired_slots.append(slot)
+    if audit.repaired_slots:        # the workers holding a repaired slot re-read it (the change feed, cql/007)
+        store.note_changes(db, ((tenant_id, slot_id, "counts") for tenant_id, slot_id in audit.repaired_slots))
     return audit
 
 

@@ -126,7 +126,11 @@ def test_priors_job_on_a_constructed_log(spark, config, db):
     tenant, slot = f"t{uuid.uuid4().hex[:10]}", "hero"
     write_log(db, tenant, slot)
 
+    since = store.utcnow() - dt.timedelta(seconds=1)
     summary = city_priors.run(spark, config, WIDE, [tenant])
+    # The workers holding the slot are told to re-read its priors (the change feed, cql/007).
+    assert [(r["slot_id"], r["kind"]) for r in store.changed_slots(db, since) if r["tenant_id"] == tenant] == [
+        (slot, "priors")]
     expected = expected_priors(WIDE)
     written = read_priors(db, tenant, slot)
     assert set(written) == set(expected)            # jaipur is outside the window: no row

@@ -72,14 +72,14 @@ def test_an_idle_worker_reads_nothing(app_factory):
     assert sent.count == 0
 
 
-def test_a_refresh_reads_the_held_slots_only_by_partition(app, client):
+def test_a_full_refresh_reads_the_held_slots_only_by_partition(app, client):
     served, slot = gen_slot(client, ["a", "b"])
     unserved, _ = gen_slot(client, ["a", "b"])
     assert client.get(f"/v1/serve/{served}/{slot}").status_code == 200
     cache = _cache(app)
     with Requests(app) as sent:
         for _ in range(3):
-            cache.refresh()
+            cache.refresh(full=True)        # the safety re-read (tests/test_change_feed.py: the feed's refresh)
     # Per refresh: the tenant row, then the slot row, banners, counters, priors and context counts of the one
     # held slot.
     assert sent.count == 3 * 6
@@ -94,7 +94,7 @@ def test_a_tenants_held_slots_share_one_read_of_their_slot_rows(app, client):
     for slot in ("one", "two"):
         assert client.get(f"/v1/serve/{tenant}/{slot}").status_code == 200
     with Requests(app) as sent:
-        _cache(app).refresh()
+        _cache(app).refresh(full=True)
     # The tenant row, one read of the slots partition for both, then banners, counters, priors and context
     # counts of each.
     assert sent.count == 1 + 1 + 2 * 4

@@ -120,10 +120,11 @@ def read_decayed_counts(db: Database, tenant_id: str, slot_id: str, half_life_ho
 
 
 def read_rows(db: Database, tenant_id: str, slot_id: str, start: dt.datetime, now: dt.datetime,
-              since: dt.datetime | None = None) -> Rows:
+              since: dt.datetime | None = None, timeout: float | None = None) -> Rows:
     """The slot's traffic_counts rows of the UTC days from ``start`` to ``now`` (only buckets >= ``since``
-    when given)."""
-    return Rows.from_rows(store.traffic_partitions(db, tenant_id, slot_id, store.utc_days(start, now), since=since))
+    when given; each read bounded by ``timeout`` seconds when given)."""
+    return Rows.from_rows(store.traffic_partitions(db, tenant_id, slot_id, store.utc_days(start, now), since=since,
+                                                   timeout=timeout))
 
 
 @dataclass
@@ -144,17 +145,24 @@ class DecayedCounts:
         self._lock = threading.Lock()
 
     def counts(self, tenant_id: str, slot_id: str, half_life_hours: float,
-               now: dt.datetime | None = None) -> Counts:
+               now: dt.datetime | None = None, deadline: float | None = None) -> Counts:
+        """The slot's decayed counts now. ``deadline`` (time.monotonic()): every read must be answered by then
+        (a slot's first load is bounded by SLOT_LOAD_TIMEOUT_SECONDS); the driver raises OperationTimedOut."""
         now = now or dt.datetime.now(dt.UTC)
+
+        def remaining() -> float | None:
+            return None if deadline is None else max(0.01, deadline - time.monotonic())
+
         key = (tenant_id, slot_id)
         with self._lock:
             history = self._history.get(key)
             if (history is None or history.half_life_hours != half_life_hours
                     or time.monotonic() - history.loaded_at > self.history_seconds):
-                rows = read_rows(self.db, tenant_id, slot_id, horizon_start(now, half_life_hours), now)
+                rows = read_rows(self.db, tenant_id, slot_id, horizon_start(now, half_life_hours), now,
+                                 timeout=remaining())
                 history = self._history[key] = _History(half_life_hours, time.monotonic(), rows)
         recent_start = traffic_bucket(now - dt.timedelta(minutes=RECENT_MINUTES))
-        recent = read_rows(self.db, tenant_id, slot_id, recent_start, now, since=recent_start)
+        recent = read_rows(self.db, tenant_id, slot_id, recent_start, now, since=recent_start, timeout=remaining())
         older = history.rows.select(history.rows.bucket_epoch < recent_start.timestamp())
         return decayed_counts([older, recent], now, half_life_hours)
 

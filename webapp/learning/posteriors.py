@@ -3,11 +3,16 @@ and re-read in the background.
 
 A worker holds only its working set: a slot is loaded the first time it is served (its tenant row, slot row,
 banners, counters and priors: one partition each, read concurrently, bounded by SLOT_LOAD_TIMEOUT_SECONDS),
-then re-read every CACHE_REFRESH_SECONDS with every other held slot, concurrently, by partition. A slot not
-served for SLOT_IDLE_SECONDS is dropped, and at most SLOT_CACHE_MAX are held (least recently served out
-first). Nothing is read for a slot nobody serves, and an idle worker reads nothing. A slot or tenant that
-does not exist is remembered as such for SLOT_NOT_FOUND_SECONDS (and until the next refresh), so unknown-slot
-traffic cannot hammer Cassandra while a slot just created is servable within about a second.
+then re-read when it changes. Every CACHE_REFRESH_SECONDS a refresh reads the change feed
+(cql/007_slot_changes.cql: the partitions written since its last read, about one small read a second when
+nothing changes) and re-reads, concurrently and by partition, only the held slots named there (configuration,
+counters flushed by any worker, priors); a quiet held slot costs nothing. Every CACHE_SAFETY_REFRESH_SECONDS it
+re-reads every held slot (a lost feed row delays a change at most that long), and every DECAY_REFRESH_SECONDS
+the decaying ones, whose decayed counts change with time alone. A slot not served for SLOT_IDLE_SECONDS is
+dropped, and at most SLOT_CACHE_MAX are held (least recently served out first). Nothing is read for a slot
+nobody serves, and a worker holding nothing reads nothing. A slot or tenant that does not exist is remembered
+as such for SLOT_NOT_FOUND_SECONDS (and until the next refresh), so unknown-slot traffic
+cannot hammer Cassandra while a slot just created is servable within about a second.
 
 Serving never waits on Cassandra for a held slot: each SlotState is immutable once built and a refresh
 replaces it whole; a slot whose reads fail keeps its last state (its age then flags the serve as stale).
@@ -21,10 +26,12 @@ A slot with a decay half-life learns from time-decayed counts instead (webapp.le
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +52,8 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]                   # (tenant_id, slot_id)
 SLOTS_PER_READ = 100                    # slot rows of one tenant read at once by a refresh (IN on the clustering key)
+FEED_OVERLAP = dt.timedelta(seconds=2)  # each feed read starts this long before the last one: a row written
+#                                         meanwhile by a slow writer or a machine whose clock is behind is seen
 
 
 class SlotUnavailable(Exception):
@@ -116,7 +125,7 @@ class PosteriorCache:
 
     def __init__(self, db: Database, max_draws: int = 4096, *, load_timeout: float = 1.0,
                  idle_seconds: float = 300.0, max_slots: int = 10_000, not_found_seconds: float = 1.0,
-                 context_max_levels: int = 16) -> None:
+                 context_max_levels: int = 16, safety_seconds: float = 60.0, decay_seconds: float = 30.0) -> None:
         self.db = db
         self.max_draws = max_draws          # PROPENSITY_DRAWS: the largest block of precomputed draws
         self.load_timeout = load_timeout    # SLOT_LOAD_TIMEOUT_SECONDS
@@ -124,6 +133,17 @@ class PosteriorCache:
         self.max_slots = max_slots          # SLOT_CACHE_MAX
         self.not_found_seconds = not_found_seconds  # SLOT_NOT_FOUND_SECONDS
         self.context_max_levels = context_max_levels  # CONTEXT_MAX_LEVELS
+        self.safety_seconds = safety_seconds        # CACHE_SAFETY_REFRESH_SECONDS
+        self.decay_seconds = decay_seconds          # DECAY_REFRESH_SECONDS
+        # The change feed: where the next read starts (wall clock, UTC), the change rows already acted on
+        # (their IDs until they fall out of the overlap), slots named while not held (→ time.monotonic(), for a
+        # load racing with a change) and slots to re-read at the next refresh whatever the feed says.
+        self._feed_since = store.utcnow() - FEED_OVERLAP
+        self._feed_seen: dict[uuid.UUID, dt.datetime] = {}
+        self._named_unheld: dict[Key, float] = {}
+        self._dirty: set[Key] = set()
+        self._all_at = time.monotonic()             # last re-read of every held slot (the safety re-read)
+        self._decay_at = time.monotonic()           # last re-read of the decaying held slots
         self._slots: OrderedDict[Key, _Held] = OrderedDict()       # least recently served first
         self._tenants: dict[str, _Tenant] = {}                      # click filters of the tenants in use
         self._missing: OrderedDict[tuple[str, str | None], float] = OrderedDict()  # → expiry; slot None = tenant
@@ -133,7 +153,7 @@ class PosteriorCache:
         self.refreshes = 0
         self.refreshed_at: float | None = None     # time.monotonic() of the last refresh that read every slot
         self.stats = {"loads": 0, "not_found": 0, "unavailable": 0, "evicted_idle": 0, "evicted_capacity": 0,
-                      "reads": 0, "failed_reads": 0}
+                      "reads": 0, "failed_reads": 0, "feed_reads": 0, "changes": 0, "full_refreshes": 0}
 
     # -- serving ---------------------------------------------------------------------------------------
 
@@ -226,6 +246,7 @@ class PosteriorCache:
 
     def _load(self, key: Key) -> SlotState | None:
         tenant_id, slot_id = key
+        started = time.monotonic()
         known_tenant = tenant_id in self._tenants
         reads = [] if known_tenant else [(store.TENANT_ROW, (tenant_id,))]
         reads += [(cql, key) for cql in store.SLOT_PARTITIONS]
@@ -249,7 +270,7 @@ class PosteriorCache:
                 metrics.SLOT_LOADS.labels(outcome="not_found").inc()
                 self._remember_missing(key)
                 return None
-            held = self._build({key: results})[key]
+            held = self._build({key: results}, deadline=started + self.load_timeout)[key]
             assert held is not None         # nothing to compare with: always built
         except Exception as exc:
             self.stats["unavailable"] += 1
@@ -262,6 +283,8 @@ class PosteriorCache:
             if current is not None:          # loaded meanwhile by another thread: one state per slot
                 return current.state
             self._slots[key] = held
+            if self._named_unheld.get(key, -1.0) >= started:     # changed while being read: read it again
+                self._dirty.add(key)
             while len(self._slots) > self.max_slots:
                 self._slots.popitem(last=False)
                 self.stats["evicted_capacity"] += 1
@@ -270,9 +293,11 @@ class PosteriorCache:
 
     # -- background ------------------------------------------------------------------------------------
 
-    def refresh(self) -> None:
-        """Drop idle slots, then re-read every held slot (and its tenant's row), one partition per read, all
-        concurrently; replace each slot whose reads all succeeded. Reads nothing when nothing is held."""
+    def refresh(self, full: bool = False) -> None:
+        """Drop idle slots; read the change feed; re-read the held slots it names (every held slot and tenant row
+        when ``full`` or every CACHE_SAFETY_REFRESH_SECONDS; the decaying ones every DECAY_REFRESH_SECONDS), one
+        partition per read, all concurrently; replace each slot whose reads all succeeded. Reads nothing when
+        nothing is held."""
         with self._refresh_lock:
             now = time.monotonic()
             with self._lock:
@@ -289,55 +314,135 @@ class PosteriorCache:
                 tenants = list(self._tenants)
             self._decayed.forget(set(keys))
             if not keys and not tenants:
+                # Nothing held: nothing to re-read, and the feed up to now concerns no slot of this worker.
+                self._feed_since = store.utcnow() - FEED_OVERLAP
+                self._feed_seen.clear()
+                self._all_at = now
                 self.refreshes += 1
                 self.refreshed_at = time.monotonic()
                 return
-            # The slot rows of a tenant's held slots are one partition of the slots table: one read a tenant.
-            slot_ids: dict[str, list[str]] = defaultdict(list)
-            for tenant_id, slot_id in keys:
-                slot_ids[tenant_id].append(slot_id)
-            groups = [(tenant_id, ids[i:i + SLOTS_PER_READ]) for tenant_id, ids in slot_ids.items()
-                      for i in range(0, len(ids), SLOTS_PER_READ)]
-            reads = [(store.TENANT_ROW, (tenant_id,)) for tenant_id in tenants]
-            reads += [(store.TENANT_SLOT_ROWS, (tenant_id, ids)) for tenant_id, ids in groups]
-            reads += [(cql, key) for key in keys for cql in store.SLOT_PARTITIONS[1:]]
-            results = self._read(reads, None)
-            for tenant_id, rows in zip(tenants, results, strict=False):
-                if not isinstance(rows, Exception):
-                    tenant = self._tenants.get(tenant_id)
-                    if tenant is not None:
-                        tenant.click_filter = tenant_filter(rows[0]) if rows else None
-                        tenant.timezone = rows[0].get("timezone") if rows else None
-            slot_rows: dict[Key, list | Exception] = {}
-            for (tenant_id, ids), rows in zip(groups, results[len(tenants):], strict=False):
-                found = {} if isinstance(rows, Exception) else {row["slot_id"]: row for row in rows}
-                for slot_id in ids:
-                    row = found.get(slot_id)
-                    slot_rows[(tenant_id, slot_id)] = rows if isinstance(rows, Exception) else ([row] if row else [])
-            start, width = len(tenants) + len(groups), len(store.SLOT_PARTITIONS) - 1
-            by_slot = {key: [slot_rows[key], *results[start + i * width:start + (i + 1) * width]]
-                       for i, key in enumerate(keys)}
-            readable = {key: rows for key, rows in by_slot.items() if not any(isinstance(r, Exception) for r in rows)}
-            gone = [key for key, rows in readable.items() if not rows[0]]
-            present = {key: rows for key, rows in readable.items() if rows[0]}
+            full = full or now - self._all_at >= self.safety_seconds
+            feed = None if full else self._read_feed()
+            if full:
+                chosen, chosen_tenants = keys, tenants
+            elif feed is None:                  # the feed could not be read: try again next time
+                chosen, chosen_tenants = [], []
+            else:
+                named, named_tenants = feed
+                named_at = time.monotonic()
+                decay_due = now - self._decay_at >= self.decay_seconds
+                if decay_due:
+                    self._decay_at = now
+                with self._lock:        # with the held slots as they are now: a load racing with this read
+                    dirty, self._dirty = self._dirty, set()         # is either held here or sees the name
+                    chosen = [key for key, held in self._slots.items()
+                              if key in named or key in dirty or key[0] in named_tenants
+                              or (decay_due and held.digest is None)]
+                    for key in named:
+                        if key not in self._slots:
+                            self._named_unheld[key] = named_at
+                chosen_tenants = [tenant_id for tenant_id in tenants if tenant_id in named_tenants]
+            if full:
+                self.stats["full_refreshes"] += 1
+                self._feed_since = store.utcnow() - FEED_OVERLAP     # what changed before is read now
+                with self._lock:
+                    self._dirty.clear()
+            complete = self._reread(chosen, chosen_tenants)
+            if feed is not None or full:
+                done = time.monotonic()
+                chosen_set = set(chosen)
+                with self._lock:            # the feed says the slots not named are as they were read
+                    for key, held in self._slots.items():
+                        if key not in chosen_set:
+                            held.state.read_at = max(held.state.read_at, done)
             with self._lock:
-                digests = {key: held.digest for key in present if (held := self._slots.get(key)) is not None}
-            built = self._build(present, tolerant=True, unchanged=digests)
-            now = time.monotonic()
-            with self._lock:
-                for key in gone:
-                    self._slots.pop(key, None)
-                for key, fresh in built.items():
-                    held = self._slots.get(key)
-                    if held is None:
-                        continue                # evicted meanwhile
-                    if fresh is None:
-                        held.state.read_at = now        # unchanged: keep the policy (and its blocks of draws)
-                    else:
-                        held.state, held.digest = fresh.state, fresh.digest
+                for key in [k for k, at in self._named_unheld.items() if now - at > 2 * self.load_timeout + 1.0]:
+                    del self._named_unheld[key]
+            if full and complete:
+                self._all_at = now
+                self._decay_at = now
             self.refreshes += 1
-            if len(built) + len(gone) == len(keys):
-                self.refreshed_at = now
+            if complete and (feed is not None or full):
+                self.refreshed_at = time.monotonic()
+
+    def _read_feed(self) -> tuple[set[Key], set[str]] | None:
+        """The held-or-not slots and the tenants named in the change feed since the last read (None when it
+        cannot be read; the position then stays, so the next read covers the gap)."""
+        until = store.utcnow()
+        reads = store.change_reads(self._feed_since, until)
+        results = self._read(reads, None)
+        self.stats["feed_reads"] += len(reads)
+        if any(isinstance(rows, Exception) for rows in results):
+            return None
+        slots: set[Key] = set()
+        tenants: set[str] = set()
+        for rows in results:
+            for row in rows:
+                if row["change_id"] in self._feed_seen:
+                    continue
+                self._feed_seen[row["change_id"]] = until
+                self.stats["changes"] += 1
+                if row["slot_id"] == store.TENANT_WIDE:
+                    tenants.add(row["tenant_id"])
+                else:
+                    slots.add((row["tenant_id"], row["slot_id"]))
+        self._feed_since = until - FEED_OVERLAP
+        for change_id in [c for c, seen in self._feed_seen.items() if seen < self._feed_since]:
+            del self._feed_seen[change_id]
+        return slots, tenants
+
+    def _reread(self, keys: list[Key], tenants: list[str]) -> bool:
+        """Re-read the given held slots (and tenant rows), concurrently, by partition; True when every read
+        succeeded."""
+        if not keys and not tenants:
+            return True
+        # The slot rows of a tenant's held slots are one partition of the slots table: one read a tenant.
+        slot_ids: dict[str, list[str]] = defaultdict(list)
+        for tenant_id, slot_id in keys:
+            slot_ids[tenant_id].append(slot_id)
+        groups = [(tenant_id, ids[i:i + SLOTS_PER_READ]) for tenant_id, ids in slot_ids.items()
+                  for i in range(0, len(ids), SLOTS_PER_READ)]
+        reads = [(store.TENANT_ROW, (tenant_id,)) for tenant_id in tenants]
+        reads += [(store.TENANT_SLOT_ROWS, (tenant_id, ids)) for tenant_id, ids in groups]
+        reads += [(cql, key) for key in keys for cql in store.SLOT_PARTITIONS[1:]]
+        results = self._read(reads, None)
+        for tenant_id, rows in zip(tenants, results, strict=False):
+            if not isinstance(rows, Exception):
+                tenant = self._tenants.get(tenant_id)
+                if tenant is not None:
+                    tenant.click_filter = tenant_filter(rows[0]) if rows else None
+                    tenant.timezone = rows[0].get("timezone") if rows else None
+        slot_rows: dict[Key, list | Exception] = {}
+        for (tenant_id, ids), rows in zip(groups, results[len(tenants):], strict=False):
+            found = {} if isinstance(rows, Exception) else {row["slot_id"]: row for row in rows}
+            for slot_id in ids:
+                row = found.get(slot_id)
+                slot_rows[(tenant_id, slot_id)] = rows if isinstance(rows, Exception) else ([row] if row else [])
+        start, width = len(tenants) + len(groups), len(store.SLOT_PARTITIONS) - 1
+        by_slot = {key: [slot_rows[key], *results[start + i * width:start + (i + 1) * width]]
+                   for i, key in enumerate(keys)}
+        readable = {key: rows for key, rows in by_slot.items() if not any(isinstance(r, Exception) for r in rows)}
+        gone = [key for key, rows in readable.items() if not rows[0]]
+        present = {key: rows for key, rows in readable.items() if rows[0]}
+        with self._lock:
+            digests = {key: held.digest for key in present if (held := self._slots.get(key)) is not None}
+        built = self._build(present, tolerant=True, unchanged=digests)
+        now = time.monotonic()
+        with self._lock:
+            for key in gone:
+                self._slots.pop(key, None)
+            for key, fresh in built.items():
+                held = self._slots.get(key)
+                if held is None:
+                    continue                # evicted meanwhile
+                if fresh is None:
+                    held.state.read_at = now        # unchanged: keep the policy (and its blocks of draws)
+                else:
+                    held.state, held.digest = fresh.state, fresh.digest
+            failed = [key for key in keys if key not in built and key not in gone]
+            self._dirty.update(key for key in failed if key in self._slots)   # try again at the next refresh
+        tenants_ok = not any(isinstance(rows, Exception) for rows in results[:len(tenants)])
+        return not failed and tenants_ok
 
     def age(self) -> float:
         """Seconds since the stalest held slot was read (0 when nothing is held)."""
@@ -356,10 +461,12 @@ class PosteriorCache:
         return results
 
     def _build(self, rows_by_slot: dict[Key, list], tolerant: bool = False,
-               unchanged: dict[Key, int | None] | None = None) -> dict[Key, _Held | None]:
+               unchanged: dict[Key, int | None] | None = None, deadline: float | None = None
+               ) -> dict[Key, _Held | None]:
         """Held entries of slots from their (slot row, banners, counts, priors) rows; None for a slot whose rows
         have the digest given in ``unchanged`` (nothing to rebuild). ``tolerant``: a slot whose decayed counts
-        cannot be read is left out (it keeps its state) instead of raising."""
+        cannot be read is left out (it keeps its state) instead of raising. ``deadline`` (time.monotonic()):
+        the decayed counts' reads must be answered by then (a first load's SLOT_LOAD_TIMEOUT_SECONDS)."""
         now = time.monotonic()
         unchanged = unchanged or {}
         result: dict[Key, _Held | None] = {}
@@ -370,7 +477,7 @@ class PosteriorCache:
             digest = None
             if half_life:                   # decayed counts change with time: rebuilt every refresh
                 try:
-                    decayed[key] = self._decayed.counts(*key, float(half_life))
+                    decayed[key] = self._decayed.counts(*key, float(half_life), deadline=deadline)
                 except Exception:
                     if not tolerant:
                         raise

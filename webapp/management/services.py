@@ -315,7 +315,7 @@ def get_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str) -> di
 def set_banner_active(db: Database, tenant_id: str, slot_id: str, banner_id: str, active: bool
                       ) -> dict[str, Any]:
     """Pause (False) or resume (True) a banner; serving stops or starts choosing it within one cache
-    refresh (CACHE_REFRESH_SECONDS)."""
+    refresh (CACHE_REFRESH_SECONDS: store.put_banner names the slot in the change feed)."""
     banner = get_banner(db, tenant_id, slot_id, banner_id)
     _, document = put_banner(db, tenant_id, slot_id, banner_id, image_url=banner["image_url"],
                              target_url=banner["target_url"], alt=banner["alt"], active=active,

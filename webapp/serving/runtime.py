@@ -37,13 +37,16 @@ class Runtime:
         self.cache = PosteriorCache(db, config["PROPENSITY_DRAWS"], load_timeout=config["SLOT_LOAD_TIMEOUT_SECONDS"],
                                     idle_seconds=config["SLOT_IDLE_SECONDS"], max_slots=config["SLOT_CACHE_MAX"],
                                     not_found_seconds=config["SLOT_NOT_FOUND_SECONDS"],
-                                    context_max_levels=config["CONTEXT_MAX_LEVELS"])
+                                    context_max_levels=config["CONTEXT_MAX_LEVELS"],
+                                    safety_seconds=config["CACHE_SAFETY_REFRESH_SECONDS"],
+                                    decay_seconds=config["DECAY_REFRESH_SECONDS"])
         self.spool = Spool(config["SPOOL_DIR"], config["SPOOL_MAX_BYTES"], config["SPOOL_SEGMENT_SECONDS"])
         self.events = EventWriter(db, self.spool, config["IMPRESSION_BATCH_ROWS"])
         self.tokens = ClickTokens(config["CLICK_TOKEN_SECRET"], config["CLICK_WINDOW_SECONDS"])
         self._sample_lock = threading.Lock()   # numpy Generators are not thread-safe
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._refresh_thread: threading.Thread | None = None
 
     def choose(self, policy: Policy, context: Context) -> Choice:
         """The policy's decision for this serve (the arm, its propensity and the state to log)."""
@@ -65,19 +68,25 @@ class Runtime:
         thread. The cache holds nothing yet: each slot is read on its first serve."""
         self._guard(self.cache.prepare)     # Cassandra may be down: a first serve then answers 503
         if self.config["BACKGROUND_THREADS"]:
-            self._thread = threading.Thread(target=self._loop, name="banner-bandit-refresh", daemon=True)
+            writes = [  # (every seconds, step), each run on its own schedule in this one thread
+                (float(self.config["IMPRESSION_WRITE_SECONDS"]), self.events.write_queued),
+                (float(self.config["SPOOL_FSYNC_SECONDS"]), self.spool.sync),
+                (float(self.config["COUNTER_FLUSH_SECONDS"]), self.events.flush),
+                (float(self.config["REPLAY_SECONDS"]), self._replay),
+                (1.0, lambda: metrics.observe_runtime(self)),
+            ]
+            # The refresh in a thread of its own: a long one (many held slots changed, a slow node) must not hold
+            # back the counter flush, whose change feed rows are what tell the other workers about a click.
+            refresh = [(float(self.config["CACHE_REFRESH_SECONDS"]), self.cache.refresh)]
+            self._thread = threading.Thread(target=self._loop, args=(writes,), name="banner-bandit-writes",
+                                            daemon=True)
+            self._refresh_thread = threading.Thread(target=self._loop, args=(refresh,),
+                                                    name="banner-bandit-refresh", daemon=True)
             self._thread.start()
+            self._refresh_thread.start()
         atexit.register(self.shutdown)
 
-    def _loop(self) -> None:
-        tasks = [  # (every seconds, step), each run on its own schedule in this one thread
-            (float(self.config["IMPRESSION_WRITE_SECONDS"]), self.events.write_queued),
-            (float(self.config["SPOOL_FSYNC_SECONDS"]), self.spool.sync),
-            (float(self.config["COUNTER_FLUSH_SECONDS"]), self.events.flush),
-            (float(self.config["CACHE_REFRESH_SECONDS"]), self.cache.refresh),
-            (float(self.config["REPLAY_SECONDS"]), self._replay),
-            (1.0, lambda: metrics.observe_runtime(self)),
-        ]
+    def _loop(self, tasks: list) -> None:
         due = [0.0] * len(tasks)
         while not self._stop.wait(max(0.005, min(due) - time.monotonic())):
             for index, (every, step) in enumerate(tasks):
@@ -98,16 +107,18 @@ class Runtime:
             log.exception("background step %s failed", getattr(step, "__qualname__", step))
 
     def sync(self) -> None:
-        """Write pending events and counters, then re-read the slots this worker holds now (tests and CLI)."""
+        """Write pending events and counters, then re-read every slot this worker holds now, named in the change
+        feed or not (tests and CLI)."""
         self.events.drain()
-        self.cache.refresh()
+        self.cache.refresh(full=True)
 
     def shutdown(self) -> None:
         if self.pid != os.getpid() or self._stop.is_set():
             return
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in (self._thread, self._refresh_thread):
+            if thread is not None:
+                thread.join(timeout=5)
         try:
             self.events.drain()
         except Exception:

@@ -10,7 +10,8 @@ Clicks: a lightweight transaction on the click log (the key is the impression) a
 duplicate. When Cassandra cannot be reached the click is spooled (fsynced) and retried, and counted when
 its LWT applies.
 
-Counters are summed per process and written as COUNTER batches every COUNTER_FLUSH_SECONDS. A batch
+Counters are summed per process and written as COUNTER batches every COUNTER_FLUSH_SECONDS, then each slot
+they changed is named once in the change feed (store.note_changes, cql/007) for the workers holding it. A batch
 that certainly did not apply is put back; one whose outcome is unknown (a timeout) is not retried, so
 nothing is counted twice. Spooled segments left by a dead process are replayed with ``IF NOT EXISTS``
 and counted only when applied. The log stays the truth: counters may undercount by what a killed
@@ -371,8 +372,26 @@ class EventWriter:
         if referrers:
             self._write_referrers(referrers)
         self._write_visitor_sketches()
-        if not deltas and not reasons and not context:
-            return
+        if deltas or reasons or context:
+            self._write_counters(deltas, reasons, context)
+        changed = {key[:2] for key in (*deltas, *reasons, *traffic, *context)}
+        if changed:
+            self._note_counts(changed)
+
+    def _note_counts(self, slots: set[tuple[str, str]]) -> None:
+        """One 'counts' row per slot of this flush in the change feed (cql/007), after the counters are
+        written, so every worker holding the slot re-reads it. A lost row costs only the delay of the caches'
+        safety re-read (CACHE_SAFETY_REFRESH_SECONDS)."""
+        try:
+            store.note_changes(self.db, ((tenant_id, slot_id, "counts") for tenant_id, slot_id in sorted(slots)))
+            self.stats["change_notes"] += len(slots)
+        except Exception as exc:  # noqa: BLE001 - the counters are written; caches catch up by their safety re-read
+            self.stats["change_note_errors"] += 1
+            log.warning("change feed not written for %d slots: %s", len(slots), exc)
+
+    def _write_counters(self, deltas: dict[tuple[str, str, str, str], list[int]],
+                        reasons: dict[tuple[str, str, str], int],
+                        context: dict[tuple[str, str, str, str], list[int]]) -> None:
         session = self.db.session()
         for partition, batch in store.counter_batches(self.db, deltas, reasons, context).items():
             try:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from cassandra.query import BatchStatement, BatchType, SimpleStatement
+from cassandra.util import uuid_from_time
 
 from eventlog import partitions
 from webapp.storage.database import Database
@@ -31,6 +33,7 @@ def put_tenant(db: Database, tenant_id: str, name: str, timezone: str, click_fil
     if not created:
         db.execute("UPDATE {ks}.tenants SET name = ?, timezone = ?, click_filter = ?, updated_at = ? "
                    "WHERE tenant_id = ?", (name, timezone, click_filter, now, tenant_id))
+    note_change(db, tenant_id, TENANT_WIDE, "tenant")
     return created
 
 
@@ -38,6 +41,7 @@ def set_click_filter(db: Database, tenant_id: str, click_filter: str) -> None:
     """Replace only the tenant's click filter settings (JSON), leaving its other settings as they are."""
     db.execute("UPDATE {ks}.tenants SET click_filter = ?, updated_at = ? WHERE tenant_id = ?",
                (click_filter, utcnow(), tenant_id))
+    note_change(db, tenant_id, TENANT_WIDE, "tenant")
 
 
 def get_tenant(db: Database, tenant_id: str) -> dict[str, Any] | None:
@@ -102,6 +106,7 @@ def put_slot(db: Database, tenant_id: str, slot_id: str, name: str,
     if learning.context is not None:
         db.execute("UPDATE {ks}.slots SET context = ? WHERE tenant_id = ? AND slot_id = ?",
                    (list(learning.context) or None, tenant_id, slot_id))
+    note_change(db, tenant_id, slot_id, "slot")
     return created
 
 
@@ -139,6 +144,7 @@ def put_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str, field
             (fields.image_url, fields.target_url, fields.alt, fields.active, fields.starts_at, fields.ends_at,
              now, tenant_id, slot_id, banner_id),
         )
+    note_change(db, tenant_id, slot_id, "banner")
     return created
 
 
@@ -159,12 +165,14 @@ def list_banners(db: Database, tenant_id: str, slot_id: str) -> list[dict[str, A
 def delete_banner(db: Database, tenant_id: str, slot_id: str, banner_id: str) -> None:
     db.execute("DELETE FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ? AND banner_id = ?",
                (tenant_id, slot_id, banner_id))
+    note_change(db, tenant_id, slot_id, "deleted")
 
 
 def delete_slot(db: Database, tenant_id: str, slot_id: str) -> None:
     """The slot's banners (one partition), then its row: a worker's refresh sees the slot gone."""
     db.execute("DELETE FROM {ks}.banners WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
     db.execute("DELETE FROM {ks}.slots WHERE tenant_id = ? AND slot_id = ?", (tenant_id, slot_id))
+    note_change(db, tenant_id, slot_id, "deleted")
 
 
 def delete_tenant(db: Database, tenant_id: str) -> None:
@@ -174,6 +182,7 @@ def delete_tenant(db: Database, tenant_id: str) -> None:
     for key_id in tenant_api_key_ids(db, tenant_id):
         delete_api_key(db, tenant_id, key_id)
     db.execute("DELETE FROM {ks}.tenants WHERE tenant_id = ?", (tenant_id,))
+    note_change(db, tenant_id, TENANT_WIDE, "deleted")
 
 
 # -- tenant API keys (cql/010) ------------------------------------------------------------------------------
@@ -212,6 +221,66 @@ def delete_api_key(db: Database, tenant_id: str, key_id: str) -> None:
 def touch_api_key(db: Database, key_id: str, at: dt.datetime) -> None:
     """last_used_at; an UPDATE of a revoked key would resurrect a partial row, hence IF EXISTS."""
     db.execute("UPDATE {ks}.api_keys SET last_used_at = ? WHERE key_id = ? IF EXISTS", (at, key_id))
+
+
+# -- the change feed (cql/007_slot_changes.cql): which slots a worker holding them must re-read ----------------
+
+CHANGE_BUCKET_SECONDS = 5       # one slot_changes partition per 5-second window
+TENANT_WIDE = ""                # slot_id of a change to the tenant's own row (name, time zone, click filter)
+CHANGE_BATCH_ROWS = 100         # rows per UNLOGGED batch (one partition, one mutation)
+INSERT_CHANGE = "INSERT INTO {ks}.slot_changes (bucket, change_id, tenant_id, slot_id, kind) VALUES (?, ?, ?, ?, ?)"
+READ_CHANGES = ("SELECT change_id, tenant_id, slot_id, kind FROM {ks}.slot_changes "
+                "WHERE bucket = ? AND change_id > minTimeuuid(?)")
+
+
+def change_bucket(at: dt.datetime) -> dt.datetime:
+    """The slot_changes partition of a moment: the UTC start of its 5-second window."""
+    seconds = int(at.timestamp()) // CHANGE_BUCKET_SECONDS * CHANGE_BUCKET_SECONDS
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def note_change(db: Database, tenant_id: str, slot_id: str, kind: str) -> None:
+    """Tell every worker holding the slot (``slot_id`` TENANT_WIDE: any slot of the tenant, and the tenant's
+    row) to re-read it. Call after the change is written: a worker re-reads what is there when it sees the
+    row. ``kind`` says what changed ('tenant', 'slot', 'banner', 'counts', 'priors', 'deleted', …); readers
+    re-read the whole slot whatever it is."""
+    note_changes(db, [(tenant_id, slot_id, kind)])
+
+
+def note_changes(db: Database, changes: Iterable[tuple[str, str, str]]) -> None:
+    """note_change for many (tenant, slot, kind): UNLOGGED batches of one partition each, sent concurrently."""
+    now = utcnow()
+    bucket = change_bucket(now)
+    statement = db.prepare(INSERT_CHANGE)
+    rows = [(bucket, uuid_from_time(now), tenant_id, slot_id, kind) for tenant_id, slot_id, kind in changes]
+    if not rows:
+        return
+    session = db.session()
+    futures = []
+    for start in range(0, len(rows), CHANGE_BATCH_ROWS):
+        chunk = rows[start:start + CHANGE_BATCH_ROWS]
+        if len(chunk) == 1:
+            futures.append(session.execute_async(statement, chunk[0]))
+            continue
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for row in chunk:
+            batch.add(statement, row)
+        futures.append(session.execute_async(batch))
+    for future in futures:
+        future.result()
+
+
+def change_reads(since: dt.datetime, until: dt.datetime) -> list[Read]:
+    """The reads of every slot_changes row written after ``since`` up to ``until``: one a partition."""
+    first, last = change_bucket(since), change_bucket(until)
+    count = int((last - first).total_seconds()) // CHANGE_BUCKET_SECONDS + 1
+    return [(READ_CHANGES, (first + dt.timedelta(seconds=i * CHANGE_BUCKET_SECONDS), since)) for i in range(count)]
+
+
+def changed_slots(db: Database, since: dt.datetime, until: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """The slot_changes rows written after ``since`` (tests, tools; the cache reads them through
+    read_partitions)."""
+    return [row for cql, params in change_reads(since, until or utcnow()) for row in db.execute(cql, params)]
 
 
 # -- the serving cache's reads: one partition each, sent concurrently --------------------------------------
@@ -405,11 +474,13 @@ def utc_days(start: dt.datetime, end: dt.datetime) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def _per_day(db: Database, cql: str, params) -> list[dict[str, Any]]:
-    """One query per UTC-day partition, all sent at once: ``params`` yields each day's parameters."""
+def _per_day(db: Database, cql: str, params, timeout: float | None = None) -> list[dict[str, Any]]:
+    """One query per UTC-day partition, all sent at once: ``params`` yields each day's parameters; ``timeout``
+    bounds each (None: the session's default)."""
     statement = db.prepare(cql)
     session = db.session()
-    futures = [session.execute_async(statement, values) for values in params]
+    extra = {} if timeout is None else {"timeout": timeout}
+    futures = [session.execute_async(statement, values, **extra) for values in params]
     return [row for future in futures for row in future.result()]
 
 
@@ -423,14 +494,15 @@ def traffic(db: Database, tenant_id: str, slot_id: str, location: str, start: dt
 
 
 def traffic_partitions(db: Database, tenant_id: str, slot_id: str, days: list[dt.date],
-                       since: dt.datetime | None = None) -> list[dict[str, Any]]:
+                       since: dt.datetime | None = None, timeout: float | None = None) -> list[dict[str, Any]]:
     """Every (location, bucket, banner) row of the slot's traffic_counts in the given UTC days, read
     concurrently; with ``since``, only buckets >= since (filtered inside each partition)."""
     cql = ("SELECT location, bucket, banner_id, impressions, clicks FROM {ks}.traffic_counts "
            "WHERE tenant_id = ? AND slot_id = ? AND day = ?")
     if since is None:
-        return _per_day(db, cql, ((tenant_id, slot_id, day) for day in days))
-    return _per_day(db, cql + " AND bucket >= ? ALLOW FILTERING", ((tenant_id, slot_id, day, since) for day in days))
+        return _per_day(db, cql, ((tenant_id, slot_id, day) for day in days), timeout)
+    return _per_day(db, cql + " AND bucket >= ? ALLOW FILTERING", ((tenant_id, slot_id, day, since) for day in days),
+                    timeout)
 
 
 # -- dashboard users and images -----------------------------------------------------------------------------

@@ -149,8 +149,15 @@ class ServingSettings(_Group):
     CLICK_TOKEN_SECRET: str = Field("", description="HMAC key of click tokens; empty: `SECRET_KEY`")
     CLICK_WINDOW_SECONDS: Count = Field(24 * 3600, description="a click is accepted this long after its "
                                                                "impression")
-    CACHE_REFRESH_SECONDS: Seconds = Field(1.0, description="how often each worker re-reads the configuration, "
-                                                            "counters and priors of the slots it holds")
+    CACHE_REFRESH_SECONDS: Seconds = Field(1.0, description="how often each worker reads the change feed and "
+                                                            "re-reads the held slots named there (configuration, "
+                                                            "counters, priors)")
+    CACHE_SAFETY_REFRESH_SECONDS: Seconds = Field(
+        60.0, description="how often each worker re-reads every slot it holds whether or not the change feed "
+                          "named it: the longest a lost feed row can delay a change")
+    DECAY_REFRESH_SECONDS: Seconds = Field(
+        30.0, description="how often each worker re-reads its held slots that decay (their decayed counts change "
+                          "with time alone; their traffic reaches them through the change feed)")
     SLOT_LOAD_TIMEOUT_SECONDS: Seconds = Field(
         1.0, description="longest wait of a slot's first serve in a worker for its partition reads; when "
                           "Cassandra cannot answer in time the serve is a 503 with `Retry-After`")
