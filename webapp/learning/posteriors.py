@@ -83,6 +83,7 @@ class _Held:
 class _Tenant:
     click_filter: ClickFilterSettings | None
     used_at: float
+    origins: frozenset[str] = frozenset()     # its allowed origins; empty: any (cql/008)
 
 
 class PosteriorCache:
@@ -144,11 +145,21 @@ class PosteriorCache:
                 rows = None
             if isinstance(rows, Exception) or rows is None:
                 return ClickFilterSettings()
-            tenant = _Tenant(tenant_filter(rows[0]) if rows else None, now)
+            tenant = _Tenant(tenant_filter(rows[0]) if rows else None, now,
+                             tenant_origins(rows[0]) if rows else frozenset())
             with self._lock:
                 self._tenants[tenant_id] = tenant
         tenant.used_at = now
         return tenant.click_filter or ClickFilterSettings()
+
+    def allowed_origins(self, tenant_id: str) -> frozenset[str]:
+        """The tenant's allowed origins (empty: any), read with its click filter; call after :meth:`slot` or
+        :meth:`click_filter`, which hold the tenant's row."""
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            self.click_filter(tenant_id)
+            tenant = self._tenants.get(tenant_id)
+        return tenant.origins if tenant is not None else frozenset()
 
     def prepare(self) -> None:
         """Connect and prepare the cache's statements (a worker's warm-up), so a first serve costs one round
@@ -190,7 +201,8 @@ class PosteriorCache:
                     self._remember_missing((tenant_id, None))
                     return None
                 with self._lock:
-                    self._tenants.setdefault(tenant_id, _Tenant(tenant_filter(tenant_rows[0]), time.monotonic()))
+                    self._tenants.setdefault(tenant_id, _Tenant(tenant_filter(tenant_rows[0]), time.monotonic(),
+                                                                tenant_origins(tenant_rows[0])))
             if not results[0]:
                 self.stats["not_found"] += 1
                 metrics.SLOT_LOADS.labels(outcome="not_found").inc()
@@ -254,6 +266,7 @@ class PosteriorCache:
                     tenant = self._tenants.get(tenant_id)
                     if tenant is not None:
                         tenant.click_filter = tenant_filter(rows[0]) if rows else None
+                        tenant.origins = tenant_origins(rows[0]) if rows else frozenset()
             slot_rows: dict[Key, list | Exception] = {}
             for (tenant_id, ids), rows in zip(groups, results[len(tenants):], strict=False):
                 found = {} if isinstance(rows, Exception) else {row["slot_id"]: row for row in rows}
@@ -340,6 +353,11 @@ def rows_digest(parts: tuple[list[dict[str, Any]], ...]) -> int:
 def tenant_filter(row: dict[str, Any]) -> ClickFilterSettings | None:
     """The click filter of a tenants row (None: the defaults)."""
     return click_filters([row]).get(row["tenant_id"])
+
+
+def tenant_origins(row: dict[str, Any]) -> frozenset[str]:
+    """The allowed origins of a tenants row (empty: any origin)."""
+    return frozenset(row.get("allowed_origins") or ())
 
 
 def click_filters(tenants: list[dict[str, Any]]) -> dict[str, ClickFilterSettings]:

@@ -61,9 +61,14 @@ def put_tenant(tenant: str):
         404: NotFound
         413: PayloadTooLarge
     """
-    body = _body({"name", "timezone", "click_filter"})
+    body = _body({"name", "timezone", "click_filter", "allowed_origins"})
+    # allowed_origins left out: kept as stored; null or []: any origin.
+    origins = body.get("allowed_origins", None) if "allowed_origins" in body else None
+    if "allowed_origins" in body and origins is None:
+        origins = []
     return _put_result(services.put_tenant(_db(), tenant, body.get("name"), body.get("timezone"),
-                                           current_app.config["DEFAULT_TIMEZONE"], body.get("click_filter")))
+                                           current_app.config["DEFAULT_TIMEZONE"], body.get("click_filter"),
+                                           origins))
 
 
 @bp.get("/tenants/<tenant>")
@@ -82,7 +87,8 @@ def get_tenant(tenant: str):
         404: NotFound
     """
     found = services.require_tenant(_db(), tenant)
-    return jsonify(services.tenant_document(tenant, found["name"], found["timezone"], found["click_filter"]))
+    return jsonify(services.tenant_document(tenant, found["name"], found["timezone"], found["click_filter"],
+                                            found.get("allowed_origins")))
 
 
 @bp.put("/tenants/<tenant>/slots/<slot>")

@@ -20,6 +20,7 @@ from bandits.policy import prior_for
 from bandits.registry import DEFAULT_POLICY, POLICIES
 from eventlog.counting import SLOT_WIDE
 from webapp.learning import decay
+from webapp.serving import provenance
 from webapp.serving.click_filter import ClickFilterSettings
 from webapp.storage import store
 from webapp.storage.database import Database
@@ -53,8 +54,9 @@ def require_slot(db: Database, tenant_id: str, slot_id: str) -> dict[str, Any]:
 
 
 def put_tenant(db: Database, tenant_id: str, name: Any, timezone: Any, default_timezone: str,
-               click_filter: Any = None) -> tuple[bool, dict[str, Any]]:
-    """Create or replace a tenant; returns (created, document). click_filter: thresholds, None = defaults."""
+               click_filter: Any = None, allowed_origins: Any = None) -> tuple[bool, dict[str, Any]]:
+    """Create or replace a tenant; returns (created, document). click_filter: thresholds, None = defaults.
+    allowed_origins: a list of origins ([] = any origin), None = kept as stored."""
     validation.identifier(tenant_id, "tenant")
     name = validation.short_text(name, "name", required=True)
     timezone = validation.timezone(timezone, default_timezone)
@@ -62,14 +64,29 @@ def put_tenant(db: Database, tenant_id: str, name: Any, timezone: Any, default_t
         settings = ClickFilterSettings.from_dict(click_filter)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"click_filter: {exc}") from None
+    origins = allowed_origins_of(allowed_origins) if allowed_origins is not None else None
     stored = json.dumps(settings.to_dict()) if click_filter is not None else None
     created = store.put_tenant(db, tenant_id, name, timezone, stored)
-    return created, tenant_document(tenant_id, name, timezone, stored)
+    if origins is not None:
+        store.set_allowed_origins(db, tenant_id, origins)
+    else:
+        origins = sorted((store.get_tenant(db, tenant_id) or {}).get("allowed_origins") or ())
+    return created, tenant_document(tenant_id, name, timezone, stored, origins)
 
 
-def tenant_document(tenant_id: str, name: str, timezone: str, click_filter: str | None) -> dict[str, Any]:
+def allowed_origins_of(value: Any) -> list[str]:
+    """A tenant's allowed origins, validated and normalized (https://shop.example; [] = any origin)."""
+    try:
+        return provenance.normalize_origins(value)
+    except provenance.InvalidOrigin as exc:
+        raise InvalidInput(f"allowed_origins: {exc}") from None
+
+
+def tenant_document(tenant_id: str, name: str, timezone: str, click_filter: str | None,
+                    allowed_origins: Any = ()) -> dict[str, Any]:
     settings = ClickFilterSettings.from_dict(json.loads(click_filter)) if click_filter else ClickFilterSettings()
-    return {"id": tenant_id, "name": name, "timezone": timezone, "click_filter": settings.to_dict()}
+    return {"id": tenant_id, "name": name, "timezone": timezone, "click_filter": settings.to_dict(),
+            "allowed_origins": sorted(allowed_origins or ())}
 
 
 def list_tenants(db: Database) -> list[dict[str, Any]]:

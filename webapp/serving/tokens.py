@@ -30,6 +30,8 @@ class ClickClaim:
     location: str
     day: dt.date | None = None      # only in tokens signed before the bounded event log (cql/006): the
     #                                 impression's UTC day, the partition of the old click table
+    ip_hash: str = ""               # keyed hashes of the serve's client network and user agent
+    ua_hash: str = ""               # (webapp.serving.provenance); '' in tokens signed without them
 
     @property
     def served_epoch(self) -> float:
@@ -54,6 +56,8 @@ class ClickTokens:
         fields = [claim.impression_id.hex, claim.tenant_id, claim.slot_id, claim.banner_id, claim.location]
         if claim.day is not None:       # the format of before 006 (tests of old tokens sign it)
             fields.append(claim.day.toordinal())
+        elif claim.ip_hash or claim.ua_hash:   # seven fields: with the client hashes (cql/008)
+            fields += [claim.ip_hash, claim.ua_hash]
         payload = json.dumps(fields, separators=(",", ":")).encode()
         return self._signer.sign(base64.urlsafe_b64encode(payload).rstrip(b"=")).decode()
 
@@ -72,12 +76,16 @@ class ClickTokens:
             raise InvalidToken("token is invalid (bad signature or malformed)") from None
         try:
             payload = json.loads(base64.urlsafe_b64decode(signed + b"=" * (-len(signed) % 4)))
-            if not isinstance(payload, list) or len(payload) not in (5, 6):
+            if not isinstance(payload, list) or len(payload) not in (5, 6, 7):
                 raise ValueError("payload")
             impression_hex, tenant_id, slot_id, banner_id, location = payload[:5]
             # Six fields: signed before 006, with the impression's day (still valid for its window).
             day = dt.date.fromordinal(payload[5]) if len(payload) == 6 else None
-            return ClickClaim(uuid.UUID(hex=impression_hex), tenant_id, slot_id, banner_id, location, day)
+            ip_hash, ua_hash = payload[5:7] if len(payload) == 7 else ("", "")
+            if not isinstance(ip_hash, str) or not isinstance(ua_hash, str):
+                raise ValueError("payload")
+            return ClickClaim(uuid.UUID(hex=impression_hex), tenant_id, slot_id, banner_id, location, day,
+                              ip_hash, ua_hash)
         except (TypeError, ValueError):
             # Signed by us but not in this format: only a key shared with something else could do that.
             raise InvalidToken("token is invalid (unexpected payload)") from None

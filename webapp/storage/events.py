@@ -72,6 +72,9 @@ class Impression:
     propensity: float               # P(this banner | context) under the policy
     policy: str = DEFAULT_POLICY    # bandits.registry.POLICIES name of the policy that chose
     policy_state: str = ""          # JSON of the policy's state for the choice (bandits.policy.Choice)
+    origin: str = ""                # the web origin it was served to ('' when the request named none)
+    ip_hash: str = ""               # keyed hashes of the serve's client (webapp.serving.provenance)
+    ua_hash: str = ""
 
     @property
     def partition(self) -> partitions.Partition:
@@ -82,7 +85,8 @@ class Impression:
         bucket, shard = self.partition
         return (self.tenant_id, self.slot_id, bucket, shard, self.impression_id, self.served_at, self.banner_id,
                 self.location, self.customer_id, self.referrer_id, self.posterior_scope, self.alpha,
-                self.beta, self.prior_source, self.propensity, self.policy, self.policy_state)
+                self.beta, self.prior_source, self.propensity, self.policy, self.policy_state, self.origin,
+                self.ip_hash, self.ua_hash)
 
     def to_record(self) -> dict[str, Any]:
         return {**vars(self), "kind": "impression", "impression_id": self.impression_id.hex,
@@ -119,6 +123,7 @@ class Click:
     ip: str = ""
     legacy_day: dt.date | None = None   # a token signed before 006 (and its spool record): the impression's
     #                                     UTC day, whose partition of the old `clicks` table is checked too
+    origin: str = ""                    # the web origin the click came from ('' when it named none)
 
     @property
     def served_at(self) -> dt.datetime:
@@ -129,7 +134,7 @@ class Click:
         bucket, shard = partitions.partition_of(self.impression_id)
         return (self.tenant_id, self.slot_id, bucket, shard, self.impression_id, self.clicked_at, self.banner_id,
                 self.location, self.customer_id, self.referrer_id, self.valid, self.invalid_reason,
-                self.user_agent, self.ip)
+                self.user_agent, self.ip, self.origin)
 
     def to_record(self) -> dict[str, Any]:
         record = {**vars(self), "kind": "click", "impression_id": self.impression_id.hex,

@@ -36,6 +36,12 @@ class Unauthorized(DomainError):
     status = 401
 
 
+class Forbidden(DomainError):
+    """The request is well formed but not allowed from where it came (e.g. an origin the tenant does not list)."""
+
+    status = 403
+
+
 class NotFound(DomainError):
     status = 404
 
