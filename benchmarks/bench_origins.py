@@ -56,7 +56,7 @@ SCENARIOS = [
 ]
 
 
-def create_schema(attempts: int = 3) -> None:
+def create_schema(attempts: int = 10) -> None:
     """As ``make schema`` does, in the bench's keyspace; again when a busy Cassandra times the DDL out."""
     for attempt in range(1, attempts + 1):
         done = subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "init-db"],
@@ -65,6 +65,7 @@ def create_schema(attempts: int = 3) -> None:
         if done.returncode == 0:
             return
         print(f"init-db failed (attempt {attempt} of {attempts})", flush=True)
+        time.sleep(10)
     raise SystemExit("could not create the schema")
 
 

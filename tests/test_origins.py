@@ -56,9 +56,9 @@ def test_request_origin_reads_origin_then_referer_for_navigations():
     assert provenance.request_origin({"Referer": f"{SHOP}/p?x=1"}, navigation=True) == SHOP
     assert provenance.request_origin({"Origin": "null"}) == "null"
     assert provenance.request_origin({}, navigation=True) is None
-    assert provenance.is_allowed(None, {SHOP}, "http://localhost")          # no origin: other rules judge
-    assert not provenance.is_allowed("null", {SHOP}, "http://localhost")
-    assert provenance.is_allowed(EVIL, set(), "http://localhost")            # no list: any origin
+    assert provenance.is_allowed(None, {SHOP}, ("http://localhost",))          # no origin: other rules judge
+    assert not provenance.is_allowed("null", {SHOP}, ("http://localhost",))
+    assert provenance.is_allowed(EVIL, set(), ("http://localhost",))            # no list: any origin
 
 
 def test_client_hashes_are_keyed_and_compare_ipv6_by_its_64():

@@ -84,6 +84,15 @@ def normalize_origins(values: object) -> list[str]:
     return origins
 
 
+def origin_of(url: str) -> str | None:
+    """The normalized origin of an absolute http(s) URL, or None."""
+    try:
+        parts = urlsplit(url)
+        return normalize_origin(f"{parts.scheme}://{parts.netloc}")
+    except (InvalidOrigin, ValueError):
+        return None
+
+
 def request_origin(headers: Mapping[str, str], *, navigation: bool = False) -> str | None:
     """The origin that sent a request: its ``Origin`` header; for a navigation (the click redirect, the embed
     frame), else the origin of its ``Referer``. None when it names neither (judged by the other rules); an
@@ -105,12 +114,12 @@ def request_origin(headers: Mapping[str, str], *, navigation: bool = False) -> s
         return NULL_ORIGIN
 
 
-def is_allowed(origin: str | None, allowed: Iterable[str], own: str) -> bool:
+def is_allowed(origin: str | None, allowed: Iterable[str], own: Iterable[str] = ()) -> bool:
     """Whether a request from ``origin`` may be served and learned from: always when the tenant allows every
     origin (``allowed`` empty) or the request names none; else when it is one of ``allowed`` or ``own`` (this
     service's own pages: the embed frame, the demo page)."""
     allowed = frozenset(allowed)
-    return not allowed or origin is None or origin == own or origin in allowed
+    return not allowed or origin is None or origin in allowed or origin in frozenset(own)
 
 
 # -- the client of an impression ---------------------------------------------------------------------

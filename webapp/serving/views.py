@@ -53,23 +53,23 @@ def click_url(token: str) -> str:
     return f"{public_base_url()}/v1/click/{token}"
 
 
-def own_origin() -> str:
-    """The origin of this service's own pages (the embed frame, the demo page): always allowed."""
-    try:
-        return provenance.normalize_origin(public_base_url())
-    except provenance.InvalidOrigin:
-        return ""
+def own_origins() -> frozenset[str]:
+    """The origins of this service's own pages (the embed frame, the dashboard's preview, the demo page),
+    always allowed: PUBLIC_BASE_URL's and this request's (its host one of ALLOWED_HOSTS)."""
+    return frozenset(filter(None, (provenance.origin_of(public_base_url()), provenance.origin_of(request.host_url))))
 
 
 def _judge_origin(rt, tenant_id: str, *, navigation: bool) -> tuple[str | None, bool]:
     """The request's origin and whether the tenant allows it; sets ``g.allowed_origins`` for CORS."""
     allowed = rt.cache.allowed_origins(tenant_id)
-    if allowed:
-        g.allowed_origins = allowed | {own_origin()}
+    if not allowed:
+        return provenance.request_origin(request.headers, navigation=navigation), True
+    own = own_origins()
+    g.allowed_origins = allowed | own
     origin = provenance.request_origin(request.headers, navigation=navigation)
     if origin is None and navigation and request.headers.get("Sec-Fetch-Site") == "same-origin":
-        origin = own_origin()           # a link in our own page (the embed frame) whose Referer was withheld
-    return origin, provenance.is_allowed(origin, allowed, own_origin())
+        origin = next(iter(sorted(own)), None)    # a link in our own page whose Referer was withheld
+    return origin, provenance.is_allowed(origin, allowed, own)
 
 
 def _slot_state(rt, tenant: str, slot: str) -> SlotState | None:
@@ -165,6 +165,7 @@ def serve(tenant: str, slot: str):
             application/json:
               schema: ServeDocument
         400: BadRequest
+        403: Forbidden
         404: NotFound
         429: TooManyRequests
         503: ServiceUnavailable
@@ -214,6 +215,7 @@ def embed(tenant: str, slot: str):
             text/html:
               schema: {type: string}
         400: BadRequest
+        403: Forbidden
         404: NotFound
         429: TooManyRequests
         503: ServiceUnavailable

@@ -34,6 +34,7 @@ writes nothing.
 ERROR_RESPONSES = {
     "BadRequest": "Invalid input (a malformed ID, parameter, body or token); nothing was written.",
     "Unauthorized": "Missing or wrong bearer token, or the management API is disabled.",
+    "Forbidden": "The request's origin is not one of the tenant's allowed origins; nothing was logged.",
     "NotFound": "Unknown tenant, slot or banner (or no such path).",
     "Conflict": "The slot already has MAX_BANNERS_PER_SLOT banners; nothing was written.",
     "PayloadTooLarge": "The request body is larger than MAX_CONTENT_LENGTH bytes.",
