@@ -153,12 +153,10 @@ class PosteriorCache:
         return tenant.click_filter or ClickFilterSettings()
 
     def allowed_origins(self, tenant_id: str) -> frozenset[str]:
-        """The tenant's allowed origins (empty: any), read with its click filter; call after :meth:`slot` or
-        :meth:`click_filter`, which hold the tenant's row."""
+        """The tenant's allowed origins (empty: any), from the row :meth:`slot` or :meth:`click_filter` read;
+        never a read of its own: a tenant whose row could not be read is judged as allowing any origin, as
+        its click filter falls back to the defaults."""
         tenant = self._tenants.get(tenant_id)
-        if tenant is None:
-            self.click_filter(tenant_id)
-            tenant = self._tenants.get(tenant_id)
         return tenant.origins if tenant is not None else frozenset()
 
     def prepare(self) -> None:
