@@ -14,7 +14,7 @@ CASSANDRA_HOSTS ?=
 comma := ,
 LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CASSANDRA_HOSTS))),,1)
 
-.PHONY: help venv cassandra cassandra-stop schema demo run stop test test-unit lint docs-config bench-serve bench-outage bench-bots bench-learning simulate-service clean chromium
+.PHONY: help venv cassandra cassandra-stop schema demo run stop test test-unit lint docs-config bench-serve bench-outage bench-bots bench-origins bench-learning simulate-service clean chromium
 .PHONY: cluster cluster-stop cluster-status spark-cluster spark-cluster-stop cluster-priors cluster-audit
 .PHONY: spark-jars priors evaluate bench-evaluation audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline migrate-events bench-scale bench-context
 
@@ -35,6 +35,7 @@ help:
 	@echo "make bench-cpu    how steady this machine's CPU speed is (run it on an idle machine)"
 	@echo "make latency-timeline  the slow requests of the last bench-serve's open-loop phases, as clusters in time"
 	@echo "make bench-bots   simulation: does a click bot poison the learning, with and without the filter"
+	@echo "make bench-origins  the service against a cross-origin clicker: allowed origins, mismatch rules (ORIGINS_ARGS)"
 	@echo "make bench-learning  learning benchmark: simulator, policies, plots (docs/BENCHMARKS.md, 32 seeds, ~22 min)"
 	@echo "make simulate-service  simulated visitors against gunicorn; checks the stats API (STEPS=2000)"
 	@echo "make priors       city priors from the event log (Spark; PRIORS_ARGS='--days 30 --tenant demo')"
@@ -90,6 +91,7 @@ run: venv cassandra .run/env
 	@token=$${ADMIN_API_TOKEN:-}; secret=$${SECRET_KEY:-}; \
 	  set -a; source .run/env; set +a; \
 	  export ADMIN_API_TOKEN=$${token:-$$ADMIN_API_TOKEN} SECRET_KEY=$${secret:-$$SECRET_KEY}; \
+	  export PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)}; \
 	  $(VENV)/bin/flask --app wsgi init-db && \
 	  $(VENV)/bin/flask --app wsgi seed-demo --base-url http://127.0.0.1:$(PORT) && \
 	  { grep -q '^DEMO_ADMIN_PASSWORD=' .run/env || \
@@ -172,6 +174,9 @@ bench-context: venv
 
 bench-bots: venv
 	@$(PY) benchmarks/bench_bots.py
+
+bench-origins: venv cassandra
+	@PYTHONPATH=$(CURDIR) $(PY) benchmarks/bench_origins.py $(ORIGINS_ARGS)
 
 # Learning benchmark: SEEDS seeds of three scenarios, all policies; writes docs/.
 SEEDS ?= 32

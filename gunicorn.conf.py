@@ -23,6 +23,10 @@ keepalive = 5
 # Longest request line gunicorn reads (its maximum; default 4094). The documented query parameters at their
 # longest, percent-encoded as UTF-8, need about 6 KB: beyond the limit gunicorn answers 414 itself.
 limit_request_line = 8190
+# Forwarded headers (X-Forwarded-Proto, -For, …) are honoured only by the app's ProxyFix, for TRUSTED_PROXIES
+# hops (webapp/web/security.py). gunicorn's own default trusts them from 127.0.0.1 (and its FORWARDED_ALLOW_IPS
+# variable): a local client could then make click URLs https. It trusts no peer here.
+forwarded_allow_ips = ""
 accesslog = _settings.GUNICORN_ACCESS_LOG or None
 errorlog = "-"
 loglevel = "info"

@@ -20,6 +20,8 @@ from webapp.storage.events import Click, Impression
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
+# A serve answer shows posterior parameters (counts) only to a caller with the platform token.
+COUNTS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PASSWORD = "correct horse battery staple"
 _CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 

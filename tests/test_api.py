@@ -45,7 +45,7 @@ def test_put_creates_then_replaces(client, admin_headers):
     first = client.put(f"/v1/admin/tenants/{tenant}", json={"name": "Shop"}, headers=admin_headers)
     assert first.status_code == 201
     assert first.get_json() | {"click_filter": None} == {"id": tenant, "name": "Shop", "timezone": "Asia/Kolkata",
-                                                         "click_filter": None}
+                                                         "click_filter": None, "allowed_origins": []}
     assert first.get_json()["click_filter"]["enabled"] is True          # defaults
     again = client.put(f"/v1/admin/tenants/{tenant}", json={"name": "Shop 2", "timezone": "Europe/Berlin"},
                        headers=admin_headers)

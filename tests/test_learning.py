@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from tests.helpers import gen_slot, sync
+from tests.helpers import COUNTS, gen_slot, sync
 
 
 def simulate(app, client, tenant, slot, true_ctr: dict[str, dict[str, float]], rounds: int,
@@ -55,7 +55,7 @@ def test_unknown_or_missing_location_uses_the_slot_wide_posterior(app, client, a
     stats = client.get(f"/v1/admin/tenants/{tenant}/slots/{slot}/stats", headers=admin_headers).get_json()
     slot_wide = {b["id"]: (b["alpha"], b["beta"]) for b in stats["banners"]}
     for query in ("", "?location=Atlantis", "?location=%20"):
-        body = client.get(f"/v1/serve/{tenant}/{slot}{query}").get_json()
+        body = client.get(f"/v1/serve/{tenant}/{slot}{query}", headers=COUNTS).get_json()
         assert body["posterior"]["scope"] == "slot"
         assert (body["posterior"]["alpha"], body["posterior"]["beta"]) == slot_wide[body["banner"]["id"]]
     known = client.get(f"/v1/serve/{tenant}/{slot}?location=CHENNAI").get_json()
@@ -96,24 +96,24 @@ def _put_prior(app, tenant, slot, location, banner, alpha, beta):
 def test_priors_fall_back_from_location_to_slot_to_uniform(app, client):
     tenant, slot = gen_slot(client, ["only"])
     sync(app)
-    assert client.get(f"/v1/serve/{tenant}/{slot}").get_json()["posterior"] | {"propensity": 1} == {
+    assert client.get(f"/v1/serve/{tenant}/{slot}", headers=COUNTS).get_json()["posterior"] | {"propensity": 1} == {
         "scope": "slot", "alpha": 1.0, "beta": 1.0, "prior": "uniform", "propensity": 1}
 
     _put_prior(app, tenant, slot, "", "only", 3.0, 97.0)            # slot-wide prior
     _put_prior(app, tenant, slot, "surat", "only", 8.0, 92.0)       # a city's prior
     sync(app)
-    slot_wide = client.get(f"/v1/serve/{tenant}/{slot}?location=Nagpur").get_json()["posterior"]
+    slot_wide = client.get(f"/v1/serve/{tenant}/{slot}?location=Nagpur", headers=COUNTS).get_json()["posterior"]
     # Slot-wide: the slot prior plus the one impression served above.
     assert (slot_wide["scope"], slot_wide["prior"], slot_wide["alpha"], slot_wide["beta"]) == (
         "slot", "slot", 3.0, 97.0 + 1)
-    city = client.get(f"/v1/serve/{tenant}/{slot}?location=Surat").get_json()
+    city = client.get(f"/v1/serve/{tenant}/{slot}?location=Surat", headers=COUNTS).get_json()
     assert (city["posterior"]["scope"], city["posterior"]["prior"]) == ("location", "location")
     assert (city["posterior"]["alpha"], city["posterior"]["beta"]) == (8.0, 92.0)
 
     client.post("/v1/click", json={"token": city["token"]})
     sync(app)
     # Surat has its prior plus its one impression and click; slot-wide has the slot prior plus all traffic.
-    after = client.get(f"/v1/serve/{tenant}/{slot}?location=Surat").get_json()["posterior"]
+    after = client.get(f"/v1/serve/{tenant}/{slot}?location=Surat", headers=COUNTS).get_json()["posterior"]
     assert (after["alpha"], after["beta"]) == (9.0, 92.0)
-    slot_after = client.get(f"/v1/serve/{tenant}/{slot}").get_json()["posterior"]
+    slot_after = client.get(f"/v1/serve/{tenant}/{slot}", headers=COUNTS).get_json()["posterior"]
     assert (slot_after["alpha"], slot_after["beta"]) == (3.0 + 1, 97.0 + 3 - 1)

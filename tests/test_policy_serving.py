@@ -7,14 +7,14 @@ import datetime as dt
 import json
 import uuid
 
-from tests.helpers import gen_slot, sync
+from tests.helpers import COUNTS, gen_slot, sync
 from webapp.serving import runtime
 from webapp.storage import store
 
 
 def test_a_served_impression_logs_its_policy_and_state(app, client):
     tenant, slot = gen_slot(client, ["a", "b"])
-    served = client.get(f"/v1/serve/{tenant}/{slot}?location=Pune").get_json()
+    served = client.get(f"/v1/serve/{tenant}/{slot}?location=Pune", headers=COUNTS).get_json()
     assert served["policy"] == "thompson"
     sync(app)
     with app.app_context():

@@ -120,7 +120,7 @@ def test_old_evidence_fades_from_the_posterior_that_serving_and_the_stats_share(
     for location, rows in (("", decayed), ("pune", _stats(client, admin_headers, tenant, slot, "pune")[1])):
         seen = {}
         for _ in range(40):
-            served = client.get(f"/v1/serve/{tenant}/{slot}?location={location}").get_json()
+            served = client.get(f"/v1/serve/{tenant}/{slot}?location={location}", headers=admin_headers).get_json()
             seen[served["banner"]["id"]] = served["posterior"]
         for banner, posterior in seen.items():     # weights move by ~1e-5 per second at a 6 h half-life
             assert posterior["alpha"] == pytest.approx(rows[banner]["alpha"], rel=1e-4)
@@ -132,12 +132,12 @@ def test_a_click_reaches_a_decaying_slot_at_the_next_refresh(app, client, admin_
     tenant, slot = gen_slot(client, ["a"])
     assert _put_slot(client, admin_headers, tenant, slot, {"decay_half_life_hours": 24}).status_code == 200
     sync(app)
-    first = client.get(f"/v1/serve/{tenant}/{slot}").get_json()
+    first = client.get(f"/v1/serve/{tenant}/{slot}", headers=admin_headers).get_json()
     assert (first["posterior"]["alpha"], first["posterior"]["beta"]) == (1.0, 1.0)
     assert client.post("/v1/click", json={"token": first["token"]}).get_json()["status"] == "recorded"
     sync(app)          # writes the impression and the counters, re-reads the cache
     sync(app)
-    again = client.get(f"/v1/serve/{tenant}/{slot}").get_json()["posterior"]
+    again = client.get(f"/v1/serve/{tenant}/{slot}", headers=admin_headers).get_json()["posterior"]
     # One click, weighed by the age of its quarter hour's middle: at most 7.5 min, 2^(-7.5/60/24) > 0.996.
     assert 1.996 < again["alpha"] <= 2.0
     assert again["beta"] == pytest.approx(1.0, abs=1e-9)      # 1 + w·1 impression − w·1 click

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import ADMIN_TOKEN, free_port, recent
+from tests.helpers import ADMIN_TOKEN, COUNTS, free_port, recent
 from webapp import create_app
 from webapp.storage import store
 
@@ -48,7 +48,7 @@ def server(keyspace):
 
 def serve(base: str, tenant: str) -> tuple[int, str, dict]:
     response = requests.get(f"{base}/v1/serve/{tenant}/hero?location=Goa", timeout=5,
-                            headers={"Connection": "close"})
+                            headers={"Connection": "close", **COUNTS})
     return response.status_code, response.headers.get("X-Banner-Bandit-Worker", ""), response.json()
 
 

@@ -44,6 +44,11 @@ class TenantForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=300)])
     timezone = SelectField("Time zone", default="Asia/Kolkata",
                            description="Charts and hours of the results page use it.")
+    allowed_origins = TextAreaField(
+        "Allowed origins", validators=[Optional(), Length(max=16_000)],
+        description="Your own sites, one per line, such as https://shop.example. Serves from other sites are "
+                    "refused and their clicks not learned from. Empty: any site can show your banners and "
+                    "send you clicks.")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

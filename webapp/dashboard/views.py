@@ -33,7 +33,7 @@ from webapp.management import lift, referrers, services
 from webapp.serving import media, runtime
 from webapp.serving.click_filter import REASONS
 from webapp.storage import store
-from webapp.web import validation
+from webapp.web import security, validation
 from webapp.web.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
 
 RESULT_RANGES = {1: "last 24 hours", 3: "last 3 days", 7: "last 7 days", 30: "last 30 days"}
@@ -115,7 +115,8 @@ def tenant_new():
             if _exists(services.require_tenant, tenant_id):
                 raise InvalidInput(f"tenant {tenant_id} already exists")
             services.put_tenant(_db(), tenant_id, form.name.data, form.timezone.data,
-                                current_app.config["DEFAULT_TIMEZONE"])
+                                current_app.config["DEFAULT_TIMEZONE"],
+                                allowed_origins=form.allowed_origins.data or "")
         except DomainError as exc:
             _fail(form, exc)
         else:
@@ -134,14 +135,16 @@ def tenant(tenant: str):
 @bp.route("/tenants/<tenant>/edit", methods=["GET", "POST"])
 def tenant_edit(tenant: str):
     found = services.require_tenant(_db(), tenant)
-    form = TenantForm(data={"tenant_id": tenant, "name": found["name"], "timezone": found["timezone"]})
+    form = TenantForm(data={"tenant_id": tenant, "name": found["name"], "timezone": found["timezone"],
+                            "allowed_origins": "\n".join(sorted(found.get("allowed_origins") or ()))})
     form.tenant_id.data = tenant
     if form.validate_on_submit():
         try:
             # The dashboard does not edit the click filter: keep the tenant's settings as they are.
             click_filter = json.loads(found["click_filter"]) if found.get("click_filter") else None
             services.put_tenant(_db(), tenant, form.name.data, form.timezone.data,
-                                current_app.config["DEFAULT_TIMEZONE"], click_filter)
+                                current_app.config["DEFAULT_TIMEZONE"], click_filter,
+                                allowed_origins=form.allowed_origins.data or "")
         except DomainError as exc:
             _fail(form, exc)
         else:
@@ -336,7 +339,7 @@ def banner_active(tenant: str, slot: str, banner: str):
 # -- embed ----------------------------------------------------------------------------------------------------
 
 def _public_base() -> str:
-    return (current_app.config["PUBLIC_BASE_URL"] or request.host_url).rstrip("/")
+    return security.public_base_url()
 
 
 @bp.get("/tenants/<tenant>/slots/<slot>/embed")

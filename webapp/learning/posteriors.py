@@ -117,6 +117,7 @@ class _Tenant:
     click_filter: ClickFilterSettings | None
     used_at: float
     timezone: str | None = None         # the tenant's time zone (the hour and weekday of a serve's context)
+    origins: frozenset[str] = frozenset()     # its allowed origins; empty: any (cql/008)
 
 
 class PosteriorCache:
@@ -211,7 +212,8 @@ class PosteriorCache:
             if isinstance(rows, Exception) or rows is None:
                 return ClickFilterSettings()
             tenant = _Tenant(tenant_filter(rows[0]) if rows else None, now,
-                             rows[0].get("timezone") if rows else None)
+                             rows[0].get("timezone") if rows else None,
+                             tenant_origins(rows[0]) if rows else frozenset())
             with self._lock:
                 self._tenants[tenant_id] = tenant
         tenant.used_at = now
@@ -221,6 +223,13 @@ class PosteriorCache:
         """The time zone of a tenant this worker holds a slot of (None when not known)."""
         tenant = self._tenants.get(tenant_id)
         return tenant.timezone if tenant is not None else None
+
+    def allowed_origins(self, tenant_id: str) -> frozenset[str]:
+        """The tenant's allowed origins (empty: any), from the row :meth:`slot` or :meth:`click_filter` read;
+        never a read of its own: a tenant whose row could not be read is judged as allowing any origin, as
+        its click filter falls back to the defaults."""
+        tenant = self._tenants.get(tenant_id)
+        return tenant.origins if tenant is not None else frozenset()
 
     def prepare(self) -> None:
         """Connect and prepare the cache's statements (a worker's warm-up), so a first serve costs one round
@@ -264,7 +273,8 @@ class PosteriorCache:
                     return None
                 with self._lock:
                     self._tenants.setdefault(tenant_id, _Tenant(tenant_filter(tenant_rows[0]), time.monotonic(),
-                                                                tenant_rows[0].get("timezone")))
+                                                                tenant_rows[0].get("timezone"),
+                                                                tenant_origins(tenant_rows[0])))
             if not results[0]:
                 self.stats["not_found"] += 1
                 metrics.SLOT_LOADS.labels(outcome="not_found").inc()
@@ -412,6 +422,7 @@ class PosteriorCache:
                 if tenant is not None:
                     tenant.click_filter = tenant_filter(rows[0]) if rows else None
                     tenant.timezone = rows[0].get("timezone") if rows else None
+                    tenant.origins = tenant_origins(rows[0]) if rows else frozenset()
         slot_rows: dict[Key, list | Exception] = {}
         for (tenant_id, ids), rows in zip(groups, results[len(tenants):], strict=False):
             found = {} if isinstance(rows, Exception) else {row["slot_id"]: row for row in rows}
@@ -503,6 +514,11 @@ def rows_digest(parts: tuple[list[dict[str, Any]], ...]) -> int:
 def tenant_filter(row: dict[str, Any]) -> ClickFilterSettings | None:
     """The click filter of a tenants row (None: the defaults)."""
     return click_filters([row]).get(row["tenant_id"])
+
+
+def tenant_origins(row: dict[str, Any]) -> frozenset[str]:
+    """The allowed origins of a tenants row (empty: any origin)."""
+    return frozenset(row.get("allowed_origins") or ())
 
 
 def click_filters(tenants: list[dict[str, Any]]) -> dict[str, ClickFilterSettings]:

@@ -102,7 +102,8 @@ def list_tenants():
         401: Unauthorized
         403: Forbidden
     """
-    return jsonify(tenants=[services.tenant_document(r["tenant_id"], r["name"], r["timezone"], r["click_filter"])
+    return jsonify(tenants=[services.tenant_document(r["tenant_id"], r["name"], r["timezone"], r["click_filter"],
+                                                     r.get("allowed_origins"))
                             for r in services.store.list_tenants(_db())])
 
 
@@ -155,8 +156,10 @@ def put_tenant(tenant: str):
     body = _update_body(schemas.TenantBody, lambda: services.get_tenant(_db(), tenant))
     if not g.principal.is_platform and services.store.get_tenant(_db(), tenant) is None:
         raise Forbidden("only the platform token may create a tenant")
+    origins = body.get("allowed_origins") or []        # left out of a PUT, or null: any origin
     return _put_result(services.put_tenant(_db(), tenant, body.get("name"), body.get("timezone"),
-                                           current_app.config["DEFAULT_TIMEZONE"], body.get("click_filter")))
+                                           current_app.config["DEFAULT_TIMEZONE"], body.get("click_filter"),
+                                           origins))
 
 
 @bp.get("/tenants/<tenant>")

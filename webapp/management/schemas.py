@@ -44,10 +44,12 @@ class ServedPosterior(Closed):
     scope = fields.String(required=True, validate=validate.OneOf(["location", "slot", "holdout"]),
                           metadata={"description": "the location's posterior, the slot-wide one, or 'holdout' "
                                                    "(a uniform draw, no posterior)"})
-    alpha = fields.Float(required=True, allow_none=True,
-                         metadata={"description": "α of the chosen banner's Beta posterior; null in the holdout"})
-    beta = fields.Float(required=True, allow_none=True,
-                        metadata={"description": "β of the chosen banner's Beta posterior; null in the holdout"})
+    alpha = fields.Float(allow_none=True, metadata={
+        "description": "α of the chosen banner's Beta posterior (1 + clicks for a uniform prior); only for a "
+                       "caller with the platform token or the tenant's key (scope read); null in the holdout"})
+    beta = fields.Float(allow_none=True, metadata={
+        "description": "β of the chosen banner's Beta posterior (1 + impressions − clicks); only for a caller "
+                       "with the platform token or the tenant's key (scope read); null in the holdout"})
     prior = fields.String(required=True, metadata={"description": "where the prior came from"})
     propensity = fields.Float(required=True, validate=validate.Range(0, 1),
                               metadata={"description": "probability that this draw picks the chosen banner"})
@@ -106,6 +108,10 @@ class ClickFilterBody(Closed):
     max_clicks_per_ip = fields.Integer(validate=validate.Range(0, 1_000_000))
     window_seconds = fields.Integer(validate=validate.Range(60, 7 * 86400))
     block_bot_user_agents = fields.Boolean()
+    flag_ua_mismatch = fields.Boolean(metadata={"description": "flag a click whose user agent is not its "
+                                                               "impression's (ua_mismatch); default false"})
+    flag_ip_mismatch = fields.Boolean(metadata={"description": "flag a click whose address (IPv4, IPv6 /64) is "
+                                                               "not its impression's (ip_mismatch); default false"})
 
 
 class ClickFilter(Closed):
@@ -115,6 +121,8 @@ class ClickFilter(Closed):
     max_clicks_per_ip = fields.Integer(required=True)
     window_seconds = fields.Integer(required=True)
     block_bot_user_agents = fields.Boolean(required=True)
+    flag_ua_mismatch = fields.Boolean(required=True)
+    flag_ip_mismatch = fields.Boolean(required=True)
 
 
 class TenantBody(Closed):
@@ -123,6 +131,11 @@ class TenantBody(Closed):
     timezone = fields.String(allow_none=True, validate=validate.Length(min=1, max=64),
                              metadata={"description": "IANA time zone name; default Asia/Kolkata"})
     click_filter = fields.Nested(ClickFilterBody, allow_none=True)
+    allowed_origins = fields.List(
+        fields.String(validate=validate.Length(min=1, max=300)), allow_none=True, validate=validate.Length(max=50),
+        metadata={"description": "origins of the tenant's own sites (https://shop.example): serves from other "
+                                 "origins are refused (403) and their clicks not learned from; [] or null: any "
+                                 "origin; kept when left out", "example": ["https://shop.example"]})
 
 
 class Tenant(Closed):
@@ -130,6 +143,8 @@ class Tenant(Closed):
     name = fields.String(required=True)
     timezone = fields.String(required=True)
     click_filter = fields.Nested(ClickFilter, required=True)
+    allowed_origins = fields.List(fields.String(), required=True,
+                                  metadata={"description": "normalized; empty: any origin"})
 
 
 class SlotBody(Closed):

@@ -22,7 +22,7 @@ from bandits.policy import SlotStatistics, prior_for
 from bandits.registry import DEFAULT_POLICY, POLICIES
 from eventlog.counting import SLOT_WIDE
 from webapp.learning import decay
-from webapp.serving import holdout, schedules
+from webapp.serving import holdout, provenance, schedules
 from webapp.serving.click_filter import ClickFilterSettings
 from webapp.storage import store
 from webapp.storage.database import Database
@@ -66,9 +66,10 @@ def new_identifier(value: str, what: str, existing: Iterable[str]) -> str:
 
 
 def put_tenant(db: Database, tenant_id: str, name: Any, timezone: Any, default_timezone: str,
-               click_filter: Any = None) -> tuple[bool, dict[str, Any]]:
+               click_filter: Any = None, allowed_origins: Any = None) -> tuple[bool, dict[str, Any]]:
     """Create or replace a tenant; returns (created, document). click_filter: thresholds, None = defaults.
-    An existing tenant is replaced under its ID as stored; a new one follows :func:`new_identifier`."""
+    allowed_origins: a list of origins ([] = any origin), None = kept as stored. An existing tenant is
+    replaced under its ID as stored; a new one follows :func:`new_identifier`."""
     validation.identifier(tenant_id, "tenant")
     if store.get_tenant(db, tenant_id) is None:        # the scan of tenants is on creation only
         new_identifier(tenant_id, "tenant", (t["tenant_id"] for t in store.list_tenants(db)))
@@ -78,26 +79,42 @@ def put_tenant(db: Database, tenant_id: str, name: Any, timezone: Any, default_t
         settings = ClickFilterSettings.from_dict(click_filter)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"click_filter: {exc}") from None
+    origins = allowed_origins_of(allowed_origins) if allowed_origins is not None else None
     stored = json.dumps(settings.to_dict()) if click_filter is not None else None
     created = store.put_tenant(db, tenant_id, name, timezone, stored)
-    return created, tenant_document(tenant_id, name, timezone, stored)
+    if origins is not None:
+        store.set_allowed_origins(db, tenant_id, origins)
+    else:
+        origins = sorted((store.get_tenant(db, tenant_id) or {}).get("allowed_origins") or ())
+    return created, tenant_document(tenant_id, name, timezone, stored, origins)
 
 
 def set_click_filter(db: Database, tenant_id: str, click_filter: Any) -> dict[str, Any]:
-    """Validate and store the tenant's click filter thresholds alone (a partial dict: the rest take their
-    defaults); returns the settings stored. Serving picks them up within one cache refresh."""
-    require_tenant(db, tenant_id)
+    """Validate and store the tenant's click filter thresholds alone (a partial dict: the rest keep their
+    stored values); returns the settings stored. Serving picks them up within one cache refresh."""
+    found = require_tenant(db, tenant_id)
     try:
-        settings = ClickFilterSettings.from_dict(click_filter)
+        stored = json.loads(found["click_filter"]) if found.get("click_filter") else {}
+        settings = ClickFilterSettings.from_dict({**stored, **click_filter})
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"click_filter: {exc}") from None
     store.set_click_filter(db, tenant_id, json.dumps(settings.to_dict()))
     return settings.to_dict()
 
 
-def tenant_document(tenant_id: str, name: str, timezone: str, click_filter: str | None) -> dict[str, Any]:
+def allowed_origins_of(value: Any) -> list[str]:
+    """A tenant's allowed origins, validated and normalized (https://shop.example; [] = any origin)."""
+    try:
+        return provenance.normalize_origins(value)
+    except provenance.InvalidOrigin as exc:
+        raise InvalidInput(f"allowed_origins: {exc}") from None
+
+
+def tenant_document(tenant_id: str, name: str, timezone: str, click_filter: str | None,
+                    allowed_origins: Any = ()) -> dict[str, Any]:
     settings = ClickFilterSettings.from_dict(json.loads(click_filter)) if click_filter else ClickFilterSettings()
-    return {"id": tenant_id, "name": name, "timezone": timezone, "click_filter": settings.to_dict()}
+    return {"id": tenant_id, "name": name, "timezone": timezone, "click_filter": settings.to_dict(),
+            "allowed_origins": sorted(allowed_origins or ())}
 
 
 def list_tenants(db: Database) -> list[dict[str, Any]]:
@@ -106,7 +123,8 @@ def list_tenants(db: Database) -> list[dict[str, Any]]:
 
 def get_tenant(db: Database, tenant_id: str) -> dict[str, Any]:
     found = require_tenant(db, tenant_id)
-    return tenant_document(tenant_id, found["name"], found["timezone"], found["click_filter"])
+    return tenant_document(tenant_id, found["name"], found["timezone"], found["click_filter"],
+                           found.get("allowed_origins"))
 
 
 def slot_size(value: Any) -> tuple[int, int]:

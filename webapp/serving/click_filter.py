@@ -15,7 +15,8 @@ from typing import Any
 DEFAULT_BOT_PATTERN = (r"bot\b|bot/|crawl|spider|slurp|facebookexternalhit|bingpreview|mediapartners|"
                        r"curl/|wget/|python-urllib|go-http-client|okhttp|scrapy|httpclient|phantomjs")
 
-REASONS = ("too_fast", "bot_user_agent", "customer_rate", "ip_rate")
+REASONS = ("too_fast", "bot_user_agent", "customer_rate", "ip_rate", "foreign_origin", "ua_mismatch",
+           "ip_mismatch")
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,17 @@ class ClickFilterSettings:
     max_clicks_per_ip: int = 30           # per window
     window_seconds: int = 3600            # fixed windows, aligned to the epoch
     block_bot_user_agents: bool = True
+    # A click whose client differs from its impression's (ad servers' "impression/click mismatch"): its user
+    # agent, or its address (IPv4, or IPv6 /64). Off by default: a publisher that calls serve from its own
+    # server (and renders click_url into its page) would have every click flagged. Turn them on when pages
+    # call serve from the visitor's browser (the JS tag, the embed frame).
+    flag_ua_mismatch: bool = False
+    flag_ip_mismatch: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.enabled, bool) or not isinstance(self.block_bot_user_agents, bool):
-            raise ValueError("enabled and block_bot_user_agents must be true or false")
+        for name in ("enabled", "block_bot_user_agents", "flag_ua_mismatch", "flag_ip_mismatch"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false")
         if not (0 <= self.min_delay_seconds <= 3600):
             raise ValueError("min_delay_seconds must be between 0 and 3600")
         for name in ("max_clicks_per_customer", "max_clicks_per_ip"):
@@ -78,11 +86,14 @@ def window_bucket(epoch_seconds: float, settings: ClickFilterSettings) -> int:
 
 
 def classify(settings: ClickFilterSettings, *, delay_seconds: float, user_agent: str,
-             customer_clicks: int | None, ip_clicks: int | None) -> str | None:
+             customer_clicks: int | None, ip_clicks: int | None,
+             same_user_agent: bool | None = None, same_ip: bool | None = None) -> str | None:
     """The reason a click is invalid, or None when it counts.
 
     ``customer_clicks`` / ``ip_clicks``: clicks from this customer / IP in the current window, this one
     included (None when unknown, e.g. no customer ID, or the rate store is unreachable).
+    ``same_user_agent`` / ``same_ip``: whether the click's client is its impression's (None when unknown:
+    a token signed without the client hashes).
     """
     if not settings.enabled:
         return None
@@ -90,6 +101,10 @@ def classify(settings: ClickFilterSettings, *, delay_seconds: float, user_agent:
         return "too_fast"
     if settings.block_bot_user_agents and is_bot_user_agent(user_agent):
         return "bot_user_agent"
+    if settings.flag_ua_mismatch and same_user_agent is False:
+        return "ua_mismatch"
+    if settings.flag_ip_mismatch and same_ip is False:
+        return "ip_mismatch"
     if settings.max_clicks_per_customer and customer_clicks is not None \
             and customer_clicks > settings.max_clicks_per_customer:
         return "customer_rate"

@@ -18,6 +18,7 @@ from flask import Flask, current_app
 from bandits.policy import Choice, Context, Policy
 from webapp.learning.posteriors import PosteriorCache
 from webapp.serving import holdout
+from webapp.serving.provenance import ClientHasher
 from webapp.serving.tokens import ClickTokens
 from webapp.storage.database import Database
 from webapp.storage.events import EventWriter
@@ -43,6 +44,7 @@ class Runtime:
         self.spool = Spool(config["SPOOL_DIR"], config["SPOOL_MAX_BYTES"], config["SPOOL_SEGMENT_SECONDS"])
         self.events = EventWriter(db, self.spool, config["IMPRESSION_BATCH_ROWS"])
         self.tokens = ClickTokens(config["CLICK_TOKEN_SECRET"], config["CLICK_WINDOW_SECONDS"])
+        self.clients = ClientHasher(config["CLICK_TOKEN_SECRET"])
         self._sample_lock = threading.Lock()   # numpy Generators are not thread-safe
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -32,6 +32,8 @@ class ClickClaim:
     #                                 impression's UTC day, the partition of the old click table
     cell: str | None = None         # the impression's context cell (contextual slots, cql/012): its click
     #                                 counts there too (eventlog.counting rule 6)
+    ip_hash: str = ""               # keyed hashes of the serve's client network and user agent
+    ua_hash: str = ""               # (webapp.serving.provenance); '' in tokens signed without them
 
     @property
     def served_epoch(self) -> float:
@@ -54,10 +56,12 @@ class ClickTokens:
 
     def sign(self, claim: ClickClaim) -> str:
         fields = [claim.impression_id.hex, claim.tenant_id, claim.slot_id, claim.banner_id, claim.location]
-        if claim.day is not None or claim.cell is not None:   # day: the format of before 006 (tests sign it)
-            fields.append(claim.day.toordinal() if claim.day is not None else None)
-        if claim.cell is not None:      # seven fields: a contextual impression's cell
-            fields.append(claim.cell)
+        if claim.cell is None and not claim.ip_hash and not claim.ua_hash:
+            if claim.day is not None:       # the format of before 006 (tests of old tokens sign it)
+                fields.append(claim.day.toordinal())
+        else:       # nine fields: day (null), a contextual impression's cell (cql/012), client hashes (cql/008)
+            fields += [claim.day.toordinal() if claim.day is not None else None, claim.cell, claim.ip_hash,
+                       claim.ua_hash]
         payload = json.dumps(fields, separators=(",", ":")).encode()
         return self._signer.sign(base64.urlsafe_b64encode(payload).rstrip(b"=")).decode()
 
@@ -76,16 +80,19 @@ class ClickTokens:
             raise InvalidToken("token is invalid (bad signature or malformed)") from None
         try:
             payload = json.loads(base64.urlsafe_b64decode(signed + b"=" * (-len(signed) % 4)))
-            if not isinstance(payload, list) or len(payload) not in (5, 6, 7):
+            if not isinstance(payload, list) or len(payload) not in (5, 6, 9):
                 raise ValueError("payload")
             impression_hex, tenant_id, slot_id, banner_id, location = payload[:5]
-            # Six fields: signed before 006, with the impression's day (still valid for its window); seven: a
-            # contextual impression's cell last (and a null day).
+            # Six fields: signed before 006, with the impression's day (still valid for its window); nine: the
+            # day (null), a contextual impression's cell (or null) and the serve's client hashes.
             day = dt.date.fromordinal(payload[5]) if len(payload) >= 6 and payload[5] is not None else None
-            cell = payload[6] if len(payload) == 7 else None
+            cell, ip_hash, ua_hash = payload[6:9] if len(payload) == 9 else (None, "", "")
             if cell is not None and not isinstance(cell, str):
                 raise ValueError("cell")
-            return ClickClaim(uuid.UUID(hex=impression_hex), tenant_id, slot_id, banner_id, location, day, cell)
+            if not isinstance(ip_hash, str) or not isinstance(ua_hash, str):
+                raise ValueError("payload")
+            return ClickClaim(uuid.UUID(hex=impression_hex), tenant_id, slot_id, banner_id, location, day, cell,
+                              ip_hash, ua_hash)
         except (TypeError, ValueError):
             # Signed by us but not in this format: only a key shared with something else could do that.
             raise InvalidToken("token is invalid (unexpected payload)") from None

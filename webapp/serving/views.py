@@ -10,12 +10,12 @@ import os
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 
 from bandits.policy import Choice, Context
 from eventlog.timeuuids import timeuuid
 from webapp.learning.posteriors import SlotState, SlotUnavailable
-from webapp.serving import click_filter, runtime
+from webapp.serving import click_filter, provenance, runtime
 from webapp.serving.context import device_class, local_hour_and_weekday
 from webapp.serving.holdout import HOLDOUT
 from webapp.serving.tokens import ClickClaim
@@ -23,9 +23,9 @@ from webapp.storage import store
 from webapp.storage.events import UNREACHABLE, Click, Impression
 from webapp.storage.spool import SpoolFull
 from webapp.web import api_keys, metrics, validation
-from webapp.web.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
+from webapp.web.errors import DomainError, Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from webapp.web.rate_limits import click_limit, serve_limit
-from webapp.web.security import embeddable
+from webapp.web.security import embeddable, may_read_counts, public_base_url
 
 bp = Blueprint("serving", __name__)
 _SERVED = metrics.SERVES.labels(status="200")     # the labelled child, looked up once
@@ -33,9 +33,18 @@ _SERVED = metrics.SERVES.labels(status="200")     # the labelled child, looked u
 
 @bp.after_request
 def cors(response: Response) -> Response:
-    """Serving is public: any publisher origin may call it from the browser."""
+    """Serving is public: any publisher origin may call it from the browser, unless the tenant lists its
+    allowed origins (``g.allowed_origins``, set once the request's tenant is known): then only those, echoed
+    with ``Vary: Origin``, may read the answer."""
     if request.path.startswith("/v1/"):
-        response.headers["Access-Control-Allow-Origin"] = "*"
+        allowed = g.get("allowed_origins")
+        if allowed:
+            response.vary.add("Origin")
+            origin = provenance.request_origin(request.headers)
+            if origin is not None and origin in allowed:
+                response.headers["Access-Control-Allow-Origin"] = origin
+        else:
+            response.headers["Access-Control-Allow-Origin"] = "*"
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers["Access-Control-Max-Age"] = "86400"
@@ -43,11 +52,29 @@ def cors(response: Response) -> Response:
 
 
 def click_url(token: str) -> str:
-    """The absolute URL of GET /v1/click/<token>: what ``url_for("serving.click_redirect", token=token,
-    _external=True)`` gives, without building it through the URL map (a third of a millisecond) or
-    ``request.url_root`` (which re-parses the URL). Tokens are URL-safe (letters, digits, '_', '-', '.'):
-    nothing to quote."""
-    return f"{request.scheme}://{request.host}{request.script_root}/v1/click/{token}"
+    """The absolute URL of GET /v1/click/<token> under the public base URL (PUBLIC_BASE_URL; else this
+    request's own, whose host is one of ALLOWED_HOSTS). Tokens are URL-safe (letters, digits, '_', '-',
+    '.'): nothing to quote."""
+    return f"{public_base_url()}/v1/click/{token}"
+
+
+def own_origins() -> frozenset[str]:
+    """The origins of this service's own pages (the embed frame, the dashboard's preview, the demo page),
+    always allowed: PUBLIC_BASE_URL's and this request's (its host one of ALLOWED_HOSTS)."""
+    return frozenset(filter(None, (provenance.origin_of(public_base_url()), provenance.origin_of(request.host_url))))
+
+
+def _judge_origin(rt, tenant_id: str, *, navigation: bool) -> tuple[str | None, bool]:
+    """The request's origin and whether the tenant allows it; sets ``g.allowed_origins`` for CORS."""
+    allowed = rt.cache.allowed_origins(tenant_id)
+    if not allowed:
+        return provenance.request_origin(request.headers, navigation=navigation), True
+    own = own_origins()
+    g.allowed_origins = allowed | own
+    origin = provenance.request_origin(request.headers, navigation=navigation)
+    if origin is None and navigation and request.headers.get("Sec-Fetch-Site") == "same-origin":
+        origin = next(iter(sorted(own)), None)    # a link in our own page whose Referer was withheld
+    return origin, provenance.is_allowed(origin, allowed, own)
 
 
 def _slot_state(rt, tenant: str, slot: str) -> SlotState | None:
@@ -77,6 +104,9 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], SlotState]:
         raise NotFound(f"unknown tenant/slot {tenant}/{slot}")
     if not state.active:
         raise NotFound(f"slot {tenant}/{slot} has no active banner")
+    origin, allowed = _judge_origin(rt, tenant, navigation=request.endpoint == "serving.embed")
+    if not allowed:
+        raise Forbidden(f"origin {origin} is not one of tenant {tenant}'s allowed origins")
     policy = state.policy
     served_at = dt.datetime.now(dt.UTC)
     hour, weekday = local_hour_and_weekday(served_at, rt.cache.timezone(tenant))
@@ -103,13 +133,24 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], SlotState]:
         policy=policy.name, policy_state=choice.state_json,
         serving_group=assignment.group, holdout_share=assignment.share,
         segment=segment, device=device, hour=hour, weekday=weekday, context_cell=cell,
+        origin=origin or "", ip_hash=rt.clients.ip(request.remote_addr or ""),
+        ua_hash=rt.clients.user_agent((request.headers.get("User-Agent") or "")[:512]),
     )
     try:
         rt.events.record_impression(impression)
     except SpoolFull:
         raise ServiceUnavailable("cannot record impressions right now (event spool full); try later") from None
     token = rt.tokens.sign(ClickClaim(impression.impression_id, tenant, slot, banner.banner_id, location,
-                                      cell=cell))
+                                      cell=cell, ip_hash=impression.ip_hash, ua_hash=impression.ua_hash))
+    # What a page needs, and what tells nothing of the tenant's counts: the scope and source of the posterior
+    # and the chosen banner's propensity (a page that logs its own decisions needs it; anyone can estimate it
+    # by serving repeatedly anyway). Alpha and beta are 1 + clicks and 1 + impressions - clicks: only for a
+    # caller that may read counts.
+    posterior = {"scope": impression.posterior_scope, "prior": impression.prior_source,
+                 "propensity": round(propensity, 4)}
+    if may_read_counts(request, tenant):
+        posterior = {"scope": impression.posterior_scope, "alpha": impression.alpha, "beta": impression.beta,
+                     **posterior}
     document = {
         "impression_id": str(impression.impression_id),
         "location": location,
@@ -117,8 +158,7 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], SlotState]:
         # The click names the impression's referrer, so it counts under it (eventlog.counting, rule 7).
         "click_url": click_url(token) + (f"?{urlencode({'referrer_id': referrer_id})}" if referrer_id else ""),
         "token": token,
-        "posterior": {"scope": impression.posterior_scope, "alpha": impression.alpha, "beta": impression.beta,
-                      "prior": impression.prior_source, "propensity": round(propensity, 4)},
+        "posterior": posterior,
         "policy": policy.name,
         "group": assignment.group,
     }
@@ -155,6 +195,7 @@ def serve(tenant: str, slot: str):
             application/json:
               schema: ServeDocument
         400: BadRequest
+        403: Forbidden
         404: NotFound
         429: TooManyRequests
         503: ServiceUnavailable
@@ -205,11 +246,15 @@ def embed(tenant: str, slot: str):
             text/html:
               schema: {type: string}
         400: BadRequest
+        403: Forbidden
         404: NotFound
         429: TooManyRequests
         503: ServiceUnavailable
     """
     document, _ = _choose(tenant, slot)
+    allowed = g.get("allowed_origins")
+    if allowed:     # only the tenant's own sites may frame it (embeddable's CSP frame-ancestors)
+        g.frame_ancestors = " ".join(sorted(allowed))
     html = render_template("serving/embed.html", banner=document["banner"], click_url=document["click_url"],
                            impression_id=document["impression_id"], tenant=tenant, slot=slot)
     return Response(html, headers={"Cache-Control": "no-store"}, mimetype="text/html")
@@ -289,19 +334,26 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any, *, visi
     if visitor.user_agent is None:         # a backend that does not know it: no user-agent rule
         settings = dataclasses.replace(settings, block_bot_user_agents=False)
     bucket = click_filter.window_bucket(now.timestamp(), settings)
+    origin, origin_allowed = _judge_origin(rt, claim.tenant_id, navigation=request.method == "GET")
     reason = None
-    if settings.enabled:
+    if not origin_allowed:
+        reason = "foreign_origin"       # stored, counted as filtered, never learned from (docs/api.md)
+    elif settings.enabled:
         reason = click_filter.classify(
             settings, delay_seconds=now.timestamp() - claim.served_epoch, user_agent=user_agent,
             customer_clicks=_click_rate(rt, claim.tenant_id, "customer", customer_id, bucket)
             if settings.max_clicks_per_customer else None,
-            ip_clicks=_click_rate(rt, claim.tenant_id, "ip", ip, bucket) if settings.max_clicks_per_ip else None)
+            ip_clicks=_click_rate(rt, claim.tenant_id, "ip", ip, bucket) if settings.max_clicks_per_ip else None,
+            same_user_agent=rt.clients.user_agent(user_agent) == claim.ua_hash
+            if claim.ua_hash and visitor.user_agent is not None else None,
+            same_ip=rt.clients.ip(ip) == claim.ip_hash if claim.ip_hash and visitor.ip else None)
     click = Click(
         tenant_id=claim.tenant_id, slot_id=claim.slot_id, impression_id=claim.impression_id,
         clicked_at=now, banner_id=claim.banner_id, location=claim.location,
         customer_id=customer_id, referrer_id=referrer_id,
         valid=reason is None, invalid_reason=reason, user_agent=user_agent, ip=ip, legacy_day=claim.day,
         cell=claim.cell,
+        origin=origin or "",
     )
     try:
         recorded = rt.events.record_click(click)

@@ -128,7 +128,8 @@ class Database:
         replication = ", ".join(f"'{k}': {v!r}" if isinstance(v, str) else f"'{k}': {v}"
                                 for k, v in self.replication.items())
         # DDL cannot take bind markers; the keyspace name is validated in __init__.
-        session.execute(f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = {{{replication}}}")
+        session.execute(f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = {{{replication}}}",
+                        timeout=60)     # like the tables: schema changes take over 10 s on a busy node
         session.set_keyspace(self.keyspace)
         applied = []
         for path in sorted(CQL_DIR.glob("*.cql")):

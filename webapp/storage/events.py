@@ -84,6 +84,9 @@ class Impression:
     hour: int | None = None         # serve time in the tenant's time zone (None: not known)
     weekday: int | None = None      # 0 = Monday
     context_cell: str | None = None  # the contextual policy's cell: counted in context_counts (None: not)
+    origin: str = ""                # the web origin it was served to ('' when the request named none)
+    ip_hash: str = ""               # keyed hashes of the serve's client (webapp.serving.provenance)
+    ua_hash: str = ""
 
     @property
     def partition(self) -> partitions.Partition:
@@ -96,7 +99,7 @@ class Impression:
                 self.location, self.customer_id, self.referrer_id, self.posterior_scope, self.alpha,
                 self.beta, self.prior_source, self.propensity, self.policy, self.policy_state,
                 self.serving_group, self.holdout_share, self.segment, self.device, self.hour, self.weekday,
-                self.context_cell)
+                self.context_cell, self.origin, self.ip_hash, self.ua_hash)
 
     def to_record(self) -> dict[str, Any]:
         return {**vars(self), "kind": "impression", "impression_id": self.impression_id.hex,
@@ -134,6 +137,7 @@ class Click:
     legacy_day: dt.date | None = None   # a token signed before 006 (and its spool record): the impression's
     #                                     UTC day, whose partition of the old `clicks` table is checked too
     cell: str | None = None         # the impression's context cell (from its token): counted there too
+    origin: str = ""                    # the web origin the click came from ('' when it named none)
 
     @property
     def served_at(self) -> dt.datetime:
@@ -144,7 +148,7 @@ class Click:
         bucket, shard = partitions.partition_of(self.impression_id)
         return (self.tenant_id, self.slot_id, bucket, shard, self.impression_id, self.clicked_at, self.banner_id,
                 self.location, self.customer_id, self.referrer_id, self.valid, self.invalid_reason,
-                self.user_agent, self.ip)
+                self.user_agent, self.ip, self.origin)
 
     def to_record(self) -> dict[str, Any]:
         record = {**vars(self), "kind": "click", "impression_id": self.impression_id.hex,

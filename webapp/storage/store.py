@@ -44,6 +44,12 @@ def set_click_filter(db: Database, tenant_id: str, click_filter: str) -> None:
     note_change(db, tenant_id, TENANT_WIDE, "tenant")
 
 
+def set_allowed_origins(db: Database, tenant_id: str, origins: list[str]) -> None:
+    """Replace a tenant's allowed origins (cql/008); an empty list allows every origin."""
+    db.execute("UPDATE {ks}.tenants SET allowed_origins = ? WHERE tenant_id = ?", (set(origins), tenant_id))
+    note_change(db, tenant_id, TENANT_WIDE, "tenant")
+
+
 def get_tenant(db: Database, tenant_id: str) -> dict[str, Any] | None:
     rows = db.execute("SELECT * FROM {ks}.tenants WHERE tenant_id = ?", (tenant_id,))
     return rows[0] if rows else None
@@ -52,7 +58,7 @@ def get_tenant(db: Database, tenant_id: str) -> dict[str, Any] | None:
 def list_tenants(db: Database) -> list[dict[str, Any]]:
     """Every tenant: a full scan, for the dashboard's and the API's listings only (a person asked; never
     periodic, never on the serve path)."""
-    rows = db.execute("SELECT tenant_id, name, timezone, click_filter FROM {ks}.tenants")
+    rows = db.execute("SELECT tenant_id, name, timezone, click_filter, allowed_origins FROM {ks}.tenants")
     return sorted(rows, key=lambda r: r["tenant_id"])
 
 
@@ -288,7 +294,7 @@ def changed_slots(db: Database, since: dt.datetime, until: dt.datetime | None = 
 # SELECTs of this module without a partition key are list_tenants and list_users: the dashboard's and the
 # management API's listings, run when a person asks, never periodically nor on the serve path.
 
-TENANT_ROW = "SELECT tenant_id, click_filter, timezone FROM {ks}.tenants WHERE tenant_id = ?"
+TENANT_ROW = "SELECT tenant_id, click_filter, timezone, allowed_origins FROM {ks}.tenants WHERE tenant_id = ?"
 SLOT_ROW = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy, holdout_percent, context FROM {ks}.slots "
             "WHERE tenant_id = ? AND slot_id = ?")
 TENANT_SLOT_ROWS = ("SELECT tenant_id, slot_id, decay_half_life_hours, policy, holdout_percent, context "
@@ -585,14 +591,14 @@ def get_image(db: Database, tenant_id: str, image_id: str) -> dict[str, Any] | N
 INSERT_IMPRESSION = (
     "INSERT INTO {ks}.impression_log (tenant_id, slot_id, bucket, shard, impression_id, served_at, banner_id, "
     "location, customer_id, referrer_id, posterior_scope, alpha, beta, prior_source, propensity, policy, "
-    "policy_state, serving_group, holdout_share, segment, device, hour, weekday, context_cell) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "policy_state, serving_group, holdout_share, segment, device, hour, weekday, context_cell, origin, ip_hash, "
+    "ua_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 INSERT_CLICK = (
     "INSERT INTO {ks}.click_log (tenant_id, slot_id, bucket, shard, impression_id, clicked_at, banner_id, "
-    "location, customer_id, referrer_id, valid, invalid_reason, user_agent, ip) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+    "location, customer_id, referrer_id, valid, invalid_reason, user_agent, ip, origin) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
 )
 
 EVENT_TABLES = {"impressions": "impression_log", "clicks": "click_log"}
@@ -730,12 +736,18 @@ LEGACY_CLICK_COLUMNS = ("impression_id", "clicked_at", "banner_id", "location", 
                         "valid", "invalid_reason", "user_agent", "ip")
 # Impressions are copied with a plain INSERT (the same row again changes nothing); clicks with IF NOT EXISTS,
 # so a click recorded in click_log since the upgrade is never replaced.
-COPY_IMPRESSION = (   # the columns of the old table: group (cql/013) and context (cql/012) columns stay null
+# The old tables have no group (cql/013), context (cql/012), origin or client hashes (cql/008): those columns
+# stay null in copied rows.
+COPY_IMPRESSION = (
     "INSERT INTO {ks}.impression_log (tenant_id, slot_id, bucket, shard, impression_id, served_at, banner_id, "
     "location, customer_id, referrer_id, posterior_scope, alpha, beta, prior_source, propensity, policy, "
     "policy_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-COPY_CLICK = INSERT_CLICK
+COPY_CLICK = (
+    "INSERT INTO {ks}.click_log (tenant_id, slot_id, bucket, shard, impression_id, clicked_at, banner_id, "
+    "location, customer_id, referrer_id, valid, invalid_reason, user_agent, ip) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+)
 
 
 def legacy_partitions(db: Database, old_table: str) -> list[tuple[str, str, dt.date]]:

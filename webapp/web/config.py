@@ -80,6 +80,19 @@ def _host(value: str) -> str:
     return value
 
 
+def _networks(value: str) -> str:
+    try:
+        networks(value)
+    except ValueError:
+        raise ValueError("is not a comma-separated list of networks such as 127.0.0.0/8,10.0.0.0/8") from None
+    return value
+
+
+def networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``"127.0.0.0/8, ::1"`` → the networks (a bare address is a /32 or /128)."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+
+
 def _blank_is_none(value: Any) -> Any:
     """An empty environment variable means "not set" for the optional numbers."""
     return None if isinstance(value, str) and not value.strip() else value
@@ -90,12 +103,15 @@ Count = Annotated[int, Field(ge=1)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 RateLimit = Annotated[str, AfterValidator(_rate_limit)]
 Hosts = Annotated[str, AfterValidator(Matches(r"[^,\s]+(\s*,\s*[^,\s]+)*", "host names or addresses, comma-separated"))]
+Networks = Annotated[str, AfterValidator(lambda value: _networks(value))]
 Keyspace = Annotated[str, AfterValidator(Matches(r"[A-Za-z][A-Za-z0-9_]{0,47}",
                                                  "a keyspace name: a letter, then up to 47 letters, digits or _"))]
 Replication = Annotated[str, AfterValidator(Matches(r"\s*(\d+|\w[^:,]*:\s*\d+(\s*,\s*\w[^:,]*:\s*\d+)*)\s*",
                                                     "N (a replication factor) or dc1:N,dc2:N"))]
 StorageUri = Annotated[str, AfterValidator(Matches(r"[a-z][a-z0-9+.-]*://.*", "a storage URI of the limits "
                                                    "package such as memory:// or redis://host:6379"))]
+HostNames = Annotated[str, AfterValidator(Matches(r"(\s*\.?[A-Za-z0-9:.\[\]-]+\s*(,\s*\.?[A-Za-z0-9:.\[\]-]+\s*)*)?",
+                                                  "empty or host names, comma-separated"))]
 BaseUrl = Annotated[str, AfterValidator(Matches(r"(https?://\S+)?", "empty or an http(s):// URL"))]
 JvmMemory = Annotated[str, AfterValidator(Matches(r"\d+[kKmMgGtT]?", "a JVM memory size such as 768m or 2g"))]
 
@@ -184,8 +200,12 @@ class ServingSettings(_Group):
     STALE_AFTER_SECONDS: Seconds = Field(5.0, description="posteriors older than this are flagged in "
                                                           "`X-Banner-Bandit-Stale`")
     TRUSTED_PROXIES: Annotated[int, Field(ge=0)] = Field(
-        0, description="reverse proxies in front whose `X-Forwarded-For`/`-Proto` to trust (the client address "
-                       "of the rate limits, https URLs)")
+        0, description="reverse proxies in front whose `X-Forwarded-For`/`-Proto`/`-Host` to trust (the client "
+                       "address of the rate limits, https URLs); 0: gunicorn and Flask ignore those headers")
+    ALLOWED_HOSTS: HostNames = Field(
+        "", description="host names the server answers to (comma-separated; `.example.com` also matches its "
+                        "subdomains); any other `Host` is answered 400. Always included: `localhost`, "
+                        "`127.0.0.1` and the host of `PUBLIC_BASE_URL`")
     DEFAULT_TIMEZONE: Annotated[str, AfterValidator(_timezone)] = Field(
         "Asia/Kolkata", description="time zone of a tenant created without one")
     BACKGROUND_THREADS: bool = Field(True, description="each process refreshes and flushes in a background "
@@ -256,7 +276,9 @@ class DashboardSettings(_Group):
                                                                          "whatever usernames are tried")
     MAX_IMAGE_BYTES: Count = Field(512 * 1024, description="largest banner image upload")
     PUBLIC_BASE_URL: BaseUrl = Field(
-        "", description="base of uploaded image URLs and embed snippets; empty: the request's host")
+        "", description="public base URL of the service (`https://ads.example.com`): of click URLs, uploaded "
+                        "image URLs and embed snippets, whatever a request's `Host` says; empty: the request's "
+                        "own (its host one of `ALLOWED_HOSTS`). `make run` sets its printed address")
 
 
 class GunicornSettings(_Group):
@@ -275,6 +297,12 @@ class GunicornSettings(_Group):
     PROMETHEUS_MULTIPROC_DIR: str = Field(
         "", description="where the workers write their Prometheus samples for `/metrics` to sum; empty: a fresh "
                         "directory per server start, made by gunicorn.conf.py (in `/dev/shm` when writable)")
+    METRICS_TOKEN: str = Field(
+        "", description="bearer token that lets a scraper read `/metrics` from any address "
+                        "(`Authorization: Bearer …`); empty: none")
+    METRICS_ALLOW_FROM: Networks = Field(
+        "127.0.0.0/8,::1/128", description="client networks that may read `/metrics` without the token "
+                                           "(comma-separated CIDRs; empty: none); others get 403")
 
 
 class SparkSettings(_Group):

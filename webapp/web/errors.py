@@ -37,7 +37,8 @@ class Unauthorized(DomainError):
 
 
 class Forbidden(DomainError):
-    """Authenticated, but not allowed: another tenant's resource, a missing scope, a platform-only operation."""
+    """Not allowed: a tenant API key on another tenant's resource or without the scope needed, a platform-only
+    operation, or a serve from an origin the tenant does not list."""
 
     status = 403
 

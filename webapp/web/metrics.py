@@ -1,5 +1,8 @@
 """Prometheus metrics (prometheus_client), exposed at /metrics.
 
+Readable by a client in METRICS_ALLOW_FROM (loopback by default) or one that sends METRICS_TOKEN as a bearer
+token; anyone else gets 403 (the samples are global counts, but they tell traffic and click volumes).
+
 Under gunicorn every worker writes its samples to PROMETHEUS_MULTIPROC_DIR (a setting; gunicorn.conf.py makes
 one per server start) and /metrics aggregates all workers; without it (tests, flask run) the process's own
 registry is used.
@@ -7,7 +10,9 @@ registry is used.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+import ipaddress
+
+from flask import Blueprint, Response, current_app, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -44,8 +49,29 @@ REPLAYED = Counter("banner_bandit_replayed_events_total", "Spooled events of dea
 bp = Blueprint("metrics", __name__)
 
 
+def may_scrape() -> bool:
+    """Whether this request may read /metrics: its client address is in METRICS_ALLOW_FROM (after ProxyFix,
+    the address the trusted proxies name), or it sends METRICS_TOKEN."""
+    from webapp.web.config import networks
+    from webapp.web.security import bearer_token, token_matches
+
+    if token_matches(bearer_token(request), current_app.config["METRICS_TOKEN"]):
+        return True
+    try:
+        client = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    if client.version == 6 and client.ipv4_mapped is not None:
+        client = client.ipv4_mapped
+    return any(client in network for network in networks(current_app.config["METRICS_ALLOW_FROM"]))
+
+
 @bp.get("/metrics")
 def metrics() -> Response:
+    if not may_scrape():
+        response = Response("/metrics is readable from the addresses of METRICS_ALLOW_FROM or with "
+                            "METRICS_TOKEN\n", status=403, mimetype="text/plain")
+        return response
     if current_app.config["PROMETHEUS_MULTIPROC_DIR"]:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -36,7 +36,8 @@ ERROR_RESPONSES = {
     "BadRequest": "Invalid input (a malformed ID, parameter, body or token); nothing was written.",
     "Unauthorized": "Missing or wrong bearer token (platform token or tenant API key), or a revoked key.",
     "Forbidden": "A tenant API key on another tenant's path, without the scope needed, or on a "
-                 "platform-only operation; nothing was written.",
+                 "platform-only operation; or a serve from an origin the tenant does not allow. Nothing was "
+                 "written.",
     "NotFound": "Unknown tenant, slot or banner (or no such path).",
     "Conflict": "The slot already has MAX_BANNERS_PER_SLOT banners (or the tenant its most API keys); "
                 "nothing was written.",

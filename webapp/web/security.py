@@ -9,16 +9,22 @@ are decorated with :func:`embeddable`: frame-ancestors *, no X-Frame-Options, an
 for their inline <style> (``nonce="{{ csp_nonce() }}"`` in the template).
 
 Why not flask-talisman: it assigns its headers after every blueprint's and view's own, overwriting them.
+
+Hosts and proxies: Flask answers 400 to a ``Host`` not in ALLOWED_HOSTS (its TRUSTED_HOSTS, with the loopback
+names and PUBLIC_BASE_URL's host); public URLs are built from PUBLIC_BASE_URL when it is set; forwarded
+headers are honoured only through ProxyFix, for TRUSTED_PROXIES hops (gunicorn.conf.py trusts none itself).
 """
 
 from __future__ import annotations
 
 import functools
+import hmac
 import secrets
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, make_response, request
+from flask import Flask, Request, Response, current_app, g, make_response, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 CONTENT_SECURITY_POLICY = "; ".join([
@@ -39,7 +45,7 @@ EMBED_CONTENT_SECURITY_POLICY = "; ".join([
     "img-src 'self' https: http: data:",
     "base-uri 'none'",
     "form-action 'none'",
-    "frame-ancestors *",
+    "frame-ancestors {ancestors}",
 ])
 
 HEADERS = {
@@ -65,10 +71,63 @@ def embeddable(view: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Response:
         g.frameable = True
         response = make_response(view(*args, **kwargs))
-        response.headers["Content-Security-Policy"] = EMBED_CONTENT_SECURITY_POLICY.format(nonce=csp_nonce())
+        response.headers["Content-Security-Policy"] = EMBED_CONTENT_SECURITY_POLICY.format(
+            nonce=csp_nonce(), ancestors=g.get("frame_ancestors") or "*")   # a tenant's allowed origins
         return response
 
     return wrapper
+
+
+def bearer_token(req: Request) -> str:
+    """The request's ``Authorization: Bearer <token>``, or ''."""
+    scheme, _, token = (req.headers.get("Authorization") or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def token_matches(given: str, expected: str) -> bool:
+    """Constant-time comparison; an unset (empty) expected token matches nothing."""
+    return bool(expected) and bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def may_read_counts(req: Request, tenant_id: str) -> bool:
+    """Whether this request may see a tenant's counts and posterior parameters (alpha, beta) in a public
+    answer: a caller with the platform token (ADMIN_API_TOKEN), or with that tenant's own API key of scope
+    ``read`` (webapp.web.api_keys). Anyone else, a wrong or revoked key included, gets the public answer."""
+    if token_matches(bearer_token(req), current_app.config["ADMIN_API_TOKEN"]):
+        return True
+    if not bearer_token(req):
+        return False
+    from webapp.web import api_keys     # a tenant key: looked up (and cached) as the management API does
+    try:
+        principal = api_keys.authenticate(req, required=False)
+    except Exception:  # noqa: BLE001 - a wrong or revoked key, or Cassandra away: the public answer
+        return False
+    return principal is not None and principal.tenant_id == tenant_id and "read" in principal.scopes
+
+
+def public_base_url() -> str:
+    """The base of public URLs (click URLs, embed snippets, uploaded images), without a trailing '/':
+    PUBLIC_BASE_URL, else this request's own scheme, host (one of ALLOWED_HOSTS) and script root."""
+    configured = current_app.config["PUBLIC_BASE_URL"]
+    if configured:
+        return configured.rstrip("/")
+    return f"{request.scheme}://{request.host}{request.script_root}"
+
+
+# Werkzeug 3.1 cannot match an IPv6 literal Host ("[::1]:8000") against a trusted list: reach the server by a
+# name or an IPv4 address.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
+
+
+def trusted_hosts(config: dict[str, Any]) -> list[str]:
+    """Flask's TRUSTED_HOSTS from ALLOWED_HOSTS: the loopback names, PUBLIC_BASE_URL's host and the
+    configured names (a leading '.' matches subdomains)."""
+    hosts = [*LOOPBACK_HOSTS]
+    base_host = urlsplit(config.get("PUBLIC_BASE_URL") or "").hostname
+    if base_host:
+        hosts.append(base_host)
+    hosts += [h.strip().strip("[]").lower() for h in (config.get("ALLOWED_HOSTS") or "").split(",") if h.strip()]
+    return list(dict.fromkeys(hosts))
 
 
 def security_headers(response: Response) -> Response:
@@ -82,8 +141,9 @@ def security_headers(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    app.config["TRUSTED_HOSTS"] = trusted_hosts(app.config)
     if app.config["TRUSTED_PROXIES"] > 0:
         hops = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.jinja_env.globals["csp_nonce"] = csp_nonce
     app.after_request(security_headers)
