@@ -97,7 +97,7 @@ def may_read_counts(req: Request, tenant_id: str) -> bool:
         return True
     if not bearer_token(req):
         return False
-    from webapp.web import api_keys     # a tenant key: looked up (and cached) as the management API does
+    from webapp.web import api_keys  # a tenant key: looked up (and cached) as the management API does
     try:
         principal = api_keys.authenticate(req, required=False)
     except Exception:  # noqa: BLE001 - a wrong or revoked key, or Cassandra away: the public answer
