@@ -29,8 +29,11 @@ def test_a_slot_sets_its_policy_and_context_features(client, admin_headers):
     assert response.status_code == 200
     assert response.get_json()["policy"] == "contextual"
     assert response.get_json()["context"] == ["referrer", "hour", "device"]          # canonical order
-    kept = put_slot(client, admin_headers, tenant, slot).get_json()                  # left out: kept
+    kept = client.patch(f"/v1/admin/tenants/{tenant}/slots/{slot}", json={"name": "Renamed"},
+                        headers=admin_headers).get_json()                            # PATCH: left out, kept
     assert (kept["policy"], kept["context"]) == ("contextual", ["referrer", "hour", "device"])
+    replaced = put_slot(client, admin_headers, tenant, slot).get_json()              # PUT: the defaults
+    assert (replaced["policy"], replaced["context"]) == ("thompson", [])
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -41,12 +44,14 @@ def test_a_slot_sets_its_policy_and_context_features(client, admin_headers):
 def test_an_unknown_feature_or_policy_is_a_400_and_nothing_is_written(app, client, admin_headers, fields,
                                                                       message):
     tenant, slot = gen_slot(client, ["a"])
+    with app.app_context():
+        before = store.get_slot(app.extensions["cassandra"], tenant, slot)
     response = put_slot(client, admin_headers, tenant, slot, **{**fields, "name": "Renamed"})
     assert response.status_code == 400
     assert message in response.get_json()["error"]
     with app.app_context():
         stored = store.get_slot(app.extensions["cassandra"], tenant, slot)
-    assert (stored["name"], stored["policy"], stored["context"]) == ("Hero", None, None)
+    assert stored == before and stored["name"] == "Hero" and stored["context"] is None
 
 
 @pytest.mark.parametrize("segment", ["x" * 129, "vip\x00", "new\nreturning"])
