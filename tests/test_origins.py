@@ -80,8 +80,10 @@ def test_allowed_origins_are_validated_normalized_kept_and_cleared(client):
     assert bad.status_code == 400 and "allowed_origins" in bad.get_json()["error"]
     got = client.get(f"/v1/admin/tenants/{tenant}", headers=COUNTS).get_json()
     assert (got["name"], got["allowed_origins"]) == (tenant, ["https://m.shop.example", SHOP])   # unchanged
-    assert _put_tenant(client, tenant, name="kept").get_json()["allowed_origins"] == ["https://m.shop.example",
-                                                                                          SHOP]
+    kept = client.patch(f"/v1/admin/tenants/{tenant}", json={"name": "kept"}, headers=COUNTS)   # PATCH: kept
+    assert kept.get_json()["allowed_origins"] == ["https://m.shop.example", SHOP]
+    assert _put_tenant(client, tenant, name="replaced").get_json()["allowed_origins"] == []      # PUT: replaced
+    assert _put_tenant(client, tenant, allowed_origins=[SHOP]).get_json()["allowed_origins"] == [SHOP]
     assert _put_tenant(client, tenant, allowed_origins=None).get_json()["allowed_origins"] == []
     assert client.get(f"/v1/admin/tenants/{tenant}", headers=COUNTS).get_json()["allowed_origins"] == []
     assert _put_tenant(client, tenant, allowed_origins="https://shop.example").status_code == 200   # one string
@@ -189,7 +191,8 @@ def test_the_public_serve_answer_has_no_counts_and_the_platform_token_sees_them(
     sync(app)
     public = client.get(f"/v1/serve/{tenant}/{slot}").get_json()
     assert set(public["posterior"]) == {"scope", "prior", "propensity"}
-    assert set(public) == {"impression_id", "location", "banner", "click_url", "token", "posterior", "policy"}
+    assert set(public) == {"impression_id", "location", "banner", "click_url", "token", "posterior", "policy",
+                           "group"}
     wrong = client.get(f"/v1/serve/{tenant}/{slot}", headers={"Authorization": "Bearer not-the-token"})
     assert "alpha" not in wrong.get_json()["posterior"]
     sync(app)

@@ -55,8 +55,12 @@ def test_put_slot_sets_keeps_and_clears_the_half_life(client, admin_headers):
     tenant, slot = gen_slot(client, ["a"])
     response = _put_slot(client, admin_headers, tenant, slot, {"decay_half_life_hours": 24})
     assert response.status_code == 200 and response.get_json()["decay_half_life_hours"] == 24.0
-    response = _put_slot(client, admin_headers, tenant, slot, {})                # left out: kept
+    response = client.patch(f"/v1/admin/tenants/{tenant}/slots/{slot}", json={"name": "Renamed"},
+                            headers=admin_headers)                               # PATCH, left out: kept
     assert response.get_json()["decay_half_life_hours"] == 24.0
+    response = _put_slot(client, admin_headers, tenant, slot, {})                # PUT, left out: the default
+    assert response.get_json()["decay_half_life_hours"] is None
+    response = _put_slot(client, admin_headers, tenant, slot, {"decay_half_life_hours": 24})
     response = _put_slot(client, admin_headers, tenant, slot, {"decay_half_life_hours": None})
     assert response.status_code == 200 and response.get_json()["decay_half_life_hours"] is None
 

@@ -26,7 +26,7 @@ View = TypeVar("View", bound=Callable)
 
 # What a PUT stores for a field it leaves out, where the service would otherwise keep the stored value.
 SLOT_DEFAULTS: dict[str, Any] = {"size": "728x250", "locations": [], "decay_half_life_hours": None,
-                                 "policy": None, "holdout_percent": None}
+                                 "policy": None, "holdout_percent": None, "context": None}
 
 
 def _db():
@@ -564,6 +564,7 @@ def slot_lift(tenant: str, slot: str):
         200: {description: per group counts and the lift, content: {application/json: {schema: SlotLift}}}
         400: BadRequest
         401: Unauthorized
+        403: Forbidden
         404: NotFound
     """
     location = lift.location_param(request.args.get("location"), current_app.config["MAX_PARAM_LENGTH"])
@@ -586,6 +587,7 @@ def slot_evaluation(tenant: str, slot: str):
         200: {description: the latest run's estimates, content: {application/json: {schema: SlotEvaluation}}}
         400: BadRequest
         401: Unauthorized
+        403: Forbidden
         404: NotFound
     """
     return jsonify(lift.evaluation_document(_db(), tenant, slot, request.args.get("candidate")))
