@@ -96,6 +96,9 @@ def test_a_tenant_admin_can_open_every_page_of_their_own_tenant(app, client, wor
     for rule in admin_rules(app):
         if "GET" in rule.methods and "tenant" in rule.arguments:
             path = url_for_rule(rule, world["mine"])
+            if is_platform_only(app, rule):          # deleting the tenant itself: a platform admin's call
+                assert client.get(path).status_code == 403, path
+                continue
             assert client.get(path).status_code == 200, path
             opened += 1
     assert opened >= 8

@@ -97,7 +97,7 @@ def init_app(app: Flask) -> None:
     login_manager = LoginManager(app)
     login_manager.login_view = "admin.login"
 
-    from webapp.dashboard import api_keys, auth, users, views  # noqa: F401 - registers the routes on bp
+    from webapp.dashboard import api_keys, auth, deletes, users, views  # noqa: F401 - registers the routes on bp
 
     login_manager.user_loader(auth.load_user)
     app.register_blueprint(bp)

@@ -3,6 +3,7 @@ of what is valid live in the service layer, whose DomainError messages the views
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import cache
 from zoneinfo import available_timezones
 
@@ -10,6 +11,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
+    DateTimeLocalField,
     HiddenField,
     PasswordField,
     SelectChoice,
@@ -18,7 +20,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
 from bandits.contextual import DEFAULT_FEATURES, FEATURES
 from webapp.dashboard import accounts
@@ -83,6 +85,10 @@ class SlotForm(FlaskForm):
                                               "levels to learn: pick the ones that matter.")
 
 
+# What a datetime-local input sends ('T', seconds optional); the first renders the field's value.
+SCHEDULE_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
+
+
 class BannerForm(FlaskForm):
     banner_id = StringField("Banner ID", validators=[DataRequired(), Length(max=64)])
     image_url = StringField("Image URL", validators=[Optional(), Length(max=2048)],
@@ -94,6 +100,25 @@ class BannerForm(FlaskForm):
     alt = StringField("Alt text", validators=[Optional(), Length(max=300)],
                       description="Shown to screen readers and when the image cannot load.")
     active = BooleanField("Active (served)", default=True)
+    starts_at = DateTimeLocalField(
+        "Starts at", validators=[Optional()], format=SCHEDULE_FORMATS,
+        description="Empty: serve from now. In the tenant's time zone; the banner is served from this moment.")
+    ends_at = DateTimeLocalField(
+        "Ends at", validators=[Optional()], format=SCHEDULE_FORMATS,
+        description="Empty: no end. In the tenant's time zone; the banner is no longer served from this moment.")
+
+    def __init__(self, *args, zone: dt.tzinfo | None = None, **kwargs) -> None:
+        """``zone``: the tenant's time zone, in which the schedule is entered and shown (aware data in,
+        aware data out; the browser's datetime-local input is naive)."""
+        super().__init__(*args, **kwargs)
+        for f in (self.starts_at, self.ends_at):
+            f.tz = zone
+            if zone is not None and f.data is not None and f.data.tzinfo is None:
+                f.data = f.data.replace(tzinfo=zone)        # submitted: the tenant's wall-clock time
+
+    def validate_ends_at(self, field: DateTimeLocalField) -> None:
+        if field.data is not None and self.starts_at.data is not None and field.data <= self.starts_at.data:
+            raise ValidationError("The end must be after the start.")
 
 
 class ActiveForm(FlaskForm):

@@ -9,6 +9,7 @@ import html
 import io
 import json
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -233,8 +234,12 @@ def slot_new(tenant: str):
 @bp.get("/tenants/<tenant>/slots/<slot>")
 def slot(tenant: str, slot: str):
     info = services.get_slot(_db(), tenant, slot)
-    return render_template("admin/slot.html", tenant=tenant, slot=slot, info=info,
-                           banners=services.list_banners(_db(), tenant, slot), active_form=ActiveForm(),
+    zone = _tenant_zone(tenant)
+    banners = services.list_banners(_db(), tenant, slot)
+    for b in banners:
+        b["schedule_text"] = _schedule_text(b, zone)
+    return render_template("admin/slot.html", tenant=tenant, slot=slot, info=info, zone=zone,
+                           banners=banners, active_form=ActiveForm(),
                            refresh_seconds=current_app.config["CACHE_REFRESH_SECONDS"])
 
 
@@ -283,13 +288,37 @@ def _save_banner(form: BannerForm, tenant: str, slot: str, banner: str, current:
     image_url = _image_url(form, tenant, current["image_url"] if current else None)
     services.put_banner(_db(), tenant, slot, banner, image_url=image_url,
                         target_url=form.target_url.data.strip(), alt=form.alt.data or "",
-                        active=bool(form.active.data))
+                        active=bool(form.active.data), starts_at=_schedule_iso(form.starts_at.data),
+                        ends_at=_schedule_iso(form.ends_at.data))
+
+
+def _tenant_zone(tenant: str) -> ZoneInfo:
+    """The tenant's time zone, in which banner schedules are entered and shown."""
+    return ZoneInfo(services.require_tenant(_db(), tenant)["timezone"])
+
+
+def _schedule_iso(value: dt.datetime | None) -> str | None:
+    """A form's aware date-time as the ISO 8601 text with offset the service takes (None: unbounded)."""
+    return value.isoformat() if value is not None else None
+
+
+def _schedule_time(iso: str | None) -> dt.datetime | None:
+    """A banner document's UTC time ('…Z') as an aware datetime."""
+    return dt.datetime.fromisoformat(iso) if iso else None
+
+
+def _schedule_text(banner: dict[str, Any], zone: ZoneInfo) -> str:
+    """The schedule in the tenant's wall-clock time, for the banners list: 'from … to …'."""
+    parts = [f"{word} {_schedule_time(banner[key]).astimezone(zone):%Y-%m-%d %H:%M}"
+             for word, key in (("from", "starts_at"), ("until", "ends_at")) if banner.get(key)]
+    return " ".join(parts) if parts else "no schedule: served while active"
 
 
 @bp.route("/tenants/<tenant>/slots/<slot>/new-banner", methods=["GET", "POST"])
 def banner_new(tenant: str, slot: str):
     services.require_slot(_db(), tenant, slot)
-    form = BannerForm()
+    zone = _tenant_zone(tenant)
+    form = BannerForm(zone=zone)
     if form.validate_on_submit():
         banner = form.banner_id.data.strip()
         try:
@@ -302,14 +331,16 @@ def banner_new(tenant: str, slot: str):
         else:
             flash(f"Banner {banner} added.", "success")
             return redirect(url_for("admin.slot", tenant=tenant, slot=slot))
-    return render_template("admin/banner_form.html", form=form, tenant=tenant, slot=slot, banner=None)
+    return render_template("admin/banner_form.html", form=form, tenant=tenant, slot=slot, banner=None, zone=zone)
 
 
 @bp.route("/tenants/<tenant>/slots/<slot>/banners/<banner>/edit", methods=["GET", "POST"])
 def banner_edit(tenant: str, slot: str, banner: str):
     current = services.get_banner(_db(), tenant, slot, banner)
+    zone = _tenant_zone(tenant)
     form = BannerForm(data={"banner_id": banner, "target_url": current["target_url"], "alt": current["alt"],
-                            "active": current["active"]})
+                            "active": current["active"], "starts_at": _schedule_time(current["starts_at"]),
+                            "ends_at": _schedule_time(current["ends_at"])}, zone=zone)
     form.banner_id.data = banner
     if form.validate_on_submit():
         try:
@@ -320,7 +351,7 @@ def banner_edit(tenant: str, slot: str, banner: str):
             flash(f"Banner {banner} saved.", "success")
             return redirect(url_for("admin.slot", tenant=tenant, slot=slot))
     return render_template("admin/banner_form.html", form=form, tenant=tenant, slot=slot, banner=banner,
-                           current=current)
+                           current=current, zone=zone)
 
 
 @bp.post("/tenants/<tenant>/slots/<slot>/banners/<banner>/active")
