@@ -189,7 +189,8 @@ def test_ended_banner_shows_ended_and_is_not_served(app, admin):
         "starts_at": f"{local:%Y-%m-%dT%H:%M}", "ends_at": f"{local + dt.timedelta(days=1):%Y-%m-%dT%H:%M}"})
     assert response.status_code == 302
     listing = admin.get(f"/admin/tenants/{tenant}/slots/{slot}").get_data(as_text=True)
-    assert 'class="badge schedule ended"' in listing
+    row = re.search(r'<tr[^>]*data-banner="old".*?</tr>', listing, re.S).group(0)
+    assert 'class="badge schedule ended"' in row and "serving" not in row     # active, but not served
     sync(app)
     assert {serve(admin, tenant).get_json()["banner"]["id"] for _ in range(40)} == {"a"}
 
