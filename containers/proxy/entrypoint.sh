@@ -27,7 +27,9 @@ frontend public
     default_backend app
 backend app
     balance roundrobin
-    option httpchk GET /readyz
+    # The app answers only Host names of ALLOWED_HOSTS (localhost always): the check names one.
+    option httpchk
+    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost
     http-check expect status 200
     http-response set-header X-Served-By %[srv_name]
     default-server check inter 2s fall 2 rise 1 init-addr last,libc,none resolvers dns
