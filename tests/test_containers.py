@@ -148,7 +148,7 @@ def test_click_learned_through_the_other_replica_and_one_node_down(stack):
     assert replicas == {"app-1", "app-2"}
 
     # A serve, and its click recorded by one replica…
-    status, served, _ = stack.request("GET", serve_path)
+    status, served, _ = stack.request("GET", serve_path, admin=True)     # the platform token sees alpha, beta
     assert status == 200, served
     before = served["posterior"]
     status, clicked, clicked_on = stack.request("POST", "/v1/click", {"token": served["token"]})
@@ -158,7 +158,7 @@ def test_click_learned_through_the_other_replica_and_one_node_down(stack):
 
     # … and learned by the other: its serves' posterior counts the click (its cache re-reads Cassandra's counters).
     def learned_by_other():
-        status, served, replica = stack.request("GET", serve_path)
+        status, served, replica = stack.request("GET", serve_path, admin=True)
         assert status == 200, served
         return served["posterior"] if replica == other and served["posterior"]["alpha"] >= before["alpha"] + 1 else None
 
