@@ -27,6 +27,7 @@ import logging
 import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -413,25 +414,9 @@ class EventWriter:
                               {k: v for k, v in context.items() if k[:2] == partition})
 
     def _write_referrers(self, referrers: dict[tuple[str, str, dt.date, str, str], list[int]]) -> None:
-        """One COUNTER batch per (tenant, slot, UTC day) of referrer_counts; the rules of the other counters:
-        put back what certainly failed, drop what timed out."""
-        session = self.db.session()
-        for partition, batch in store.referrer_batches(self.db, referrers).items():
-            try:
-                session.execute(batch)
-                self.stats["referrer_batches"] += 1
-            except (WriteTimeout, OperationTimedOut) as exc:
-                self.stats["counter_batch_errors"] += 1
-                log.error("referrer counter batch timed out, not retried: %s", exc)
-            except Exception as exc:  # noqa: BLE001 - unavailable, no host: certainly not applied
-                self.stats["counter_batch_errors"] += 1
-                log.warning("referrer counter batch failed, will retry: %s", exc)
-                with self._lock:
-                    for key, (impressions, clicks) in referrers.items():
-                        if key[:3] == partition:
-                            delta = self._referrers[key]
-                            delta[0] += impressions
-                            delta[1] += clicks
+        """One COUNTER batch per (tenant, slot, UTC day) of referrer_counts (see :meth:`_write_pairs`)."""
+        self._write_pairs("referrer", store.referrer_batches(self.db, referrers), referrers, self._referrers,
+                          lambda key: key[:3])
 
     def _write_visitor_sketches(self) -> None:
         """Overwrite this process's changed sketches (idempotent: a failed write is simply tried again at the
@@ -465,23 +450,30 @@ class EventWriter:
                 del self._visitors[key]
 
     def _write_traffic(self, traffic: dict[tuple[str, str, str, dt.datetime, str], list[int]]) -> None:
-        """One COUNTER batch per (tenant, slot, UTC day) partition of traffic_counts; the same rules as the
-        banner_counts batches: put back what certainly failed, drop what timed out."""
+        """One COUNTER batch per (tenant, slot, UTC day) partition of traffic_counts (see :meth:`_write_pairs`)."""
+        self._write_pairs("traffic", store.traffic_batches(self.db, traffic), traffic, self._traffic,
+                          lambda key: (key[0], key[1], key[3].date()))
+
+    def _write_pairs(self, name: str, batches: dict[Any, Any], deltas: dict[Any, list[int]],
+                     pending: dict[Any, list[int]], partition_of: Callable[[Any], Any]) -> None:
+        """Send counter batches of [impressions, clicks] deltas, one per partition, by the rules of the
+        banner_counts batches: a timed-out batch is dropped (re-applying could count twice), one that certainly
+        failed goes back into ``pending`` (keyed like ``deltas``) for the next flush."""
         session = self.db.session()
-        for partition, batch in store.traffic_batches(self.db, traffic).items():
+        for partition, batch in batches.items():
             try:
                 session.execute(batch)
-                self.stats["traffic_batches"] += 1
+                self.stats[f"{name}_batches"] += 1
             except (WriteTimeout, OperationTimedOut) as exc:
                 self.stats["counter_batch_errors"] += 1
-                log.error("traffic counter batch timed out, not retried: %s", exc)
+                log.error("%s counter batch timed out, not retried: %s", name, exc)
             except Exception as exc:  # noqa: BLE001 - unavailable, no host: certainly not applied
                 self.stats["counter_batch_errors"] += 1
-                log.warning("traffic counter batch failed, will retry: %s", exc)
+                log.warning("%s counter batch failed, will retry: %s", name, exc)
                 with self._lock:
-                    for key, (impressions, clicks) in traffic.items():
-                        if (key[0], key[1], key[3].date()) == partition:
-                            delta = self._traffic[key]
+                    for key, (impressions, clicks) in deltas.items():
+                        if partition_of(key) == partition:
+                            delta = pending[key]
                             delta[0] += impressions
                             delta[1] += clicks
 
