@@ -91,3 +91,41 @@ def test_a_spooled_click_of_before_the_upgrade_keeps_its_day():
     fresh = Click("t", "s", impression_id, dt.datetime(2026, 12, 4, tzinfo=dt.UTC), "a", "", "", "")
     assert "day" not in fresh.to_record() and Click.from_record(fresh.to_record()) == fresh
     assert fresh.row()[2:5] == (*partition_of(impression_id), impression_id)
+
+
+def _click_of(served: dict, tenant: str, slot: str) -> Click:
+    return Click(tenant_id=tenant, slot_id=slot, impression_id=uuid.UUID(served["impression_id"]),
+                 clicked_at=dt.datetime.now(dt.UTC), banner_id="a", location="pune", customer_id="",
+                 referrer_id="")
+
+
+def test_a_click_whose_write_a_retry_finished_is_this_requests_and_counts_once(app, client):
+    """A coordinator dies with the click's proposal accepted; the driver's retry on another node completes it
+    and answers "not applied" with the row. The row carries this request's id: recorded, counted once."""
+    tenant, slot = gen_slot(client, ["a"])
+    sync(app)
+    served = client.get(f"/v1/serve/{tenant}/{slot}?location=Pune").get_json()
+    click = _click_of(served, tenant, slot)
+    db = app.extensions["cassandra"]
+    assert db.execute(store.INSERT_CLICK, click.row())[0]["[applied]"]     # the first attempt's write
+    events = runtime.get(app).events
+    assert events.record_click(click) is True                               # the retry finds its own row
+    assert events.record_click(_click_of(served, tenant, slot)) is False     # another request: a duplicate
+    assert counters(app, tenant, slot) == [("a", 1, 1)]
+    assert store.get_click(db, tenant, slot, click.impression_id)["request_id"] == click.request_id
+
+
+def test_a_replayed_click_found_written_is_not_counted_again(app, client):
+    """A dead process's spooled click found in the log may have been counted by that process: not again."""
+    tenant, slot = gen_slot(client, ["a"])
+    sync(app)
+    served = client.get(f"/v1/serve/{tenant}/{slot}?location=Pune").get_json()
+    assert client.post("/v1/click", json={"token": served["token"]}).get_json()["status"] == "recorded"
+    db = app.extensions["cassandra"]
+    row = store.get_click(db, tenant, slot, uuid.UUID(served["impression_id"]))
+    replayed = Click(tenant_id=tenant, slot_id=slot, impression_id=row["impression_id"],
+                     clicked_at=row["clicked_at"].replace(tzinfo=dt.UTC), banner_id="a", location="pune",
+                     customer_id="", referrer_id="", request_id=row["request_id"])
+    assert Click.from_record(replayed.to_record()) == replayed       # the id survives the spool
+    assert runtime.get(app).events._replay([replayed.to_record()]) == 0
+    assert counters(app, tenant, slot) == [("a", 1, 1)]

@@ -28,7 +28,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout, WriteType
@@ -139,6 +139,9 @@ class Click:
     #                                     UTC day, whose partition of the old `clicks` table is checked too
     cell: str | None = None         # the impression's context cell (from its token): counted there too
     origin: str = ""                    # the web origin the click came from ('' when it named none)
+    # Drawn per click request (cql/015): a not-applied LWT whose row carries it is this request's own write,
+    # completed by the driver's retry on another node. None in spool records written before that.
+    request_id: uuid.UUID | None = field(default_factory=uuid.uuid4)
 
     @property
     def served_at(self) -> dt.datetime:
@@ -149,11 +152,12 @@ class Click:
         bucket, shard = partitions.partition_of(self.impression_id)
         return (self.tenant_id, self.slot_id, bucket, shard, self.impression_id, self.clicked_at, self.banner_id,
                 self.location, self.customer_id, self.referrer_id, self.valid, self.invalid_reason,
-                self.user_agent, self.ip, self.origin)
+                self.user_agent, self.ip, self.origin, self.request_id)
 
     def to_record(self) -> dict[str, Any]:
         record = {**vars(self), "kind": "click", "impression_id": self.impression_id.hex,
-                  "clicked_at": self.clicked_at.isoformat()}
+                  "clicked_at": self.clicked_at.isoformat(),
+                  "request_id": self.request_id.hex if self.request_id else None}
         del record["legacy_day"]
         if self.legacy_day is not None:
             record["day"] = self.legacy_day.isoformat()
@@ -166,6 +170,7 @@ class Click:
         fields = {k: v for k, v in record.items() if k not in ("kind", "day")}
         fields["impression_id"] = uuid.UUID(hex=fields["impression_id"])
         fields["clicked_at"] = dt.datetime.fromisoformat(fields["clicked_at"])
+        fields["request_id"] = uuid.UUID(hex=fields["request_id"]) if fields.get("request_id") else None
         if record.get("day"):
             fields["legacy_day"] = dt.date.fromisoformat(record["day"])
         return cls(**fields)
@@ -311,7 +316,14 @@ class EventWriter:
             return True
         return applied
 
-    def _insert_click(self, click: Click) -> bool:
+    def _insert_click(self, click: Click, own_write_counts: bool = True) -> bool:
+        """Insert the click once; count it and return True when this call wrote it.
+
+        A not-applied answer whose row carries this click's request_id is this process's own write, finished by a
+        retry (the driver's, on another node, after the coordinator died with the proposal accepted; or our
+        spool's retry after a timeout): it was never counted, so it is counted now (own_write_counts). A replay of
+        a dead process's spool passes False: that process may have counted the click before it died.
+        """
         if click.legacy_day is not None and store.legacy_click_exists(
                 self.db, click.tenant_id, click.slot_id, click.legacy_day, click.impression_id):
             return False        # clicked before the upgrade, in the day-partitioned table: a duplicate
@@ -323,7 +335,13 @@ class EventWriter:
             # As protocol v4 reports it: then it is spooled and retried like any timed-out click, and the retry's
             # IF NOT EXISTS finishes or discards the half-made proposal, so the click is logged once.
             raise WriteTimeout(str(exc), write_type=WriteType.CAS) from exc
-        applied = bool(rows[0]["[applied]"])
+        row = rows[0]
+        applied = bool(row["[applied]"])
+        if not applied and own_write_counts and click.request_id is not None \
+                and row.get("request_id") == click.request_id:
+            applied = True
+            with self._lock:
+                self.stats["clicks_own_write_found"] += 1
         if applied:         # a flagged click is stored, and counted only as filtered (eventlog.counting)
             self._count(click.tenant_id, click.slot_id, click.location, click.banner_id, click.served_at,
                         *counting.click_counts(click.valid), cell=click.cell)
@@ -556,7 +574,7 @@ class EventWriter:
         applied += len(written)
         self._count_impressions(written)
         for click in clicks:
-            applied += self._insert_click(click)
+            applied += self._insert_click(click, own_write_counts=False)
         with self._lock:
             self.stats["replayed_applied"] += applied
         return applied

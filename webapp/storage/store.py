@@ -597,8 +597,8 @@ INSERT_IMPRESSION = (
 
 INSERT_CLICK = (
     "INSERT INTO {ks}.click_log (tenant_id, slot_id, bucket, shard, impression_id, clicked_at, banner_id, "
-    "location, customer_id, referrer_id, valid, invalid_reason, user_agent, ip, origin) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+    "location, customer_id, referrer_id, valid, invalid_reason, user_agent, ip, origin, request_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
 )
 
 EVENT_TABLES = {"impressions": "impression_log", "clicks": "click_log"}
