@@ -579,6 +579,7 @@ class ScaleResult:
     first_serve_s: float
     workers: int
     idle: Window | None = None
+    floor: Window | None = None             # Cassandra with no app process at all: the reference
     idle_after_load: Window | None = None
     load: dict | None = None
     load_window: Window | None = None
@@ -610,6 +611,33 @@ def wrk_load(wrk: Path, base: str, paths: list[str], seconds: float, connections
                         "serve", Path(tmp), None)
     return {"requests": phase.requests, "rps": phase.rps, "p50_ms": phase.p50_ms, "p99_ms": phase.p99_ms,
             "failed": phase.failed, "errors": dict(phase.errors)}
+
+
+def cassandra_alone(cassandra: list[int], reads: ReadMeter, args: argparse.Namespace, what: str) -> Window:
+    """Cassandra's idle CPU with no app process running: the floor the app's idle cost adds to."""
+    waited, settled = None, None
+    if args.compaction_wait > 0:
+        log(f"{what}: waiting (at most {args.compaction_wait:g} s) until Cassandra runs and queues no compaction ...")
+        waited, settled = reads.wait_for_compactions(args.compaction_wait)
+        log(f"  compactions {'done' if settled else 'still running'} after {waited:.0f} s")
+    log(f"{what}: {args.settle:g} s to settle, then {args.idle:g} s with no app running ...")
+    time.sleep(args.settle)
+
+    def sample() -> tuple[float, float, float, dict]:
+        return (time.monotonic(), machine_busy_seconds(), sum(process_cpu_seconds(p) for p in cassandra),
+                reads.counts())
+
+    before = sample()
+    time.sleep(args.idle)
+    after = sample()
+    wall = max(after[0] - before[0], 1e-9)
+    window = Window(seconds=wall, cassandra_cores=(after[2] - before[2]) / wall, worker_cores=0.0, master_cores=0.0,
+                    machine_cores=(after[1] - before[1]) / wall,
+                    reads_per_s=(after[3]["coordinator_read_latency"] - before[3]["coordinator_read_latency"]) / wall,
+                    scans_per_s=(after[3]["coordinator_scan_latency"] - before[3]["coordinator_scan_latency"]) / wall,
+                    compaction_wait_s=waited, compactions_settled=settled)
+    log(f"  {what}: Cassandra {window.cassandra_cores:.3f} cores (machine busy {window.machine_cores:.2f} cores)")
+    return window
 
 
 def idle_window(meter: Meter, args: argparse.Namespace, what: str) -> Window:
@@ -657,6 +685,7 @@ def measure_scale(slots: int, args: argparse.Namespace, wrk: Path, first: bool) 
     cassandra = cassandra_pids(args.cassandra_pid_files)
     if not cassandra:
         log(f"  no live Cassandra pid in {args.cassandra_pid_files}: Cassandra's CPU is left out")
+    floor = cassandra_alone(cassandra, reads, args, "Cassandra alone (no app yet)") if args.floor else None
     log(f"starting gunicorn ({args.workers} workers) on {base} (log: {gunicorn_log.relative_to(REPO)}) ...")
     proc = start_gunicorn(env, gunicorn_log)
     try:
@@ -665,7 +694,8 @@ def measure_scale(slots: int, args: argparse.Namespace, wrk: Path, first: bool) 
         first_path = base + serve_path(0, args.slots_per_tenant, CITIES[0])
         wait_for("a first 200 from /v1/serve", lambda: get_json(first_path)[0] == 200, args.start_timeout, proc)
         result = ScaleResult(slots=slots, keyspace=keyspace, loading=loading,
-                             first_serve_s=time.monotonic() - started, workers=len(child_pids(proc.pid)))
+                             first_serve_s=time.monotonic() - started, workers=len(child_pids(proc.pid)),
+                             floor=floor)
         log(f"serving after {result.first_serve_s:.1f} s; {result.workers} workers")
         meter = Meter(proc.pid, cassandra, reads)
 
@@ -843,11 +873,12 @@ def render(results: list[ScaleResult], args: argparse.Namespace, command: str, c
          "Cached slots: "
          f"`{args.cached_slots_metric}`, summed. 'Machine busy' (all processes at idle) shows the noise."),
         "",
-        "| Slots | Idle CPU Cassandra + workers (cores) | Machine busy at idle (cores) "
+        "| Slots | Idle CPU Cassandra + workers (cores) | Cassandra alone, no app (cores) "
+        "| Machine busy at idle (cores) "
         "| Idle reads/s | Idle after the load: cores, reads/s | Serve req/s | p99 (ms) | Reads/s under load "
         "| Worker RSS after load (MiB) | … after every slot served once | Cached slots after load / after all "
         "| Click → serve, per worker (s) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         idle = r.idle
@@ -860,7 +891,8 @@ def render(results: list[ScaleResult], args: argparse.Namespace, command: str, c
         if r.click and r.click.not_seen:
             click += f" (never in {len(r.click.not_seen)} worker(s))"
         lines.append(
-            f"| {r.slots:,} | {idle_cores} | {fmt(idle.machine_cores) if idle else '-'} "
+            f"| {r.slots:,} | {idle_cores} | {fmt(r.floor.cassandra_cores, 3) if r.floor else '-'} "
+            f"| {fmt(idle.machine_cores) if idle else '-'} "
             f"| {fmt(idle.reads_per_s + idle.scans_per_s, 1) if idle else '-'} | {after} "
             f"| {fmt(r.load['rps'], 0) if r.load else '-'} | {fmt(r.load['p99_ms'], 1) if r.load else '-'} "
             f"| {fmt(r.load_window.reads_per_s + r.load_window.scans_per_s, 1) if r.load_window else '-'} "
@@ -900,7 +932,10 @@ def verdicts(results: list[ScaleResult]) -> list[str]:
         out.append(f"idle CPU at {largest.slots:,} slots: {cores:.3f} cores (aim ≤ {AIM_IDLE_CORES} at 10,000 "
                    f"slots): {'met' if cores <= AIM_IDLE_CORES else 'NOT met'}"
                    + ("" if largest.slots >= 10000 else " (10,000 slots not measured in this run)")
-                   + "; Cassandra's share includes whatever else uses the node.")
+                   + (f"; Cassandra alone, with no app running, burned {largest.floor.cassandra_cores:.3f} cores just "
+                      f"before, so the app's own idle cost (workers, and the reads they send) is about "
+                      f"{cores - largest.floor.cassandra_cores:+.3f} cores"
+                      if largest.floor else "; Cassandra's share includes whatever else uses the node") + ".")
     smallest = min(results, key=lambda r: r.slots)
     if smallest is not largest and smallest.load and largest.load and smallest.load["rps"]:
         share = largest.load["rps"] / smallest.load["rps"]
@@ -949,6 +984,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--start-timeout", type=float, default=600, help="seconds to wait for a first serve")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds of quiet before idle and counting")
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of the idle window")
+    parser.add_argument("--no-floor", dest="floor", action="store_false",
+                        help="skip the reference window of Cassandra alone (no app running) before each scale")
     parser.add_argument("--no-idle-after-load", dest="idle_after_load", action="store_false",
                         help="skip the second idle window, after the load (the working set held)")
     parser.add_argument("--working-set", type=int, default=100, help="slots the load cycles through")
