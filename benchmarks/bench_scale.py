@@ -22,8 +22,8 @@ end unless ``--keep``):
      city each, cities in turn): requests/s, p99, reads/s, CPU;
    - worker memory (RSS): after the load on the working set, and again after every slot was served once;
    - click → serve: a fresh slot (two banners, instant-click filter) made through the management API; once
-     every worker serves it, ``--clicks`` clicks on banner A through ``POST /v1/click``; then serves until
-     every worker's posterior alpha of A shows all of them: the time from the last click's answer to the first
+     every worker serves it, ``--clicks`` clicks on banner a through ``POST /v1/click``; then serves until
+     every worker's posterior alpha of a shows all of them: the time from the last click's answer to the first
      such serve, per worker (and from the slot's creation to a 200 in every worker);
    - rows per partition (first scale only): wrk on one slot for ``--partition-load`` seconds, then the rows
      of every partition of the event tables counted from the data (``SELECT DISTINCT`` of the partition key,
@@ -412,15 +412,16 @@ class Meter:
 # HTTP helpers
 
 
-def get_json(url: str, timeout: float = 10.0) -> tuple[int, dict, str]:
-    """GET with a fresh connection; (status, JSON body or {}, worker pid header)."""
+def get_json(url: str, timeout: float = 10.0, token: str | None = None) -> tuple[int, dict, str]:
+    """GET with a fresh connection (and the bearer ``token``, when given); (status, JSON body or {}, worker pid
+    header)."""
     import http.client
 
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         connection.request("GET", urllib.parse.urlunsplit(("", "", parts.path, parts.query, "")),
-                           headers={"Connection": "close"})
+                           headers={"Connection": "close", **({"Authorization": f"Bearer {token}"} if token else {})})
         response = connection.getresponse()
         body = response.read()
         worker = response.getheader("X-Banner-Bandit-Worker", "")
@@ -525,9 +526,10 @@ class ClickResult:
 
 
 def click_to_serve(base: str, token: str, workers: int, clicks: int, timeout_s: float, tag: str) -> ClickResult:
-    """Fresh slot, two banners; click A ``clicks`` times; time until every worker serves A's new alpha."""
+    """Fresh slot, two banners; click a ``clicks`` times; time until every worker serves a's new alpha. The serves
+    carry the platform token: only such a caller (or the tenant's key) is shown the counts."""
     tenant, slot = f"clk{tag}", "fresh"
-    create_slot(base, token, tenant, slot, ["A", "B"])
+    create_slot(base, token, tenant, slot, ["a", "b"])
     created = time.monotonic()
     url = f"{base}/v1/serve/{tenant}/{slot}?location=Mumbai"
     result = ClickResult(workers=workers)
@@ -535,16 +537,16 @@ def click_to_serve(base: str, token: str, workers: int, clicks: int, timeout_s: 
     alphas_a: list[float] = []
     deadline = created + timeout_s
     while (len(result.created_to_served_s) < workers or len(tokens) < clicks) and time.monotonic() < deadline:
-        status, body, worker = get_json(url)
+        status, body, worker = get_json(url, token=token)
         if status != 200:
             time.sleep(0.02)
             continue
         result.created_to_served_s.setdefault(worker, time.monotonic() - created)
-        if body["banner"]["id"] == "A" and len(tokens) < clicks:
+        if body["banner"]["id"] == "a" and len(tokens) < clicks:
             tokens.append(body["token"])
             alphas_a.append(float(body["posterior"]["alpha"]))
     if len(tokens) < clicks:
-        raise RuntimeError(f"click timing: only {len(tokens)} serves of banner A within {timeout_s:g} s")
+        raise RuntimeError(f"click timing: only {len(tokens)} serves of banner a within {timeout_s:g} s")
     result.clicks = clicks
     result.alpha_before = max(alphas_a)
     result.alpha_target = result.alpha_before + clicks
@@ -553,15 +555,15 @@ def click_to_serve(base: str, token: str, workers: int, clicks: int, timeout_s: 
         if status != 200 or body.get("status") != "recorded":
             raise RuntimeError(f"click -> {status}: {body}")
     clicked = time.monotonic()
-    log(f"  {clicks} clicks on A recorded (alpha of A before: {result.alpha_before:g}); polling serves ...")
+    log(f"  {clicks} clicks on a recorded (alpha of a before: {result.alpha_before:g}); polling serves ...")
     seen_workers: set[str] = set(result.created_to_served_s)
     while time.monotonic() - clicked < timeout_s and len(result.seen_after_s) < workers:
-        status, body, worker = get_json(url)
+        status, body, worker = get_json(url, token=token)
         if status != 200:
             time.sleep(0.02)
             continue
         seen_workers.add(worker)
-        if body["banner"]["id"] == "A" and float(body["posterior"]["alpha"]) >= result.alpha_target:
+        if body["banner"]["id"] == "a" and float(body["posterior"]["alpha"]) >= result.alpha_target:
             result.seen_after_s.setdefault(worker, time.monotonic() - clicked)
     result.not_seen = sorted(seen_workers - set(result.seen_after_s))
     return result
@@ -739,7 +741,7 @@ def measure_scale(slots: int, args: argparse.Namespace, wrk: Path, first: bool) 
             log(f"  {result.all_served:,} answered 200 in {result.all_served_s:.1f} s; worker RSS now "
                 f"{', '.join(f'{m:.0f}' for m in result.rss_after_all_mib)} MiB")
 
-        log(f"click → serve: a fresh slot, {args.clicks} clicks on banner A ...")
+        log(f"click → serve: a fresh slot, {args.clicks} clicks on banner a ...")
         try:
             result.click = click_to_serve(base, env["ADMIN_API_TOKEN"], result.workers, args.clicks,
                                           args.click_timeout, tag=str(slots))
@@ -748,7 +750,7 @@ def measure_scale(slots: int, args: argparse.Namespace, wrk: Path, first: bool) 
             result.click = ClickResult(workers=result.workers, not_seen=["every worker"])
         log(f"  slot created → 200 in every worker: "
             f"{', '.join(f'{v:.2f}' for v in result.click.created_to_served_s.values())} s; last click → "
-            f"A's new alpha served, per worker: "
+            f"a's new alpha served, per worker: "
             f"{', '.join(f'{v:.2f}' for v in result.click.seen_after_s.values()) or '-'} s"
             + (f"; never seen in {result.click.not_seen}" if result.click.not_seen else ""))
 
@@ -994,7 +996,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of each round of measured load")
     parser.add_argument("--load-rounds", type=int, default=3,
                         help="rounds of measured load (the median is reported)")
-    parser.add_argument("--clicks", type=int, default=30, help="clicks on banner A in the click timing")
+    parser.add_argument("--clicks", type=int, default=30, help="clicks on banner a in the click timing")
     parser.add_argument("--click-timeout", type=float, default=60.0, help="seconds to wait in the click timing")
     parser.add_argument("--partition-load", type=float, default=10.0,
                         help="seconds of load on one slot before counting rows per partition (0: skip)")
