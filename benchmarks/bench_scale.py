@@ -856,7 +856,7 @@ def fmt(value: float | None, digits: int = 2) -> str:
 def render(results: list[ScaleResult], args: argparse.Namespace, command: str, cassandra: str) -> str:
     hosts = args.cassandra_hosts.split(",")
     lines = [
-        "### Scale: cost against stored slots",
+        f"### Scale: {len(hosts)} node{'s' if len(hosts) > 1 else ''}, a working set of {args.working_set} slots",
         "",
         f"{stamp(command)}",
         "",
