@@ -44,6 +44,7 @@ help:
 	@echo "make migrate-events copy the day-partitioned event log of before cql/006 into the bounded one (resumable)"
 	@echo "make audit-counters  compare the serving counters with the event log (Spark; AUDIT_ARGS='--tenant demo')"
 	@echo "make repair-counters  add back the counts the counters miss, to slots taking no traffic (Spark)"
+	@echo "make rebuild-context  set context_counts to what the event log says (Spark; REBUILD_ARGS='--slot demo/home-hero')"
 	@echo "make import-history  import HISTORY_CSV (default .run/history.csv; a sample is generated if absent)"
 	@echo "make bench-priors job time on 1M/10M events and the regret simulation (docs/BENCHMARKS.md)"
 	@echo "make cluster      a three-node Cassandra ring on 127.0.0.1-3:9142 (docs/operations.md); cluster-stop, cluster-status"
@@ -255,6 +256,12 @@ audit-counters: schema spark-jars
 
 repair-counters: schema spark-jars
 	@$(PY) -m spark_jobs.counter_audit --repair $(AUDIT_ARGS)
+
+# Contextual slots' cell counters recounted from the log, both ways (spark_jobs/context_rebuild.py;
+# REBUILD_ARGS: --tenant T, --slot T/S, --dry-run, --settle SECONDS); progress lines on stderr.
+.PHONY: rebuild-context
+rebuild-context: schema spark-jars
+	@$(PY) -m spark_jobs.context_rebuild $(REBUILD_ARGS)
 
 sample-history: venv
 	@$(PY) -m spark_jobs.sample_history --out $(HISTORY_CSV) $(SAMPLE_ARGS)

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from bandits.policy import Context
 from webapp.dashboard import bp, platform_only
+from webapp.dashboard import context as context_report
 from webapp.dashboard.auth import login_retry_after
 from webapp.dashboard.forms import (
     ActiveForm,
@@ -459,8 +460,12 @@ def results(tenant: str, slot: str):
         since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).isoformat()
         earned = lift.slot_lift(_db(), tenant, slot, since=since, location=location)
     audience = referrers.referrer_report(_db(), tenant, slot, days, [b["id"] for b in report["banners"]])
+    # A contextual slot: per feature, a banner × level table and chart (webapp/dashboard/context.py)
+    context_tables = context_report.context_tables(
+        report["context"], store.context_counts(_db(), tenant, slot) if report["context"] else ())
     return render_template("admin/results.html", tenant=tenant, slot=slot, report=report, charts=charts,
-                           earned=earned, audience=audience,
+                           earned=earned, audience=audience, context_tables=context_tables,
+                           context_charts=context_report.chart_data(context_tables),
                            location=location, days=days, ranges=RESULT_RANGES, series=series,
                            tenant_info=tenant_info, winner_threshold=services.WINNER_P_BEST,
                            p_best_draws=services.P_BEST_DRAWS)

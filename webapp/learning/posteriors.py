@@ -567,8 +567,9 @@ def build_snapshot(slots: list[dict[str, Any]], banners: list[dict[str, Any]], c
     by_slot_cells: dict[tuple[str, str], dict[str, dict[str, tuple[int, int]]]] = defaultdict(
         lambda: defaultdict(dict))
     for row in context_counts or ():
-        by_slot_cells[(row["tenant_id"], row["slot_id"])][row["cell"]][row["banner_id"]] = (
-            int(row["impressions"] or 0), int(row["clicks"] or 0))
+        impressions, clicks = int(row["impressions"] or 0), int(row["clicks"] or 0)
+        if impressions or clicks:       # 0/0: a row the log does not have, zeroed by spark_jobs/context_rebuild.py
+            by_slot_cells[(row["tenant_id"], row["slot_id"])][row["cell"]][row["banner_id"]] = (impressions, clicks)
     snapshot: dict[tuple[str, str], SlotState] = {}
     for row in slots:
         key = (row["tenant_id"], row["slot_id"])
