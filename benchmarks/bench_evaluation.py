@@ -136,12 +136,18 @@ def one_seed(seed: int, horizon: int, bootstrap: int, truth_runs: int, relearn_b
     step_seconds = scenario.batch_size / scenario.impressions_per_hour * 3600
     results = offline.evaluate_log(log, CANDIDATES, bootstrap=bootstrap, seed=seed, arms=arms,
                                    refresh_seconds=step_seconds, relearn_bootstrap=relearn_bootstrap)
+    # the same estimates with the probabilities learned from the whole log held fixed in every resample: what
+    # the learning candidates' intervals would cover without replaying them on each resample
+    learning = [name for name in CANDIDATES if isinstance(candidates.candidate(name, arms), candidates.Replay)]
+    held_fixed = offline.evaluate_log(log, learning, bootstrap=bootstrap, seed=seed, arms=arms,
+                                      refresh_seconds=step_seconds, relearn_bootstrap=0)
     held = (log["serving_group"] == lift.HOLDOUT).to_numpy()
     report = lift.lift_report(lift.units_of(zip([""] * len(log), log["serving_group"], [HOLDOUT_SHARE] * len(log),
                                                log["clicked"].astype(bool))))
     true_lift = expected[~held].mean() / expected[held].mean() - 1
     return {"truth": truth, "one_run": one_run, "spread": spread,
             "results": {r.candidate: r.evaluation for r in results},
+            "held_fixed": {r.candidate: r.evaluation for r in held_fixed},
             "lift": report["lift"], "true_lift": float(true_lift), "srm": report["sample_ratio"]["mismatch"]}
 
 
@@ -173,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True)
     runs = [by_seed[seed] for seed in seeds]
     lines = ["| candidate | true CTR (mean) | estimator | estimate (mean) | difference | coverage "
-             "| coverage of one run | mean ESS | log for ±10% |", "|---|---|---|---|---|---|---|---|---|"]
+             "| coverage, π held fixed | coverage of one run | mean ESS | log for ±10% |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     worst = 0.0
     for name in CANDIDATES:
         truth = np.array([r["truth"][name] for r in runs])
@@ -182,13 +189,18 @@ def main(argv: list[str] | None = None) -> int:
             values = np.array([e.value for e in intervals])
             covered = np.mean([e.low <= r["truth"][name] <= e.high for e, r in zip(intervals, runs)])
             covered_one = np.mean([e.low <= r["one_run"][name] <= e.high for e, r in zip(intervals, runs)])
+            covered_fixed = "—"
+            if name in runs[0]["held_fixed"]:
+                fixed = [r["held_fixed"][name].estimates[estimator] for r in runs]
+                covered_fixed = f"{np.mean([e.low <= r['truth'][name] <= e.high for e, r in zip(fixed, runs)]):.0%}"
             ess = np.mean([r["results"][name].effective_sample_size for r in runs])
             difference = values.mean() / truth.mean() - 1
             worst = max(worst, abs(difference))
             # impressions of such a log for a ±10% interval: the ESS it needs over the ESS per logged impression
             needed = estimators.required_ess(truth.mean()) * args.horizon / ess
             lines.append(f"| `{name}` | {truth.mean():.4%} | {estimator.upper()} | {values.mean():.4%} | "
-                         f"{difference:+.1%} | {covered:.0%} | {covered_one:.0%} | {ess:,.0f} | {needed:,.0f} |")
+                         f"{difference:+.1%} | {covered:.0%} | {covered_fixed} | {covered_one:.0%} | {ess:,.0f} | "
+                         f"{needed:,.0f} |")
     lifts = np.array([r["lift"]["estimate"] for r in runs])
     true_lifts = np.array([r["true_lift"] for r in runs])
     lift_covered = np.mean([r["lift"]["low"] <= r["true_lift"] <= r["lift"]["high"] for r in runs])
@@ -213,13 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         command = (f"make bench-evaluation EVAL_ARGS='--seeds {args.seeds} --horizon {args.horizon} "
                    f"--bootstrap {args.bootstrap} --relearn-bootstrap {args.relearn_bootstrap} "
-                   f"--truth-runs {args.truth_runs}'")
+                   f"--truth-runs {args.truth_runs}{f' --jobs {args.jobs}' if args.jobs > 1 else ''}'")
         write_section("evaluation", f"{stamp(command)} Seeds {seeds[0]}–{seeds[-1]}; {args.horizon:,} impressions "
                       "a seed, 5 banners, 8 cities, a refresh every 500 impressions; "
                       f"{time.monotonic() - started:.0f} s. True CTR: the candidate's expected online click rate "
                       f"on the seed's visitors (a learning candidate's: the mean of {args.truth_runs} online runs); "
-                      "coverage: seeds whose interval holds it; coverage of one run: seeds whose interval holds "
-                      "the realized rate of a single online run.\n\n"
+                      "coverage: seeds whose interval holds it; π held fixed: the same for intervals that keep the "
+                      "probabilities learned from the whole log in every resample (no replay per resample); "
+                      "coverage of one run: seeds whose interval holds the realized rate of a single online run."
+                      "\n\n"
                       f"{table}\n\n{summary}\n")
     return 0
 
