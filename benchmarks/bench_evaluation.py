@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truth-runs", type=int, default=10,
                         help="online runs averaged into a learning candidate's true rate (default %(default)s)")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes (default %(default)s)")
+    parser.add_argument("--stop-after", type=float, default=None,
+                        help="seconds after which no further seed starts; the report says which seeds ran")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = parser.parse_args(argv)
     if args.truth_runs < 2 or args.relearn_bootstrap < 2:
@@ -173,10 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     by_seed = {}
     with ProcessPoolExecutor(max(1, args.jobs)) as pool:
         futures = {pool.submit(work, seed): seed for seed in seeds}
-        for i, future in enumerate(as_completed(futures)):
+        for future in as_completed(futures):
+            if future.cancelled():
+                continue
             by_seed[futures[future]] = future.result()
-            print(f"[bench-evaluation] seed {futures[future]} done ({i + 1}/{len(seeds)}, "
+            print(f"[bench-evaluation] seed {futures[future]} done ({len(by_seed)}/{len(seeds)}, "
                   f"{time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True)
+            if args.stop_after is not None and time.monotonic() - started > args.stop_after:
+                for pending in futures:
+                    pending.cancel()                # those not started yet
+    seeds = [seed for seed in seeds if seed in by_seed]
     runs = [by_seed[seed] for seed in seeds]
     lines = ["| candidate | true CTR (mean) | estimator | estimate (mean) | difference | coverage "
              "| coverage, π held fixed | coverage of one run | mean ESS | log for ±10% |",
@@ -222,11 +230,20 @@ def main(argv: list[str] | None = None) -> int:
                f"{args.truth_runs} runs, mean over candidates and seeds); their intervals' half-width is "
                f"{half_width:.1%} of the truth on average.")
     print(table + "\n\n" + summary)
+    ranges = []                                             # e.g. "seeds 0–13, 15 (15 seeds)"
+    for seed in seeds:
+        if ranges and seed == ranges[-1][1] + 1:
+            ranges[-1][1] = seed
+        else:
+            ranges.append([seed, seed])
+    seed_list = (f"Seeds {', '.join(f'{a}–{b}' if b > a else f'{a}' for a, b in ranges)} ({len(seeds)} seeds"
+                 f"{' of ' + str(args.seeds) + ' asked, stopped at the time cap' if len(seeds) < args.seeds else ''})")
     if not args.no_write:
         command = (f"make bench-evaluation EVAL_ARGS='--seeds {args.seeds} --horizon {args.horizon} "
                    f"--bootstrap {args.bootstrap} --relearn-bootstrap {args.relearn_bootstrap} "
-                   f"--truth-runs {args.truth_runs}{f' --jobs {args.jobs}' if args.jobs > 1 else ''}'")
-        write_section("evaluation", f"{stamp(command)} Seeds {seeds[0]}–{seeds[-1]}; {args.horizon:,} impressions "
+                   f"--truth-runs {args.truth_runs}{f' --jobs {args.jobs}' if args.jobs > 1 else ''}"
+                   f"{f' --stop-after {args.stop_after:g}' if args.stop_after is not None else ''}'")
+        write_section("evaluation", f"{stamp(command)} {seed_list}; {args.horizon:,} impressions "
                       "a seed, 5 banners, 8 cities, a refresh every 500 impressions; "
                       f"{time.monotonic() - started:.0f} s. True CTR: the candidate's expected online click rate "
                       f"on the seed's visitors (a learning candidate's: the mean of {args.truth_runs} online runs); "
