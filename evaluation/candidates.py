@@ -86,7 +86,10 @@ class Replay:
     refresh_seconds: float = REFRESH_SECONDS
     draws: int = DRAWS
 
-    def probabilities(self, log: pd.DataFrame, rng: np.random.Generator) -> NDArray[np.float64]:
+    def probabilities(self, log: pd.DataFrame, rng: np.random.Generator,
+                      weights: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+        """π(· | x_i), shape (n, K). ``weights`` (shape (n,), default 1 each): how many times each row counts
+        in what the candidate learns, e.g. a bootstrap resample's multiplicities (0: the row is not in it)."""
         k = len(self.arms)
         out = np.empty((len(log), k))
         if len(log) == 0:
@@ -95,10 +98,18 @@ class Replay:
         served = pd.to_datetime(log["served_at"], utc=True)
         seconds = ((served - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
         periods = np.floor(seconds / self.refresh_seconds).astype(np.int64)
-        locations = log["location"].fillna(SLOT_WIDE).astype(str).to_numpy()
-        arms = log["banner_id"].map(index).to_numpy()
-        clicks = log["clicked"].to_numpy(dtype=np.float64)
-        counts: dict[str, NDArray[np.float64]] = {}         # location → (K, 2) impressions, clicks
+        codes, names = pd.factorize(log["location"].fillna(SLOT_WIDE).astype(str), sort=True)
+        names = [str(name) for name in names]
+        if SLOT_WIDE not in names:
+            names.append(SLOT_WIDE)
+        wide = names.index(SLOT_WIDE)
+        arms = log["banner_id"].map(index).to_numpy(dtype=np.float64)       # NaN: a banner not in ``arms``
+        valid = ~np.isnan(arms)
+        cells = np.where(valid, codes * k + np.nan_to_num(arms).astype(np.int64), 0)   # (location, banner)
+        counted = np.ones(len(log)) if weights is None else np.asarray(weights, dtype=np.float64)
+        counted = np.where(valid, counted, 0.0)
+        clicked = counted * log["clicked"].to_numpy(dtype=np.float64)
+        counts = np.zeros((len(names), k, 2))               # location → (K, 2) impressions, clicks
         decay = 2.0 ** (-self.refresh_seconds / 3600 / self.half_life_hours) if self.half_life_hours else 1.0
         cls = policy_class(self.policy)
         order = np.argsort(periods, kind="stable")
@@ -108,37 +119,46 @@ class Replay:
             rows = order[start:end]
             period = periods[rows[0]]
             if previous is not None and decay != 1.0:
-                factor = decay ** (period - previous)
-                for table in counts.values():
-                    table *= factor
-            policy = cls.from_statistics(self.arms, self._statistics(counts), max_draws=self.draws)
-            for location in np.unique(locations[rows]):
-                here = rows[locations[rows] == location]
-                context = Context(location=location)
-                out[here] = [e.p_best for e in policy.explain(context, rng, self.draws)]
-            for location_key in {SLOT_WIDE, *np.unique(locations[rows]).tolist()}:
-                counts.setdefault(location_key, np.zeros((k, 2)))
-            valid = rows[~np.isnan(arms[rows].astype(np.float64))]
-            for i in valid:                                  # learn from this period's events
-                a = int(arms[i])
-                for where in ((locations[i], SLOT_WIDE) if locations[i] != SLOT_WIDE else (SLOT_WIDE,)):
-                    counts[where][a, 0] += 1.0
-                    counts[where][a, 1] += clicks[i]
+                counts *= decay ** (period - previous)
+            policy = cls.from_statistics(self.arms, self._statistics(names, counts), max_draws=self.draws)
+            here_codes = codes[rows]
+            for code in np.unique(here_codes):
+                context = Context(location=names[code])
+                out[rows[here_codes == code]] = [e.p_best for e in policy.explain(context, rng, self.draws)]
+            # learn from this period's events: at their location and slot-wide (once for slot-wide rows)
+            size = len(names) * k
+            shown = np.bincount(cells[rows], weights=counted[rows], minlength=size).reshape(len(names), k)
+            clicks = np.bincount(cells[rows], weights=clicked[rows], minlength=size).reshape(len(names), k)
+            shown[wide], clicks[wide] = shown.sum(axis=0), clicks.sum(axis=0)
+            counts[:, :, 0] += shown
+            counts[:, :, 1] += clicks
             previous = period
         return out
 
-    def _statistics(self, counts: dict[str, NDArray[np.float64]]) -> SlotStatistics:
-        table = {loc: {arm: (float(c[i, 0]), float(c[i, 1])) for i, arm in enumerate(self.arms) if c[i, 0] > 0}
-                 for loc, c in counts.items()}
+    def _statistics(self, names: Sequence[str], counts: NDArray[np.float64]) -> SlotStatistics:
+        """The counts (shape (L, K, 2): impressions, clicks per location ``names[l]`` and banner) as the
+        server's SlotStatistics, with the empirical-Bayes prior of ``prior_strength``."""
+        table = {name: {arm: (float(c[i, 0]), float(c[i, 1])) for i, arm in enumerate(self.arms) if c[i, 0] > 0}
+                 for name, c in zip(names, counts)}
         table = {loc: v for loc, v in table.items() if v}
         priors: dict[str, dict[str, BetaPrior]] = {}
         if self.prior_strength:
-            wide = counts.get(SLOT_WIDE, np.zeros((len(self.arms), 2)))
+            wide = counts[list(names).index(SLOT_WIDE)]
             s = self.prior_strength
             means = (wide[:, 1] + 0.5) / (wide[:, 0] + 1.0)           # Jeffreys: bandits.priors.pooled_rate
             priors[SLOT_WIDE] = {arm: BetaPrior(float(m * s), float((1 - m) * s), "slot")
                                  for arm, m in zip(self.arms, means)}
         return SlotStatistics(counts=table, priors=priors)
+
+    def statistics(self, counts: dict[str, NDArray[np.float64]]) -> SlotStatistics:
+        """SlotStatistics from counts per location (location → (K, 2) impressions, clicks), for a caller that
+        runs the candidate online (benchmarks/bench_evaluation.py)."""
+        names = list(counts) if SLOT_WIDE in counts else [*counts, SLOT_WIDE]
+        table = np.zeros((len(names), len(self.arms), 2))
+        for row, name in enumerate(names):
+            if name in counts:
+                table[row] = counts[name]
+        return self._statistics(names, table)
 
 
 _PARAMETER = re.compile(r"^thompson:(prior|half-life)=([0-9]+(?:\.[0-9]+)?)$")

@@ -19,18 +19,31 @@ logged bandit feedback from multiple loggers"): a policy row logs π_log(a | x) 
 logging policy's probability of the uniformly drawn banner is not logged, and comes from replaying the logging
 policy (candidates.py) on that context. The mixture gives every banner at least h/K: a candidate far from the
 policy (uniform, one banner) keeps its support and a useful ESS.
+
+What a learning candidate's estimate targets: its replayed probabilities are P(best) under the posteriors it
+would hold, i.e. already an expectation over its own Thompson draws, so the estimate is of its *expected* click
+rate on this traffic — not of one online run, whose realized rate also carries that run's own draws. What is
+still random in the replay is the data it learns from; hence its interval resamples that data and replays the
+candidate on each resample (``relearn_bootstrap``), instead of holding the probabilities learned from the one
+log fixed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
 from evaluation import candidates as candidates_module
 from evaluation import estimators
+
+RELEARN_BOOTSTRAP = 50          # resamples for a learning candidate's interval: each one is a replay
+RELEARN_DRAWS = 500             # P(best) draws per context and period in those replays: their Monte Carlo error
+#                                 (≤ 0.5/√500 per probability, independent across periods and contexts) averages
+#                                 out over a resample's rows; the point estimate keeps candidates.DRAWS
 
 
 @dataclass(frozen=True)
@@ -74,10 +87,17 @@ def logging_propensities(kept: pd.DataFrame, arms: tuple[str, ...], actions: np.
 
 def evaluate_log(log: pd.DataFrame, names: Sequence[str] | None = None, *, bootstrap: int = 200,
                  seed: int = 0, context_columns: Sequence[str] = (), arms: Sequence[str] | None = None,
-                 refresh_seconds: float | None = None) -> list[CandidateResult]:
+                 refresh_seconds: float | None = None, relearn_bootstrap: int | None = None
+                 ) -> list[CandidateResult]:
     """Each candidate's IPS, SNIPS and DR estimates on ``log`` (module doc). Unknown names raise
-    candidates.UnknownCandidate before any work."""
+    candidates.UnknownCandidate before any work. A fixed candidate's interval comes from ``bootstrap``
+    resamples; a learning one's from ``relearn_bootstrap`` resamples (default: ``bootstrap``, at most
+    RELEARN_BOOTSTRAP), each replaying the candidate on the resample (0: ``bootstrap`` resamples with the
+    probabilities learned from the whole log held fixed, which leaves the candidate's own learning path out of
+    the interval)."""
     kept, left_out, logged_arms = prepare(log)
+    if relearn_bootstrap is None:
+        relearn_bootstrap = min(bootstrap, RELEARN_BOOTSTRAP)
     arms = tuple(arms) if arms else logged_arms
     names = list(names) if names else candidates_module.default_candidates(arms)
     chosen = [candidates_module.candidate(name, arms) for name in names]
@@ -98,7 +118,11 @@ def evaluate_log(log: pd.DataFrame, names: Sequence[str] | None = None, *, boots
     results = []
     for cand in chosen:
         pi = cand.probabilities(kept, rng)
+        relearn = None                  # counts → the candidate's probabilities after learning from that resample
+        if relearn_bootstrap and isinstance(cand, candidates_module.Replay):
+            relearn = partial(replace(cand, draws=min(cand.draws, RELEARN_DRAWS)).probabilities, kept, rng)
         evaluation = estimators.evaluate(rewards, propensities, actions, pi, q_hat=q_hat, support=support,
-                                         bootstrap=bootstrap, rng=rng)
+                                         bootstrap=relearn_bootstrap if relearn else bootstrap, rng=rng,
+                                         relearn=relearn)
         results.append(CandidateResult(cand.name, evaluation, left_out))
     return results
