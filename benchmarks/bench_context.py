@@ -28,7 +28,8 @@ from simulator.context import CITY_ONLY, CONTEXT_MATTERS, LEVELS, ContextWorld
 SCENARIOS = {"context": CONTEXT_MATTERS, "city": CITY_ONLY}
 PEERS = {"MABWiser LinTS (α = 1)": ("LinTS", 1.0), "MABWiser LinTS (α = 0.1)": ("LinTS", 0.1),
          "MABWiser LinUCB (α = 1)": ("LinUCB", 1.0), "MABWiser LinUCB (α = 0.1)": ("LinUCB", 0.1)}
-POLICIES = ("uniform", "per-city Thompson (today)", "contextual Thompson (ours)", *PEERS, "context oracle")
+OURS, FIXED = "contextual Thompson (ours)", "contextual Thompson, one λ for every feature (before)"
+POLICIES = ("uniform", "per-city Thompson (today)", OURS, *PEERS, "context oracle")
 
 
 def context_of(names: tuple[str, ...]) -> Context:
@@ -65,12 +66,13 @@ def run(scenario: str, policy: str, seed: int, horizon: int, block: int) -> floa
             a = 1 + city[idx[:, 0], :, 1]
             b = 1 + city[idx[:, 0], :, 0] - city[idx[:, 0], :, 1]
             chosen = rng.beta(a, b).argmax(axis=1)
-        elif policy == "contextual Thompson (ours)":
-            stats = SlotStatistics(context_features=FEATURES, max_levels=32, context_counts={
-                cell: {arm: tuple(v) for arm, v in by.items()} for cell, by in counts.items()})
-            model = ContextualThompson.from_statistics(arms, stats, max_draws=4096)
+        elif policy in (OURS, FIXED):
+            # The server's refit from the (cell, banner) counts, then one fresh Thompson draw per visitor in
+            # its cell: sample_arms, the same distribution as choose's blocks of draws within a snapshot.
+            stats = SlotStatistics(context_features=FEATURES, max_levels=32, context_counts=counts)
+            model = ContextualThompson(arms, stats, max_draws=4096, empirical_prior=policy == OURS)
             names = ContextWorld.names(idx)
-            chosen = np.array([model.choose(context_of(n), rng).arm for n in names])
+            chosen = model.sample_arms(names, rng)
         else:
             x = onehot.transform(np.array(ContextWorld.names(idx), dtype=object))
             chosen = rng.integers(0, k, block) if mab is None else np.asarray(mab.predict(x), dtype=int)
@@ -79,7 +81,7 @@ def run(scenario: str, policy: str, seed: int, horizon: int, block: int) -> floa
         if policy == "per-city Thompson (today)":
             np.add.at(city, (idx[:, 0], chosen, 0), 1)
             np.add.at(city, (idx[:, 0], chosen, 1), clicks)
-        elif policy == "contextual Thompson (ours)":
+        elif policy in (OURS, FIXED):
             for names, arm, click in zip(ContextWorld.names(idx), chosen.tolist(), clicks.tolist()):
                 cell = counts.setdefault(cell_key(FEATURES, names), {})
                 n_c = cell.setdefault(str(arm), [0, 0])
@@ -120,7 +122,7 @@ def decision_times(seed: int = 0, serves: int = 20_000) -> dict[str, float]:
     started = time.perf_counter()
     model = ContextualThompson.from_statistics(arms, SlotStatistics(
         context_features=FEATURES, max_levels=32,
-        context_counts={cell: {a: tuple(v) for a, v in by.items()} for cell, by in counts.items()}), max_draws=4096)
+        context_counts=counts), max_draws=4096)
     fit = time.perf_counter() - started
     requests = [context_of(n) for n in ContextWorld.names(world.levels(serves))]
     started = time.perf_counter()
@@ -134,7 +136,7 @@ def decision_times(seed: int = 0, serves: int = 20_000) -> dict[str, float]:
     from mabwiser.mab import MAB, LearningPolicy
     onehot = encoder()
     x = onehot.transform(np.array(names, dtype=object))
-    result = {"ours: refit from the counts (ms, once per refresh)": fit * 1e3,
+    result = {f"ours: refit from the counts of {len(counts):,} cells (ms, once per refresh)": fit * 1e3,
               "ours: choose, first pass (cells' first serves included)": first * 1e6,
               "ours: choose, cells already served this snapshot": warm * 1e6}
     probe = onehot.transform(np.array(ContextWorld.names(world.levels(500)), dtype=object))
@@ -156,6 +158,9 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=2_000)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
+    parser.add_argument("--policies", default="", help="comma-separated subset of the policies (tuning runs)")
+    parser.add_argument("--with-fixed", action="store_true", help=f"also run '{FIXED}'")
+    parser.add_argument("--no-timing", action="store_true", help="skip the decision-time measurement")
     args = parser.parse_args()
     if args.horizon % args.block:
         parser.error("--block must divide --horizon")
@@ -163,7 +168,11 @@ def main() -> None:
     print(f"seeds {seeds}; horizon {args.horizon:,}; blocks of {args.block:,}", flush=True)
     for scenario in SCENARIOS.values():
         print(scenario.describe(), flush=True)
-    jobs = [(sc, policy, seed, args.horizon, args.block) for seed in seeds for sc in SCENARIOS for policy in POLICIES]
+    policies = [p for p in POLICIES if not args.policies or p in args.policies.split(",")]
+    if args.with_fixed:
+        policies.insert(policies.index(OURS) + 1 if OURS in policies else 0, FIXED)
+    print(f"policies: {', '.join(policies)}", flush=True)
+    jobs = [(sc, policy, seed, args.horizon, args.block) for seed in seeds for sc in SCENARIOS for policy in policies]
     regret: dict[tuple[str, str], dict[int, float]] = {}
     with Pool(args.jobs) as pool:
         for done, (sc, policy, seed, value, seconds) in enumerate(pool.imap_unordered(job, jobs), 1):
@@ -180,37 +189,52 @@ def main() -> None:
              "to the context oracle (mean ± standard error over seeds).", "",
              "| policy | " + " | ".join(f"{SCENARIOS[sc].name}: regret" for sc in SCENARIOS) + " |",
              "| --- | " + " | ".join("---:" for _ in SCENARIOS) + " |"]
-    for policy in POLICIES:
+    for policy in policies:
         cells = []
         for sc in SCENARIOS:
             m, se = mean_se(sc, policy)
             cells.append(f"{m:,.0f} ± {se:,.0f}")
         lines.append(f"| {policy} | " + " | ".join(cells) + " |")
-    ours, today = "contextual Thompson (ours)", "per-city Thompson (today)"
+    ours, today = OURS, "per-city Thompson (today)"
+    lints = [p for p in policies if p.startswith("MABWiser LinTS")]
     lines += ["", "| aim | measured | reference | holds |", "| --- | ---: | ---: | --- |"]
     for sc, limit in (("context", 0.60), ("city", 1.15)):
+        if ours not in policies or today not in policies:
+            break
         ratio = mean_se(sc, ours)[0] / mean_se(sc, today)[0]
+        peers = ", ".join(f"{p} {mean_se(sc, p)[0] / mean_se(sc, today)[0]:.0%}" for p in policies
+                          if p.startswith("MABWiser"))
         lines.append(f"| {SCENARIOS[sc].name}: our regret ≤ {limit:.0%} of per-city Thompson's | {ratio:.0%} | "
-                     f"per-city Thompson {mean_se(sc, today)[0]:,.0f} | {'yes' if ratio <= limit else 'no'} |")
-        best = min((p for p in PEERS if p.startswith("MABWiser LinTS")), key=lambda p: mean_se(sc, p)[0])
+                     f"per-city Thompson {mean_se(sc, today)[0]:,.0f}; the peers: {peers or '-'} | "
+                     f"{'yes' if ratio <= limit else 'no'} |")
+        if not lints:
+            continue
+        best = min(lints, key=lambda p: mean_se(sc, p)[0])
         diff = np.array([regret[(sc, ours)][s] - regret[(sc, best)][s] for s in seeds])
         noise = 2 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
         lines.append(f"| {SCENARIOS[sc].name}: no worse than the best MABWiser LinTS beyond noise | "
                      f"ours − LinTS = {diff.mean():,.0f} (2 s.e. {noise:,.0f}) | {best} {mean_se(sc, best)[0]:,.0f} | "
                      f"{'yes' if diff.mean() <= noise else 'no'} |")
     print("\n" + "\n".join(lines), flush=True)
-    print("\ndecision time (one process) ...", flush=True)
+    timing: list[str] = []
+    if not args.no_timing:
+        print("\ndecision time (one process) ...", flush=True)
+        timing = timings()
+        print("\n".join(timing), flush=True)
+    if not args.no_write:
+        command = f"make bench-context SEEDS={args.seeds} HORIZON={args.horizon}"
+        write_section("context", f"{stamp(command)}\n\n" + "\n".join(lines + timing))
+        print("wrote the context section of docs/BENCHMARKS.md", flush=True)
+
+
+def timings() -> list[str]:
     times = decision_times()
     timing = ["", "Decision time at K = 10, six features (one process, after 50k impressions of learning):", "",
               "| what | time |", "| --- | ---: |"]
     for label, value in times.items():
         unit = "ms" if "(ms" in label else "µs"
-        timing.append(f"| {label.replace(' (ms, once per refresh)', ', once per refresh')} | {value:,.1f} {unit} |")
-    print("\n".join(timing), flush=True)
-    if not args.no_write:
-        command = (f"make bench-context SEEDS={args.seeds} HORIZON={args.horizon}")
-        write_section("context", f"{stamp(command)}\n\n" + "\n".join(lines + timing))
-        print("wrote the context section of docs/BENCHMARKS.md", flush=True)
+        timing.append(f"| {label.replace(' (ms, ', ', ').replace('refresh)', 'refresh')} | {value:,.1f} {unit} |")
+    return timing
 
 
 if __name__ == "__main__":
