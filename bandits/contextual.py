@@ -49,7 +49,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -80,6 +80,7 @@ EXPLORATION = 0.5               # scale of the draws' deviation (1 = the posteri
 TOP_FEATURES = 3                # features named in a serve's explanation
 MAX_CELLS = 4096                # cells whose draws a snapshot keeps (the oldest are rebuilt when needed)
 MAX_FEATURE_PRIOR = 1e5        # λ_f's ceiling (a coefficient's prior sd √(σ²/λ) ≈ 0.05 points at 3% CTR)
+DENSE_DESIGN = 250_000          # design entries (cells × columns) up to which the refit multiplies densely
 CELL_FIRST_BLOCK = 128          # draws at a cell's first serve of a snapshot (FIRST_BLOCK's role: with six
 #                                 features most cells are served a few times a snapshot; blocks then double)
 
@@ -158,6 +159,26 @@ def shrinkage_precision(level_n: NDArray[np.float64], level_c: NDArray[np.float6
     return float(np.clip(noise / tau2, floor, ceiling))
 
 
+@functools.lru_cache(maxsize=256)
+def _encoding(features: tuple[str, ...], levels: tuple[tuple[str, ...], ...]
+              ) -> tuple[OneHotEncoder, tuple[str, ...], list[dict[str, int]]]:
+    """The one-hot encoder of the fitted levels (each feature's levels, then OTHER), its feature names, and its
+    columns as lookups for one cell at a time on the serve path: feature j's level → its column of the design
+    row (0 is the intercept). Cached: a slot's levels rarely change between refits. Read-only once made."""
+    encoder = OneHotEncoder(
+        categories=[np.array([*lv, OTHER], dtype=object) for lv in levels],
+        handle_unknown="ignore", sparse_output=False, dtype=np.float64,
+        feature_name_combiner=lambda feature, level: f"{feature}={level}")
+    encoder.fit(np.array([[OTHER] * len(features)], dtype=object))
+    names = tuple(encoder.get_feature_names_out(list(features)))
+    columns: list[dict[str, int]] = []
+    offset = 1
+    for categories in encoder.categories_:
+        columns.append({str(level): offset + i for i, level in enumerate(categories)})
+        offset += len(categories)
+    return encoder, names, columns
+
+
 def cell_key(features: Sequence[str], levels: Sequence[str]) -> str:
     """The stored key of a context cell: ``feature=level`` pairs in feature order."""
     return PAIR_SEPARATOR.join(f"{f}={level}" for f, level in zip(features, levels))
@@ -176,7 +197,7 @@ class _Cell:
     key: str
     mean: NDArray[np.float64]
     sd: NDArray[np.float64]
-    tops: list[list[str]]                       # per arm: the levels that raise it most
+    top_of: Callable[[int], list[str]]          # an arm → the levels that raise it most (made when served)
     choices: dict[int, Choice] = field(default_factory=dict)    # per arm served in the current block
     propensities: list[float] = field(default_factory=list)
     winners: list[int] | None = None
@@ -187,7 +208,7 @@ class _Cell:
         found = self.choices.get(arm)
         if found is None:
             state = {"cell": self.key, "mean": round(float(self.mean[arm]), 6),
-                     "sd": round(float(self.sd[arm]), 6), "top": self.tops[arm]}
+                     "sd": round(float(self.sd[arm]), 6), "top": self.top_of(arm)}
             found = self.choices[arm] = Choice(arm, self.propensities[arm], state,
                                                json.dumps(state, separators=(",", ":")))
         return found
@@ -299,20 +320,8 @@ class ContextualThompson:
             kept = [seen[i] for i in order if seen[i] != OTHER and weight[i] >= min_level_impressions]
             self.levels.append(sorted(kept[:self.max_levels - 1]))
             codes.append((seen, np.asarray(inverse, dtype=np.intp)))
-        self.encoder = OneHotEncoder(
-            categories=[np.array([*lv, OTHER], dtype=object) for lv in self.levels],
-            handle_unknown="ignore", sparse_output=False, dtype=np.float64,
-            feature_name_combiner=lambda feature, level: f"{feature}={level}")
-        self.encoder.fit(np.array([[OTHER] * len(features)], dtype=object))
-        self.feature_names = tuple(self.encoder.get_feature_names_out(list(features)))
-        # The encoder's columns as lookups, for one cell at a time on the serve path: feature j's level →
-        # its column of the design row (0 is the intercept).
-        self._columns: list[dict[str, int]] = []
-        offset = 1
-        for categories in self.encoder.categories_:
-            self._columns.append({str(level): offset + i for i, level in enumerate(categories)})
-            offset += len(categories)
-        d = offset
+        self.encoder, self.feature_names, self._columns = _encoding(features, tuple(map(tuple, self.levels)))
+        d = 1 + len(self.feature_names)
 
         # Design rows: each cell once (the encoder's row, built from the column lookups: 1 + F ones), with its
         # counts; plus history without a cell, intercept only.
@@ -323,17 +332,14 @@ class ContextualThompson:
             active[:, 1 + j] = lookup[inverse] if cells else active[:, 1 + j]
         x = sparse.csr_matrix((np.ones(active.size), active.ravel(), np.arange(0, active.size + 1, 1 + nf)),
                               shape=(cells, d))
+        if cells * d <= DENSE_DESIGN:
+            x = x.toarray()             # small: dense BLAS products beat sparse ones' overhead
         slot_wide = statistics.counts.get(SLOT_WIDE, {})
         rest = np.array([slot_wide.get(arm, (0, 0)) for arm in arms], dtype=np.float64).reshape(k, 2)
         rest = np.maximum(rest - counts.sum(axis=0), 0.0)
         rest[:, 1] = np.minimum(rest[:, 1], rest[:, 0])
-        cell_x = x
-        intercept = np.zeros((1, d))
-        intercept[0, 0] = 1.0
-        x = sparse.vstack([x, sparse.csr_matrix(intercept)], format="csr")
-        counts = np.concatenate([counts, rest[None]], axis=0)
-        impressions, clicks = counts[..., 0], counts[..., 1]                                  # (M+1, K)
-        total_n, total_c = impressions.sum(), clicks.sum()
+        impressions, clicks = counts[..., 0], counts[..., 1]                                  # (M, K)
+        total_n, total_c = impressions.sum() + rest[:, 0].sum(), clicks.sum() + rest[:, 1].sum()
         pooled = (total_c + 1.0) / (total_n + 2.0)
         self.noise = max(pooled * (1.0 - pooled), 1e-4)                                         # σ²
         priors = [statistics.priors.get(SLOT_WIDE, {}).get(arm) for arm in arms]
@@ -343,8 +349,8 @@ class ContextualThompson:
                                                      float((1 - pooled) * COLD_INTERCEPT_PRIOR), "pooled")
                                       for p in priors)
         # Each feature's prior precision λ_f: empirical Bayes from the cells (module doc), or the fixed floor.
-        level_n = np.asarray(cell_x.T @ counts[:-1, :, 0]).reshape(d, k)                     # (D+1, K)
-        level_c = np.asarray(cell_x.T @ counts[:-1, :, 1]).reshape(d, k)
+        level_n = np.asarray(x.T @ impressions).reshape(d, k)                                 # (D+1, K)
+        level_c = np.asarray(x.T @ clicks).reshape(d, k)
         self.feature_priors: dict[str, float] = {}
         column_prior = np.full(d, self.feature_prior)
         offset = 1
@@ -360,14 +366,22 @@ class ContextualThompson:
         prior_precision[:, 0] = n0
         prior_mean = np.zeros((k, d))
         prior_mean[:, 0] = p0
-        # A_b = Λ0 + XᵀX (weighted by the cell's impressions of b);  Xᵀy = Σ clicks · x
+        # A_b = Λ0 + XᵀX (weighted by the cell's impressions of b);  Xᵀy = Σ clicks · x. History without a
+        # cell is intercept-only rows: (rest_n, rest_c) on column 0.
         # x is one-hot (1 + F nonzeros a row): sparse products cost O(M F²) per arm
-        gram = np.stack([(x.T @ x.multiply(impressions[:, [b]])).toarray() for b in range(k)]) if k \
-            else np.zeros((0, d, d))
+        if sparse.issparse(x):
+            gram = np.stack([(x.T @ x.multiply(impressions[:, [b]])).toarray() for b in range(k)]) if k \
+                else np.zeros((0, d, d))
+        else:
+            gram = np.stack([x.T @ (x * impressions[:, [b]]) for b in range(k)]) if k else np.zeros((0, d, d))
+        gram[:, 0, 0] += rest[:, 0]
         self.precision = gram + np.einsum("ki,ij->kij", prior_precision, np.eye(d))          # (K, D+1, D+1)
-        rhs = prior_precision * prior_mean + np.asarray((x.T @ clicks).T)                      # (K, D+1)
+        rhs = prior_precision * prior_mean + level_c.T                                         # (K, D+1)
+        rhs[:, 0] += rest[:, 1]
         self.covariance = np.linalg.inv(self.precision) if k else np.zeros((0, d, d))         # A⁻¹
         self.mean = np.einsum("kij,kj->ki", self.covariance, rhs)                             # μ = A⁻¹(Λ0m0 + Xᵀy)
+        # What each level adds to an arm's score beyond the arms' average, as lists (explanations, per serve)
+        self._lift = (self.mean - self.mean.mean(axis=0, keepdims=True)).tolist() if k else []
 
     def encode_levels(self, rows: Sequence[Sequence[str]]) -> NDArray[np.float64]:
         """The design rows, shape (M, 1 + D), of cells given as level tuples (intercept first); levels the
@@ -378,11 +392,7 @@ class ContextualThompson:
         fitted = [set(lv) for lv in self.levels]
         mapped = np.array([[lvl if lvl in fitted[j] else OTHER for j, lvl in enumerate(row)] for row in rows],
                           dtype=object).reshape(len(rows), len(self.features))
-        self.encoder.set_params(sparse_output=True)
-        try:
-            return sparse.hstack([np.ones((len(rows), 1)), self.encoder.transform(mapped)], format="csr")
-        finally:
-            self.encoder.set_params(sparse_output=False)
+        return sparse.csr_matrix(np.hstack([np.ones((len(rows), 1)), self.encoder.transform(mapped)]))
 
     # -- serving ----------------------------------------------------------------------------------------
 
@@ -403,34 +413,35 @@ class ContextualThompson:
     def active_columns(self, levels: Sequence[str]) -> NDArray[np.intp]:
         """The nonzero columns of a cell's design row (intercept, then one level per feature): the same row as
         :meth:`encode_levels`, looked up instead of transformed."""
-        return np.array([0, *(columns.get(level, columns[OTHER]) for columns, level in zip(self._columns, levels))],
+        return np.array([0, *[columns.get(level, columns[OTHER]) for columns, level in zip(self._columns, levels)]],
                         dtype=np.intp)
 
     def scores(self, levels: Sequence[str]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Each arm's score distribution in a cell: mean xᵀμ_b and sd √(σ² xᵀA_b⁻¹x), shape (K,). With x
         one-hot these are sums over the cell's active columns (1 + F of them)."""
-        active = self.active_columns(levels)
+        return self._scores(self.active_columns(levels))
+
+    def _scores(self, active: NDArray[np.intp]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         mean = self.mean[:, active].sum(axis=1)
         variance = self.covariance[:, active][:, :, active].sum(axis=(1, 2))
         return mean, np.sqrt(self.noise * np.maximum(variance, 0.0))
 
     def top_features(self, levels: Sequence[str], arm: int, top: int = TOP_FEATURES) -> list[str]:
         """The cell's levels that raise ``arm``'s score most against the other arms' average (positive only)."""
-        return self._top_features(levels, top)[arm]
+        return self._top_features(self.active_columns(levels), arm, top)
 
-    def _top_features(self, levels: Sequence[str], top: int = TOP_FEATURES) -> list[list[str]]:
-        active = self.active_columns(levels)[1:]
-        lift = self.mean[:, active] - self.mean[:, active].mean(axis=0)             # (K, F)
-        order = np.argsort(-lift, axis=1, kind="stable")[:, :top]
-        return [[self.feature_names[active[i] - 1] for i in row if lift[arm, i] > 1e-9]
-                for arm, row in enumerate(order.tolist())]
+    def _top_features(self, active: NDArray[np.intp], arm: int, top: int = TOP_FEATURES) -> list[str]:
+        lift = self._lift[arm]
+        ranked = sorted(active.tolist()[1:], key=lambda column: -lift[column])[:top]       # stable: feature order
+        return [self.feature_names[column - 1] for column in ranked if lift[column] > 1e-9]
 
     def _cell(self, levels: tuple[str, ...]) -> _Cell:
         key = cell_key(self.features, levels)
         found = self._cells.get(key)
         if found is None:
-            mean, sd = self.scores(levels)
-            found = _Cell(key, mean, sd, self._top_features(levels))
+            active = self.active_columns(levels)
+            mean, sd = self._scores(active)
+            found = _Cell(key, mean, sd, functools.partial(self._top_features, active))
             with self._lock:
                 while len(self._cells) >= MAX_CELLS:
                     self._cells.pop(next(iter(self._cells)))
