@@ -175,7 +175,7 @@ bench-outage: venv cassandra
 
 # Contextual Thompson sampling vs per-city Thompson, MABWiser LinTS/LinUCB and the oracle (SEEDS, HORIZON).
 bench-context: venv
-	@PYTHONPATH=$(CURDIR) nice -n 10 $(PY) benchmarks/bench_context.py --seeds $${SEEDS:-32} --horizon $${HORIZON:-200000}
+	@PYTHONPATH=$(CURDIR) nice -n 10 $(PY) benchmarks/bench_context.py --seeds $${SEEDS:-32} --horizon $${HORIZON:-200000} $(CONTEXT_ARGS)
 
 bench-bots: venv
 	@$(PY) benchmarks/bench_bots.py

@@ -13,7 +13,9 @@ ours (``ContextualThompson.choose``) vs MABWiser's ``predict`` on one context, o
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
+import queue
 import time
 from multiprocessing import Pool
 
@@ -30,6 +32,12 @@ PEERS = {"MABWiser LinTS (α = 1)": ("LinTS", 1.0), "MABWiser LinTS (α = 0.1)":
          "MABWiser LinUCB (α = 1)": ("LinUCB", 1.0), "MABWiser LinUCB (α = 0.1)": ("LinUCB", 0.1)}
 OURS, FIXED = "contextual Thompson (ours)", "contextual Thompson, one λ for every feature (before)"
 POLICIES = ("uniform", "per-city Thompson (today)", OURS, *PEERS, "context oracle")
+
+
+def until(hhmm: str) -> dt.datetime:
+    """Today's (UTC) time HH:MM."""
+    hour, minute = (int(v) for v in hhmm.split(":"))
+    return dt.datetime.now(dt.UTC).replace(hour=hour, minute=minute, second=0, microsecond=0)
 
 
 def context_of(names: tuple[str, ...]) -> Context:
@@ -161,6 +169,8 @@ def main() -> None:
     parser.add_argument("--policies", default="", help="comma-separated subset of the policies (tuning runs)")
     parser.add_argument("--with-fixed", action="store_true", help=f"also run '{FIXED}'")
     parser.add_argument("--no-timing", action="store_true", help="skip the decision-time measurement")
+    parser.add_argument("--deadline", default="", help="HH:MM (UTC): start no run after it; report whole seeds")
+    parser.add_argument("--peer-alphas", default="1,0.1", help="α of the MABWiser peers to run (comma-separated)")
     args = parser.parse_args()
     if args.horizon % args.block:
         parser.error("--block must divide --horizon")
@@ -168,23 +178,51 @@ def main() -> None:
     print(f"seeds {seeds}; horizon {args.horizon:,}; blocks of {args.block:,}", flush=True)
     for scenario in SCENARIOS.values():
         print(scenario.describe(), flush=True)
-    policies = [p for p in POLICIES if not args.policies or p in args.policies.split(",")]
+    alphas = {float(a) for a in args.peer_alphas.split(",")}
+    policies = [p for p in POLICIES if (not args.policies or p in args.policies.split(","))
+                and (p not in PEERS or PEERS[p][1] in alphas)]
     if args.with_fixed:
         policies.insert(policies.index(OURS) + 1 if OURS in policies else 0, FIXED)
     print(f"policies: {', '.join(policies)}", flush=True)
     jobs = [(sc, policy, seed, args.horizon, args.block) for seed in seeds for sc in SCENARIOS for policy in policies]
     regret: dict[tuple[str, str], dict[int, float]] = {}
-    with Pool(args.jobs) as pool:
-        for done, (sc, policy, seed, value, seconds) in enumerate(pool.imap_unordered(job, jobs), 1):
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    deadline = until(args.deadline) if args.deadline else None
+    pool = Pool(args.jobs)
+    try:
+        for one in jobs:        # seed by seed: the seeds done when a deadline stops the run are whole
+            pool.apply_async(job, (one,), callback=finished.put, error_callback=finished.put)
+        for done in range(1, len(jobs) + 1):
+            wait = None if deadline is None else max(0.0, (deadline - dt.datetime.now(dt.UTC)).total_seconds())
+            try:
+                result = finished.get(timeout=wait)
+            except queue.Empty:
+                print(f"deadline {args.deadline} UTC reached after {done - 1} of {len(jobs)} runs: stopping",
+                      flush=True)
+                break
+            if isinstance(result, BaseException):
+                raise result
+            sc, policy, seed, value, seconds = result
             regret.setdefault((sc, policy), {})[seed] = value
             print(f"  [{done}/{len(jobs)}] {sc}, seed {seed}: {policy}: regret {value:,.0f} ({seconds:.0f}s)",
                   flush=True)
+    finally:
+        pool.terminate()
+        pool.join()
+    asked = len(seeds)
+    seeds = [s for s in seeds if all(s in regret.get((sc, p), {}) for sc in SCENARIOS for p in policies)]
+    if not seeds:
+        raise SystemExit("no seed finished for every policy")
+    print(f"seeds finished for every policy: {seeds}", flush=True)
 
     def mean_se(sc: str, policy: str) -> tuple[float, float]:
         values = np.array([regret[(sc, policy)][s] for s in seeds])
         return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
-    lines = [f"Seeds {seeds[0]}–{seeds[-1]} ({len(seeds)}), {args.horizon:,} impressions each, learning in blocks of "
+    stopped = "" if len(seeds) == asked else \
+        f" — of {asked} asked: the run stopped at its deadline ({args.deadline} UTC)"
+    lines = [f"Seeds {', '.join(map(str, seeds))} ({len(seeds)}{stopped}), {args.horizon:,} impressions each, "
+             "learning in blocks of "
              f"{args.block:,} for every policy (MABWiser: `partial_fit` per block). Regret: expected clicks lost "
              "to the context oracle (mean ± standard error over seeds).", "",
              "| policy | " + " | ".join(f"{SCENARIOS[sc].name}: regret" for sc in SCENARIOS) + " |",
@@ -222,7 +260,11 @@ def main() -> None:
         timing = timings()
         print("\n".join(timing), flush=True)
     if not args.no_write:
-        command = f"make bench-context SEEDS={args.seeds} HORIZON={args.horizon}"
+        extra = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in
+                         (("jobs", args.jobs), ("peer_alphas", args.peer_alphas), ("deadline", args.deadline))
+                         if value and (name != "peer_alphas" or value != "1,0.1"))
+        command = f"make bench-context SEEDS={args.seeds} HORIZON={args.horizon}" + \
+            (f" CONTEXT_ARGS='{extra}'" if extra else "")
         write_section("context", f"{stamp(command)}\n\n" + "\n".join(lines + timing))
         print("wrote the context section of docs/BENCHMARKS.md", flush=True)
 
