@@ -124,7 +124,7 @@ def raw_level(context: Context, feature: str) -> str:
     return value or OTHER
 
 
-@functools.lru_cache(maxsize=1 << 17)
+@functools.lru_cache(maxsize=1 << 16)
 def _projected(cell: str, features: tuple[str, ...]) -> tuple[str, ...]:
     """A stored cell key's levels of ``features`` (OTHER for a feature it was not recorded with); cached, as a
     slot's refits parse the same keys again and again."""
