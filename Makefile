@@ -16,7 +16,7 @@ LOCAL_CASSANDRA := $(if $(filter-out 127.0.0.1 localhost,$(subst $(comma), ,$(CA
 
 .PHONY: help venv cassandra cassandra-stop schema demo run stop test test-unit lint docs-config bench-serve bench-outage bench-bots bench-origins bench-learning simulate-service clean chromium
 .PHONY: cluster cluster-stop cluster-status spark-cluster spark-cluster-stop cluster-priors cluster-audit
-.PHONY: spark-jars priors evaluate bench-evaluation audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline migrate-events bench-scale bench-context
+.PHONY: spark-jars priors evaluate bench-evaluation audit-counters repair-counters sample-history import-history bench-priors bench-pooling bench-drift bench-decay profile-serve bench-batch bench-cpu latency-timeline migrate-events bench-scale bench-context bench-serve-context
 
 help:
 	@echo "make run          virtualenv, Cassandra, schema, demo data, gunicorn on 127.0.0.1:$(PORT)"
@@ -26,6 +26,7 @@ help:
 	@echo "make stop         stop the server (if in the background) and the local Cassandra"
 	@echo "make docs-config  regenerate docs/configuration.md from the settings (webapp/web/config.py)"
 	@echo "make bench-serve  load benchmark of /v1/serve (see docs/BENCHMARKS.md)"
+	@echo "make bench-serve-context  a contextual slot's peak vs a Thompson slot's, alternating rounds (SERVE_ARGS='--rounds 3')"
 	@echo "make bench-scale  cost against stored slots: 10, 1,000, 10,000 slots (SCALE_ARGS='--slots 10,1000')"
 	@echo "make bench-pooling  city priors vs the 97% stationary aim, and a reversed city (SEEDS=32 FIRST_SEED=0, ~8 min)"
 	@echo "make bench-drift  plain vs discounted Thompson sampling after a drift, with and without city priors (SEEDS=32, ~6 min)"
@@ -141,6 +142,10 @@ chromium:
 bench-serve: venv cassandra
 	@$(PY) benchmarks/bench_serve.py
 
+# Only the contextual comparison (section serve-context); `bench_serve.py --context also` runs both.
+bench-serve-context: venv cassandra
+	@PYTHONPATH=$(CURDIR) $(PY) benchmarks/bench_serve.py --context only $(SERVE_ARGS)
+
 # The app's packages from this checkout (PYTHONPATH), whatever checkout the venv was installed from.
 bench-scale: venv cassandra
 	@PYTHONPATH=$(CURDIR) $(PY) benchmarks/bench_scale.py $(SCALE_ARGS)
@@ -171,7 +176,7 @@ bench-outage: venv cassandra
 
 # Contextual Thompson sampling vs per-city Thompson, MABWiser LinTS/LinUCB and the oracle (SEEDS, HORIZON).
 bench-context: venv
-	@PYTHONPATH=$(CURDIR) nice -n 10 $(PY) benchmarks/bench_context.py --seeds $${SEEDS:-32} --horizon $${HORIZON:-200000}
+	@PYTHONPATH=$(CURDIR) nice -n 10 $(PY) benchmarks/bench_context.py --seeds $${SEEDS:-32} --horizon $${HORIZON:-200000} $(CONTEXT_ARGS)
 
 bench-bots: venv
 	@$(PY) benchmarks/bench_bots.py

@@ -37,6 +37,11 @@ later (coordinated omission). It replaced vegeta (Go), which took a large share 
 Latency percentiles: wrk's own (exact to the microsecond), and computed here, exactly, from openloop's
 per-request results.
 
+With ``--context also`` (or ``only``: these phases alone; ``make bench-serve-context``) the same gunicorn also
+serves a contextual slot (policy ``contextual``, all six context features) and the Thompson slot in alternating
+rounds of closed-loop peaks, both with the same varied requests (cities, referrers, segments, User-Agents of
+phones, tablets and desktops), and writes the comparison to its own section (``serve-context``).
+
 The exit status is 1 when an impression id is missing from Cassandra (or no serve request succeeded).
 """
 
@@ -82,6 +87,22 @@ TENANT = "bench"
 SLOT = "hero"
 BANNERS = [f"b{i}" for i in range(1, 7)]
 CITIES = ["Mumbai", "Delhi", "Bengaluru", "Chennai", "Kolkata", "Pune"]
+# The contextual comparison (--context): a second slot of the same banners that learns from every feature,
+# and the visitors both slots get.
+CONTEXT_SLOT = "hero-ctx"
+CONTEXT_FEATURES = ["location", "referrer", "hour", "weekday", "device", "segment"]
+REFERRERS = ["newsletter", "search", "social", "partner"]
+SEGMENTS = ["new", "returning", "vip"]
+USER_AGENTS = [
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 "
+    "Mobile Safari/537.36",
+    "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 "
+    "Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 "
+    "Safari/537.36",
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,6 +216,7 @@ class Load:
     duration_s: float
     rate: int = 0
     connections: int = 0
+    user_agents: list[str] = field(default_factory=list)    # one per URL (closed loop only); empty: wrk's
 
     def describe(self) -> str:
         if self.rate:
@@ -370,6 +392,8 @@ def run_wrk(wrk: Path, load: Load, endpoint: str, work_dir: Path,
     parts = [urllib.parse.urlsplit(url) for url in load.urls]
     origin = f"{parts[0].scheme}://{parts[0].netloc}"
     paths = [urllib.parse.urlunsplit(("", "", p.path, p.query, "")) for p in parts]
+    if load.user_agents:
+        paths = [f"{path}\t{agent}" for path, agent in zip(paths, load.user_agents, strict=True)]
     ids_dir = work_dir / load.name
     ids_dir.mkdir()
     threads = max(1, min(os.cpu_count() or 1, load.connections))
@@ -558,6 +582,31 @@ def serve_urls(base: str) -> list[str]:
     return [f"{base}/v1/serve/{TENANT}/{SLOT}?location={urllib.parse.quote(city)}" for city in CITIES]
 
 
+def seed_context(base: str, token: str) -> None:
+    """The contextual slot: the same banners, policy ``contextual`` on every feature."""
+    admin = f"{base}/v1/admin/tenants/{TENANT}/slots/{CONTEXT_SLOT}"
+    calls: list[tuple[str, dict]] = [(admin, {"name": "Hero (contextual)", "policy": "contextual",
+                                              "context": CONTEXT_FEATURES})]
+    for banner in BANNERS:
+        calls.append((f"{admin}/banners/{banner}", {
+            "image_url": f"http://127.0.0.1/static/banners/{banner}.svg",
+            "target_url": f"https://example.com/{banner}", "alt": f"Banner {banner}", "active": True}))
+    for url, payload in calls:
+        status, body = http("PUT", url, token=token, payload=payload)
+        if status not in (200, 201, 204):
+            raise RuntimeError(f"PUT {url} -> {status}: {body[:300]!r}")
+
+
+def context_requests(base: str, slot: str) -> tuple[list[str], list[str]]:
+    """(URLs, User-Agents) of the contextual comparison: every city × referrer × segment × User-Agent."""
+    urls, agents = [], []
+    for city, referrer, segment, agent in itertools.product(CITIES, REFERRERS, SEGMENTS, USER_AGENTS):
+        query = urllib.parse.urlencode({"location": city, "referrer_id": referrer, "segment": segment})
+        urls.append(f"{base}/v1/serve/{TENANT}/{slot}?{query}")
+        agents.append(agent)
+    return urls, agents
+
+
 # --------------------------------------------------------------------------------------------------
 # the impression log check
 
@@ -578,7 +627,7 @@ def timeuuid_day(value: str) -> dt.date:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).date()
 
 
-def check_impressions(ledger: ImpressionLedger, args: argparse.Namespace) -> ImpressionCheck:
+def check_impressions(ledger: ImpressionLedger, args: argparse.Namespace, slot: str = SLOT) -> ImpressionCheck:
     """Read the impression_log partitions of the run (its buckets, and those the served ids name) and compare
     with the ids served."""
     from cassandra.cluster import Cluster  # the app's own driver, from the venv
@@ -603,7 +652,7 @@ def check_impressions(ledger: ImpressionLedger, args: argparse.Namespace) -> Imp
         query = SimpleStatement(f"SELECT impression_id FROM {args.keyspace}.impression_log "
                                 "WHERE tenant_id=%s AND slot_id=%s AND bucket=%s AND shard=%s", fetch_size=5000)
         for bucket, shard in sorted(keys):
-            stored |= {str(row.impression_id) for row in session.execute(query, (TENANT, SLOT, bucket, shard))}
+            stored |= {str(row.impression_id) for row in session.execute(query, (TENANT, slot, bucket, shard))}
     finally:
         cluster.shutdown()
     missing = ledger.ids - stored
@@ -736,6 +785,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each pair of phases (medians reported)")
     parser.add_argument("--no-control", dest="control", action="store_false",
                         help="skip the control phases (ping at half its own peak)")
+    parser.add_argument("--context", choices=("off", "also", "only"), default="off",
+                        help="also (or only) compare a contextual slot's peak with the Thompson slot's, in "
+                             "alternating rounds (section serve-context)")
     return parser.parse_args()
 
 
@@ -800,6 +852,73 @@ def run_phases(tools: Tools, base: str, args: argparse.Namespace, work_dir: Path
     return phases, rate
 
 
+THOMPSON_LABEL, CONTEXT_LABEL = "Thompson slot", "contextual slot"
+
+
+def run_context_phases(tools: Tools, base: str, args: argparse.Namespace, work_dir: Path,
+                       ledgers: dict[str, ImpressionLedger], server: subprocess.Popen) -> list[PhaseResult]:
+    """``args.rounds`` rounds of closed-loop peaks of the Thompson slot and the contextual slot, the same
+    requests to each, their order alternating from round to round (a drift of the machine then weighs on both)."""
+    cassandra = None
+    if args.cassandra_hosts.split(",")[0].strip() in ("127.0.0.1", "localhost", "::1"):
+        cassandra = listening_pid(args.cassandra_port)
+    slots = {THOMPSON_LABEL: SLOT, CONTEXT_LABEL: CONTEXT_SLOT}
+    phases: list[PhaseResult] = []
+    for number in range(1, args.rounds + 1):
+        order = list(slots) if number % 2 else list(reversed(slots))
+        for label in order:
+            urls, agents = context_requests(base, slots[label])
+            key = "ctx" if label == CONTEXT_LABEL else "ts"
+            warmup = Load(f"{key}-warmup-{number}", urls, args.warmup, connections=args.connections,
+                          user_agents=agents)
+            measure(tools, warmup, label, work_dir, ledgers[label], server, cassandra)
+            peak = Load(f"{key}-peak-{number}", urls, args.duration, connections=args.connections,
+                        user_agents=agents)
+            phases.append(measure(tools, peak, label, work_dir, ledgers[label], server, cassandra, number))
+            time.sleep(args.pause)
+    return phases
+
+
+def render_context_markdown(phases: list[PhaseResult], checks: dict[str, ImpressionCheck],
+                            context: dict[str, str], args: argparse.Namespace) -> str:
+    """The serve-context section: each round's peaks, the ratio per round and its median, the log check."""
+    by_round: dict[int, dict[str, PhaseResult]] = {}
+    for p in phases:
+        by_round.setdefault(p.round, {})[p.endpoint] = p
+    ratios = {n: r[CONTEXT_LABEL].rps / r[THOMPSON_LABEL].rps for n, r in sorted(by_round.items())
+              if CONTEXT_LABEL in r and THOMPSON_LABEL in r and r[THOMPSON_LABEL].rps}
+    median = statistics.median(ratios.values()) if ratios else float("nan")
+    requests = len(CITIES) * len(REFERRERS) * len(SEGMENTS) * len(USER_AGENTS)
+    lines = [
+        f"`make bench-serve-context` (`benchmarks/bench_serve.py --context {args.context}`), {context['date']}; "
+        f"{context['nproc']} CPUs ({context['cpu']}), {context['memory']}, load average before the run "
+        f"{context['loadavg']}; gunicorn {context['gunicorn_version']}, {context['workers']} workers "
+        f"(worker_class {context['worker_class']}); Cassandra {context['cassandra']} on the same machine.",
+        "",
+        (f"Two slots of the same {len(BANNERS)} banners: `{SLOT}` (per-city Thompson sampling) and `{CONTEXT_SLOT}` "
+         f"(contextual, features {', '.join(CONTEXT_FEATURES)}). Both get the same {requests} requests in "
+         f"turn ({len(CITIES)} cities × {len(REFERRERS)} referrers × {len(SEGMENTS)} segments × "
+         f"{len(USER_AGENTS)} User-Agents: iPhone, Android phone, iPad, Windows desktop). {args.rounds} round(s), "
+         f"the order of the two slots alternating; each a closed loop of {args.connections} connections (wrk), "
+         f"{args.warmup:g} s warm-up then {args.duration:g} s measured. CPU = cores busy: gunicorn / Cassandra / "
+         "load generator / other."),
+        "",
+        "| round | slot | requests | req/s | p50 (ms) | p99 (ms) | failed | CPU (cores) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for p in phases:
+        lines.append(f"| {p.round} | {p.endpoint} | {p.requests} | {p.rps:.0f} | {p.p50_ms:.1f} | {p.p99_ms:.1f} | "
+                     f"{p.failed} | {p.cpu.describe() if p.cpu else '-'} |")
+    each = ", ".join(f"{ratios[n]:.0%}" for n in sorted(ratios))
+    lines += ["", f"- Contextual peak / Thompson peak, per round: {each}; **median {median:.0%}** "
+                  f"(aim: at least 90%: {'met' if median >= 0.9 else 'not met'})."]
+    for label, check in checks.items():
+        lines.append(f"- Impression log, {label}: 200 responses {check.ok_responses}, ids found {check.found}, "
+                     f"missing {check.missing}, 200 without an id {check.ok_without_id}.")
+    lines += busy_machine_warning(phases)
+    return "\n".join(lines) + "\n"
+
+
 def round_summary(phases: list[PhaseResult]) -> list[str]:
     """Per round: serve's peak as a share of ping's, and both p99s at the fixed rate; then the medians."""
     def pick(kind: str, open_loop: bool) -> dict[int, PhaseResult]:
@@ -849,6 +968,8 @@ class RunOutcome:
     rate: int
     workers: int
     ledger: ImpressionLedger
+    context_phases: list[PhaseResult] = field(default_factory=list)
+    context_ledger: ImpressionLedger = field(default_factory=ImpressionLedger)
 
 
 def serve_under_load(args: argparse.Namespace, tools: Tools, env: dict[str, str]) -> RunOutcome:
@@ -865,8 +986,25 @@ def serve_under_load(args: argparse.Namespace, tools: Tools, env: dict[str, str]
         wait_until_serving(base, ledger, 30, proc)
         workers = len(child_pids(proc.pid))
         log(f"serving: gunicorn master pid {proc.pid}, {workers} workers")
+        phases, rate, context_phases = [], 0, []
+        context_ledger = ImpressionLedger()
         with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
-            phases, rate = run_phases(tools, base, args, Path(tmp), ledger, proc)
+            if args.context != "only":
+                phases, rate = run_phases(tools, base, args, Path(tmp), ledger, proc)
+            if args.context != "off":
+                log(f"seeding the contextual slot {CONTEXT_SLOT} ...")
+                seed_context(base, env["ADMIN_API_TOKEN"])
+                url, agent = (v[0] for v in context_requests(base, CONTEXT_SLOT))
+
+                def serving() -> bool:
+                    status, body = http_agent(url, agent)
+                    if status == 200:
+                        context_ledger.add_response(status, body, time.time())
+                    return status == 200
+
+                wait_for(f"GET /v1/serve/{TENANT}/{CONTEXT_SLOT} to answer 200", serving, 30, proc)
+                context_phases = run_context_phases(
+                    tools, base, args, Path(tmp), {THOMPSON_LABEL: ledger, CONTEXT_LABEL: context_ledger}, proc)
         log(f"load stopped; waiting {args.settle:g} s for asynchronous writes ...")
         time.sleep(args.settle)
     except Exception:
@@ -876,7 +1014,20 @@ def serve_under_load(args: argparse.Namespace, tools: Tools, env: dict[str, str]
         log("stopping gunicorn (SIGTERM) ...")
         stop_gunicorn(proc)
     log(f"gunicorn exited with {proc.returncode}")
-    return RunOutcome(phases=phases, rate=rate, workers=workers, ledger=ledger)
+    return RunOutcome(phases=phases, rate=rate, workers=workers, ledger=ledger, context_phases=context_phases,
+                      context_ledger=context_ledger)
+
+
+def http_agent(url: str, agent: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET with a User-Agent; (status, body), status 0 = no answer."""
+    request = urllib.request.Request(url, headers={"User-Agent": agent})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
 
 
 def main() -> int:
@@ -911,6 +1062,11 @@ def main() -> int:
         f"200 without id {check.ok_without_id}, non-200/failed {check.failed}")
     if check.missing_sample:
         log(f"  e.g. missing: {', '.join(check.missing_sample)}")
+    checks = {THOMPSON_LABEL: check}
+    if args.context != "off":
+        checks[CONTEXT_LABEL] = check_impressions(outcome.context_ledger, args, CONTEXT_SLOT)
+        log(f"contextual slot: 200 responses {checks[CONTEXT_LABEL].ok_responses}, ids found "
+            f"{checks[CONTEXT_LABEL].found}, missing {checks[CONTEXT_LABEL].missing}")
 
     context = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), "loadavg": loadavg,
@@ -919,12 +1075,19 @@ def main() -> int:
         "workers": str(outcome.workers), "worker_class": settings.get("worker_class", "?"),
         "threads": settings.get("threads", "?"), "tools": tools.description, "rate": str(outcome.rate),
     }
-    markdown = render_markdown(outcome.phases, check, context, args)
-    (OUT_DIR / "serve.md").write_text(markdown)
-    print("\n" + markdown, flush=True)
-    written = write_section("serve", markdown)
-    log(f"written to {(OUT_DIR / 'serve.md').relative_to(REPO)} and {written.relative_to(REPO)}")
-    ok = check.missing == 0 and check.ok_without_id == 0 and check.ok_responses > 0
+    if args.context != "only":
+        markdown = render_markdown(outcome.phases, check, context, args)
+        (OUT_DIR / "serve.md").write_text(markdown)
+        print("\n" + markdown, flush=True)
+        written = write_section("serve", markdown)
+        log(f"written to {(OUT_DIR / 'serve.md').relative_to(REPO)} and {written.relative_to(REPO)}")
+    if args.context != "off":
+        markdown = render_context_markdown(outcome.context_phases, checks, context, args)
+        (OUT_DIR / "serve-context.md").write_text(markdown)
+        print("\n" + markdown, flush=True)
+        written = write_section("serve-context", markdown)
+        log(f"written to {(OUT_DIR / 'serve-context.md').relative_to(REPO)} and {written.relative_to(REPO)}")
+    ok = all(c.missing == 0 and c.ok_without_id == 0 and c.ok_responses > 0 for c in checks.values())
     return 0 if ok else 1
 
 

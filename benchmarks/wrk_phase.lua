@@ -2,7 +2,8 @@
 --
 --   wrk -t T -c C -d D -s wrk_phase.lua http://127.0.0.1:PORT -- OUT_DIR RECORD PATH [PATH ...]
 --
--- Each connection sends GET PATH, cycling through the paths given. Every response is counted as 200
+-- Each connection sends GET PATH, cycling through the paths given (a PATH may end in a tab and the
+-- User-Agent to send with it). Every response is counted as 200
 -- or not; with RECORD = 1, the impression_id of each 200 response is appended to OUT_DIR/ids-N.txt
 -- (one file per wrk thread; "MISSING" when a 200 has none). At the end one line
 -- "BENCH_JSON {...}" gives the totals and the latency percentiles (microseconds).
@@ -21,7 +22,13 @@ local requests, index, ids_file
 function init(args)
    requests = {}
    for i = 3, #args do
-      requests[#requests + 1] = wrk.format("GET", args[i])
+      -- "PATH<TAB>USER-AGENT": the request carries that User-Agent (the contextual slot's device)
+      local path, agent = args[i]:match("^([^\t]*)\t(.*)$")
+      if path then
+         requests[#requests + 1] = wrk.format("GET", path, {["User-Agent"] = agent})
+      else
+         requests[#requests + 1] = wrk.format("GET", args[i])
+      end
    end
    index = thread_id % #requests  -- threads start at different paths
    if args[2] == "1" then

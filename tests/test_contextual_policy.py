@@ -11,6 +11,8 @@ import pytest
 from bandits import BetaPrior
 from bandits.contextual import (
     CELL_FIRST_BLOCK,
+    FEATURE_PRIOR,
+    MAX_FEATURE_PRIOR,
     OTHER,
     ContextualThompson,
     InvalidContext,
@@ -18,6 +20,7 @@ from bandits.contextual import (
     context_features,
     parse_cell,
     raw_level,
+    shrinkage_precision,
 )
 from bandits.policy import Context, Policy, SlotStatistics
 from bandits.registry import policy_class
@@ -98,7 +101,8 @@ def test_the_posterior_is_bayesian_linear_regression_in_closed_form():
         x = np.array([r[1] for r in rows if r[0] == banner])
         y = np.array([r[2] for r in rows if r[0] == banner])
         pooled = (80 + 90 + 1) / (2000 + 2)
-        prior_precision = np.diag([n0] + [20.0] * (d - 1))
+        levels = [policy.feature_priors[f] for j, f in enumerate(FEATURES) for _ in range(len(policy.levels[j]) + 1)]
+        prior_precision = np.diag([n0, *levels])
         prior_mean = np.zeros(d)
         prior_mean[0] = p0 if p0 is not None else pooled
         precision = prior_precision + x.T @ x
@@ -106,6 +110,55 @@ def test_the_posterior_is_bayesian_linear_regression_in_closed_form():
         np.testing.assert_allclose(policy.precision[arm], precision, rtol=1e-10)
         np.testing.assert_allclose(policy.mean[arm], mean, rtol=1e-8, atol=1e-12)
         assert policy.noise == pytest.approx(pooled * (1 - pooled))
+
+
+def test_the_feature_prior_is_the_method_of_moments_between_level_variance():
+    """λ_f = σ²/τ_f², τ_f² = Σ [n (r_lb − r_b)² − σ²(1 − n/n_b)] / Σ n, clipped to [floor, ceiling]."""
+    level_n = np.array([[1000.0, 2000.0], [3000.0, 2000.0]])
+    level_c = np.array([[60.0, 40.0], [60.0, 80.0]])
+    noise = 0.03 * 0.97
+    arm_rate = level_c.sum(axis=0) / level_n.sum(axis=0)
+    tau2 = ((level_n * (level_c / level_n - arm_rate) ** 2).sum()
+            - noise * (1 - level_n / level_n.sum(axis=0)).sum()) / level_n.sum()
+    assert tau2 > 0
+    assert shrinkage_precision(level_n, level_c, noise, 1.0, 1e9) == pytest.approx(noise / tau2)
+    assert shrinkage_precision(level_n, level_c, noise, 1e6, 1e9) == 1e6                 # the floor
+    alike = np.array([[30.0, 60.0], [90.0, 60.0]])                                      # same rate at each level
+    assert shrinkage_precision(level_n, alike, noise, 20.0, 1e5) == 1e5                  # no spread: the ceiling
+    assert shrinkage_precision(np.zeros((2, 2)), np.zeros((2, 2)), noise) == MAX_FEATURE_PRIOR   # no data
+
+
+def test_a_feature_that_moves_nothing_is_shrunk_and_one_that_does_is_not():
+    """Referrer decides the winner; device, independent of it, changes no banner's rate."""
+    rng = np.random.default_rng(5)
+    cells = {}
+    for referrer, rates in (("news", (0.10, 0.02)), ("search", (0.02, 0.10))):
+        for device in ("mobile", "desktop", "tablet"):
+            cells[cell_key(FEATURES, (referrer, device))] = {
+                arm: (2000, int(rng.binomial(2000, rate))) for arm, rate in zip("ab", rates)}
+    policy = contextual(cells=cells)
+    # referrer: rates ±0.04 around 0.06, so τ² ≈ 0.0016 and λ ≈ σ²/τ² = 0.0564/0.0016 ≈ 35 impressions
+    assert FEATURE_PRIOR <= policy.feature_priors["referrer"] < 2 * FEATURE_PRIOR
+    assert policy.feature_priors["device"] > 50 * FEATURE_PRIOR             # no spread beyond noise
+    fixed = ContextualThompson(("a", "b"), SlotStatistics(context_features=FEATURES, context_counts=cells),
+                               empirical_prior=False)
+    assert fixed.feature_priors == {"referrer": FEATURE_PRIOR, "device": FEATURE_PRIOR}
+    # the shrunk feature adds (almost) no variance to a cell's draws
+    _, sd = policy.scores(("news", "mobile"))
+    _, sd_fixed = fixed.scores(("news", "mobile"))
+    assert (sd < sd_fixed).all()
+
+
+def test_batch_decisions_draw_from_the_same_distribution_as_choose():
+    policy = contextual()
+    rng = np.random.default_rng(9)
+    rows = [("news", "mobile"), ("search", "mobile"), (OTHER, "desktop")] * 4000
+    arms = policy.sample_arms(rows, rng)
+    for levels in set(rows):
+        chosen = arms[[i for i, row in enumerate(rows) if row == levels]]
+        context = Context(referrer_id=None if levels[0] == OTHER else levels[0], device=levels[1])
+        expected = policy.action_probabilities(context, rng, draws=50_000)
+        np.testing.assert_allclose(np.bincount(chosen, minlength=2) / len(chosen), expected, atol=0.03)
 
 
 def test_each_referrer_gets_its_own_winner_and_the_choice_explains_itself():
@@ -181,6 +234,11 @@ def test_invalid_parameters_are_refused_clearly(kwargs, message):
 def test_an_invalid_level_cap_is_refused():
     with pytest.raises(InvalidContext, match="max_levels must be an integer from 2"):
         contextual(max_levels=1)
+
+
+def test_a_feature_prior_ceiling_below_the_floor_is_refused():
+    with pytest.raises(InvalidContext, match="max_feature_prior must be a number ≥ feature_prior"):
+        ContextualThompson(("a",), SlotStatistics(), feature_prior=50.0, max_feature_prior=10.0)
 
 
 def test_an_invalid_exploration_scale_is_refused():
