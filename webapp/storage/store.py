@@ -672,8 +672,9 @@ def logged_events(db: Database, table: str, tenant_id: str, slot_id: str, start:
 
 def group_impressions(db: Database, tenant_id: str, slot_id: str, start: dt.datetime,
                       end: dt.datetime) -> list[dict[str, Any]]:
-    """What the lift report needs of the slot's impressions served in [start, end]: their time, location,
-    customer, group and holdout share (null in rows from before cql/013). The partitions of those buckets only."""
+    """The lift's inputs from the log, the slot's impressions served in [start, end]: their time, location,
+    customer, group and holdout share (null in rows from before cql/013). The partitions of those buckets only
+    (the report reads lift_counts; tests check those against this)."""
     return _per_partition(
         db, "SELECT impression_id, served_at, location, customer_id, serving_group, holdout_share "
         "FROM {ks}.impression_log WHERE tenant_id = ? AND slot_id = ? AND bucket = ? AND shard = ? "
