@@ -493,24 +493,35 @@ class EventWriter:
                      pending: dict[Any, list[int]], partition_of: Callable[[Any], Any]) -> None:
         """Send counter batches of [impressions, clicks, …] deltas, one per partition, by the rules of the
         banner_counts batches: a timed-out batch is dropped (re-applying could count twice), one that certainly
-        failed goes back into ``pending`` (keyed like ``deltas``) for the next flush."""
+        failed goes back into ``pending`` (keyed like ``deltas``) for the next flush. The batches go out together
+        (lift_counts has a partition per location): a flush waits for one round trip, not one per partition."""
         session = self.db.session()
+        sent, failed = [], set()
         for partition, batch in batches.items():
             try:
-                session.execute(batch)
+                sent.append((partition, session.execute_async(batch)))
+            except Exception as exc:  # noqa: BLE001 - no connection: certainly not applied
+                self.stats["counter_batch_errors"] += 1
+                failed.add(partition)
+                log.warning("%s counter batch failed, will retry: %s", name, exc)
+        for partition, future in sent:
+            try:
+                future.result()
                 self.stats[f"{name}_batches"] += 1
             except (WriteTimeout, OperationTimedOut) as exc:
                 self.stats["counter_batch_errors"] += 1
                 log.error("%s counter batch timed out, not retried: %s", name, exc)
             except Exception as exc:  # noqa: BLE001 - unavailable, no host: certainly not applied
                 self.stats["counter_batch_errors"] += 1
+                failed.add(partition)
                 log.warning("%s counter batch failed, will retry: %s", name, exc)
-                with self._lock:
-                    for key, values in deltas.items():
-                        if partition_of(key) == partition:
-                            delta = pending[key]
-                            for i, value in enumerate(values):
-                                delta[i] += value
+        if failed:
+            with self._lock:
+                for key, values in deltas.items():
+                    if partition_of(key) in failed:
+                        delta = pending[key]
+                        for i, value in enumerate(values):
+                            delta[i] += value
 
     def _retry(self) -> None:
         with self._lock:
