@@ -12,10 +12,12 @@ import pytest
 from evaluation import lift
 from eventlog import counting
 from tests.helpers import INSTANT_CLICKS, gen_slot, sync
+from webapp.management.lift import window
 from webapp.serving import runtime
 from webapp.serving.tokens import ClickClaim, ClickTokens
 from webapp.storage import store
 from webapp.storage.events import Click
+from webapp.web.errors import InvalidInput
 
 
 def _set_holdout(client, headers, tenant, slot, percent):
@@ -196,3 +198,16 @@ def test_a_token_carries_the_group_and_shard_and_older_formats_still_verify():
     assert tokens.verify(tokens.sign(nine)) == nine and nine.serving_group is None and nine.lift_shard is None
     five = ClickClaim(impression_id, "t", "s", "b", "pune")
     assert tokens.verify(tokens.sign(five)) == five
+
+
+def test_a_window_widens_to_quarter_hours_and_defaults_to_the_last_week():
+    utc = dt.UTC
+    now = dt.datetime(2026, 12, 4, 19, 7, 12, tzinfo=utc)
+    assert window(None, None, now) == (dt.datetime(2026, 11, 27, 19, 0, tzinfo=utc),
+                                       dt.datetime(2026, 12, 4, 19, 15, tzinfo=utc))
+    assert window("2026-12-01T05:30:00+05:30", "2026-12-01T00:45:00Z", now) == (
+        dt.datetime(2026, 12, 1, 0, 0, tzinfo=utc), dt.datetime(2026, 12, 1, 0, 45, tzinfo=utc))
+    with pytest.raises(InvalidInput, match="since must not be after until"):
+        window("2026-12-01T00:45:00.000001Z", "2026-12-01T00:45:00Z", now)
+    with pytest.raises(InvalidInput, match="at most 31 days"):
+        window("2026-11-01T00:00:00Z", "2026-12-02T00:00:01Z", now)
