@@ -15,6 +15,16 @@ method in metric analytics")
 - sample-ratio mismatch: units per group against the expected counts Σ_u s_u (holdout) and Σ_u (1 − s_u)
   (policy), s_u the holdout share logged with the unit's first impression (so a split changed during the window
   is followed, as GrowthBook's check does); Pearson's χ² with 1 degree of freedom, flagged when p < 0.001.
+
+From counters (:func:`counted_report`, what the lift endpoint reads: lift_counts, cql/014) there are no visitors,
+only per (group, visitor shard) sums — a visitor's impressions all in one of S shards (eventlog.counting.lift_shard).
+Shards are then the units: Σ_b (C_b − r̂ N_b)² / (Σ_b N_b)² is the same delta-method variance with visitors grouped
+into independent clusters (the "bucket" method of online-experiment platforms), so returning visitors still widen
+it; intervals take Student's t with S − 1 degrees of freedom instead of z. The counts, CTRs, lift and extra clicks
+are those of the visitor-level formulas exactly. The sample-ratio check compares holdout impressions with their
+expectation Σ_i s_i (each impression's logged share), per shard, d_b = H_b − Σ_{i∈b} s_i, by a one-sample t test of
+the d_b against 0 (S − 1 degrees of freedom; reported as ``chi_square`` = t², which is F(1, S − 1)): Pearson's χ²
+over impressions would take a returning visitor's impressions as independent draws and flag honest splits.
 """
 
 from __future__ import annotations
@@ -129,6 +139,66 @@ def lift_report(units: list[Unit]) -> dict:
     srm = sample_ratio(units)
     return {
         "groups": {g: {"units": r.units, "impressions": r.impressions, "clicks": r.clicks, "ctr": r.ctr}
+                   for g, r in rates.items()},
+        "lift": {"estimate": lift, "low": low, "high": high},
+        "extra_clicks": {"estimate": extra, "low": extra_low, "high": extra_high},
+        "sample_ratio": {"observed": srm.observed, "expected": srm.expected, "chi_square": srm.chi_square,
+                         "p_value": srm.p_value, "mismatch": srm.mismatch},
+    }
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Counts of one (group, visitor shard) over a window: lift_counts rows summed over their quarter hours."""
+
+    group: str          # POLICY or HOLDOUT
+    shard: int          # 0 .. shards − 1
+    impressions: int
+    clicks: int
+    share_micros: int   # Σ round(10⁶ · P(holdout)) over the impressions
+
+
+def cells_of(rows: Iterable[tuple[str, int, int, int, int]]) -> list[Cell]:
+    """(group, shard, impressions, clicks, share_micros) rows summed per (group, shard)."""
+    sums: dict[tuple[str, int], list[int]] = {}
+    for group, shard, impressions, clicks, micros in rows:
+        found = sums.setdefault((group, shard), [0, 0, 0])
+        found[0] += impressions
+        found[1] += clicks
+        found[2] += micros
+    return [Cell(g, b, n, c, m) for (g, b), (n, c, m) in sorted(sums.items())]
+
+
+def shard_sample_ratio(cells: list[Cell], shards: int, alpha: float = SRM_ALPHA) -> SampleRatio:
+    """Holdout impressions against Σ s_i, tested over shards (module doc)."""
+    observed = {g: sum(c.impressions for c in cells if c.group == g) for g in (POLICY, HOLDOUT)}
+    expected_holdout = sum(c.share_micros for c in cells) / 1e6
+    expected = {POLICY: sum(observed.values()) - expected_holdout, HOLDOUT: expected_holdout}
+    if min(expected.values()) <= 0:     # no holdout configured (or no traffic): nothing to check
+        return SampleRatio(observed, expected, None, None, False)
+    residuals = np.zeros(shards)        # d_b = H_b − Σ_{i∈b} s_i
+    for cell in cells:
+        residuals[cell.shard] += (cell.impressions if cell.group == HOLDOUT else 0) - cell.share_micros / 1e6
+    mean, spread = float(residuals.mean()), float(residuals.std(ddof=1))
+    if spread == 0:
+        # Every shard off by the same amount (or none at all): no spread to scale by; not infinity in JSON.
+        return SampleRatio(observed, expected, 0.0 if mean == 0 else None, 1.0 if mean == 0 else 0.0, mean != 0)
+    t = mean / (spread / math.sqrt(shards))
+    p = float(2 * stats.t.sf(abs(t), df=shards - 1))
+    return SampleRatio(observed, expected, t * t, p, bool(p < alpha))
+
+
+def counted_report(cells: list[Cell], shards: int) -> dict:
+    """The lift document (:func:`lift_report`'s shape) of a window's counters: shards are the units of the
+    variance (module doc); ``units`` per group is its impressions, the units the counters can see."""
+    z = float(stats.t.ppf(0.975, df=shards - 1))
+    rates = {g: group_rate([Unit(c.group, 0.0, c.impressions, c.clicks) for c in cells if c.group == g])
+             for g in (POLICY, HOLDOUT)}
+    lift, low, high = relative_lift(rates[POLICY], rates[HOLDOUT], z)
+    extra, extra_low, extra_high = extra_clicks(rates[POLICY], rates[HOLDOUT], z)
+    srm = shard_sample_ratio(cells, shards)
+    return {
+        "groups": {g: {"units": r.impressions, "impressions": r.impressions, "clicks": r.clicks, "ctr": r.ctr}
                    for g, r in rates.items()},
         "lift": {"estimate": lift, "low": low, "high": high},
         "extra_clicks": {"estimate": extra, "low": extra_low, "high": extra_high},

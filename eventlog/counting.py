@@ -8,6 +8,8 @@ The counter tables are views of the event log:
     traffic_counts          (UTC day, location, quarter hour, banner) → impressions, clicks
     context_counts          (context cell, banner) → impressions, clicks   (contextual slots, cql/012)
     referrer_counts         (UTC day, referrer, banner) → impressions, clicks
+    lift_counts             (location, UTC day, quarter hour, group, visitor shard)
+                                                    → impressions, clicks, holdout_share_micros   (cql/014)
 
 Rules:
 1. an impression counts 1 impression;
@@ -22,6 +24,12 @@ Rules:
    impression's cell, carried by its click token); filtered clicks do not count there.
 7. referrer_counts count impressions and valid clicks once (no slot-wide copy), under the event's own
    referrer_id ('' for none) and the UTC day of the impression.
+8. lift_counts count an impression as 1 impression and ``share_micros(holdout_share)`` (its P(holdout) in
+   millionths, an integer: the SRM check's expected holdout count, Σ share, summed exactly), and its valid
+   click as 1 click, under the impression's serving group, its visitor shard (:func:`lift_shard`) and the
+   quarter hour of the impression (rule 3), for its location and the slot-wide row (rule 4). Rows written
+   before cql/013 (no group) count as group 'policy' with a share of 0. Filtered clicks do not count there,
+   nor a click whose token carries no group (signed before cql/014: the counter audit adds it from the log).
 
 :func:`counter_rows` lists the rows one event adds to; the writer applies the same rules in aggregate
 (``counted_locations``, ``click_counts``, ``filtered_reason``) and tests check both against the audit.
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zlib
 from dataclasses import dataclass
 
 from eventlog.timeuuids import event_time
@@ -40,6 +49,10 @@ IMPORT_SCOPE = "import"     # impressions.posterior_scope (and prior_source) of 
 INVALID_REASON = "invalid"  # the reason a flagged click without one is counted under
 BUCKET_MINUTES = 15         # traffic_counts buckets (every time zone offset is a multiple of 15 minutes)
 BUCKET_SECONDS = BUCKET_MINUTES * 60
+
+LIFT_SHARDS = 32            # lift_counts: visitor shards, the clusters of the lift's variance (cql/014)
+SHARE_SCALE = 1_000_000     # lift_counts.holdout_share_micros: P(holdout) in millionths
+POLICY_GROUP = "policy"     # impression_log.serving_group of rows written before cql/013
 
 Counts = tuple[int, int, int]       # banner_counts: (impressions, clicks, filtered_clicks)
 IMPRESSION: Counts = (1, 0, 0)
@@ -83,6 +96,21 @@ def referrer_counts(counts: Counts) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
+def lift_shard(customer_id: str | None, impression_id: uuid.UUID | str) -> int:
+    """The visitor shard of an impression (rule 8): CRC-32 of its customer_id, or of its impression ID (the
+    canonical text, e.g. '6ba7b810-9dad-11d1-80b4-00c04fd430c8') when it has none, modulo LIFT_SHARDS.
+
+    A visitor's impressions all fall in one shard, so shard sums are independent clusters of visitors: the lift's
+    variance sums over shards (evaluation/lift.py). Spark computes the same (spark_jobs/counter_audit.py)."""
+    key = customer_id or str(impression_id)
+    return zlib.crc32(key.encode()) % LIFT_SHARDS
+
+
+def share_micros(holdout_share: float | None) -> int:
+    """P(holdout) in millionths (rule 8): exact for every holdout_percent (a whole percent is 10,000)."""
+    return round((holdout_share or 0.0) * SHARE_SCALE)
+
+
 def click_served_at(impression_id: uuid.UUID, clicked_at: dt.datetime) -> dt.datetime:
     """The time a click counts at: its impression's (rule 3); the click's own when the ID holds no time."""
     return event_time(impression_id, clicked_at)
@@ -104,6 +132,9 @@ class Event:
     imported: bool = False          # an impression of imported history, or a click of one
     cell: str | None = None         # the impression's context cell (rule 6); None: not contextual
     referrer_id: str = ""
+    serving_group: str | None = POLICY_GROUP    # rule 8; a click whose token names none: None (not counted)
+    lift_shard: int = 0             # lift_shard(customer_id, impression_id) of the impression
+    holdout_share: float = 0.0      # of an impression: its P(holdout) when served
 
 
 @dataclass(frozen=True)
@@ -135,6 +166,11 @@ def counter_rows(event: Event) -> list[CounterRow]:
     if any(referred):
         rows.append(CounterRow("referrer_counts", (*slot, bucket.date(), event.referrer_id, event.banner_id),
                                referred))
+    if event.serving_group is not None and any(counts[:2]):        # rule 8
+        lift = (counts[0], counts[1], share_micros(event.holdout_share) if event.kind == "impression" else 0)
+        for where in counted_locations(event.location):
+            rows.append(CounterRow("lift_counts", (*slot, where, bucket.date(), bucket, event.serving_group,
+                                                   event.lift_shard), lift))
     reason = filtered_reason(event.valid, event.invalid_reason) if event.kind == "click" else None
     if reason is not None:
         rows.append(CounterRow("filtered_click_reasons", (*slot, reason), (1,)))

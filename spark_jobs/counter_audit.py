@@ -19,6 +19,10 @@ Transform pure DataFrame → DataFrame functions with the event writer's rules, 
                                       inside its timeuuid);
           ``expected_referrers``      impressions and valid clicks per (tenant, slot, UTC day, referrer,
                                       banner), each under its own referrer_id;
+          ``expected_lift``           impressions, valid clicks and Σ holdout share (millionths) per (tenant,
+                                      slot, location and slot-wide, UTC day, quarter hour, group, visitor shard)
+                                      (lift_counts, rule 8; a click in its impression's cell, none without the
+                                      impression row);
           ``differences``             the rows where counters and log disagree, with ``missing_<column>`` =
                                       log − counters (negative: the counter is ahead of the log).
           Imported history (``posterior_scope = 'import'``) and its clicks are in no counter, by design.
@@ -56,6 +60,7 @@ from cassandra import OperationTimedOut, WriteTimeout
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from eventlog import counting
 from eventlog.counting import BUCKET_SECONDS, IMPORT_SCOPE, INVALID_REASON, SLOT_WIDE
 from spark_jobs.session import build_session, progress, read_table, stop_session
 from spark_jobs.timeuuids import timeuuid_time
@@ -76,6 +81,8 @@ CONTEXT_KEY = ["tenant_id", "slot_id", "cell", "banner_id"]
 CONTEXT_COLUMNS = ["impressions", "clicks"]
 REFERRERS_KEY = ["tenant_id", "slot_id", "day", "referrer_id", "banner_id"]
 REFERRERS_COLUMNS = ["impressions", "clicks"]
+LIFT_KEY = ["tenant_id", "slot_id", "location", "day", "bucket", "serving_group", "shard"]
+LIFT_COLUMNS = ["impressions", "clicks", "holdout_share_micros"]
 WRITE_CHUNK = 100                 # counter updates per batch: well under Cassandra's batch size limits
 
 
@@ -93,7 +100,9 @@ REASONS = Table("filtered_click_reasons", REASONS_KEY, REASONS_COLUMNS)
 TRAFFIC = Table("traffic_counts", TRAFFIC_KEY, TRAFFIC_COLUMNS)
 CONTEXT = Table("context_counts", CONTEXT_KEY, CONTEXT_COLUMNS)
 REFERRERS = Table("referrer_counts", REFERRERS_KEY, REFERRERS_COLUMNS)
-TABLES = (BANNER_COUNTS, REASONS, TRAFFIC, CONTEXT, REFERRERS)
+LIFT = Table("lift_counts", LIFT_KEY, LIFT_COLUMNS)
+TABLES = (BANNER_COUNTS, REASONS, TRAFFIC, CONTEXT, REFERRERS, LIFT)
+TIMESTAMP_KEYED = (TRAFFIC, LIFT)        # tables with a timestamp ``bucket`` in their key
 
 
 # -- extract --------------------------------------------------------------------------------------------------
@@ -106,7 +115,8 @@ def extract(spark: SparkSession, keyspace: str, tenants: list[str] | None = None
             ) -> tuple[DataFrame, DataFrame, dict[str, DataFrame]]:
     """The whole log (impressions, clicks) and the counter tables, with the columns the audit needs."""
     impressions = read_table(spark, keyspace, "impression_log", EVENT_PARTITION_KEY + [
-        "impression_id", "served_at", "location", "banner_id", "posterior_scope", "context_cell", "referrer_id"])
+        "impression_id", "served_at", "location", "banner_id", "posterior_scope", "context_cell", "referrer_id",
+        "customer_id", "serving_group", "holdout_share"])
     clicks = read_table(spark, keyspace, "click_log", EVENT_PARTITION_KEY + ["impression_id",
         "clicked_at", "location", "banner_id", "valid", "invalid_reason", "referrer_id"])
     counters = {table.name: _tenants(read_table(spark, keyspace, table.name, table.key + table.columns), tenants)
@@ -205,6 +215,36 @@ def expected_referrers(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
     return (shown.unionByName(clicked).withColumn("day", F.to_date("bucket"))
             .groupBy(*REFERRERS_KEY)
             .agg(F.sum("i").cast("long").alias("impressions"), F.sum("c").cast("long").alias("clicks")))
+
+
+def lift_shard(customer_id: Column, impression_id: Column) -> Column:
+    """eventlog.counting.lift_shard: CRC-32 of the customer_id, or of the impression ID's text without one."""
+    key = F.when(F.coalesce(customer_id, F.lit("")) == "", impression_id.cast("string")).otherwise(customer_id)
+    return F.pmod(F.crc32(key.cast("binary")), F.lit(counting.LIFT_SHARDS)).cast("int")
+
+
+def expected_lift(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
+    """lift_counts as the log says (eventlog.counting rule 8), from the extracted log (not ``live_events``: it
+    needs each impression's customer, group and share): tenant_id, slot_id, location, day, bucket, serving_group,
+    shard, impressions, clicks, holdout_share_micros. Rows from before cql/013 count as group 'policy', share 0."""
+    live = impressions.where(F.col("posterior_scope").isNull() | (F.col("posterior_scope") != IMPORT_SCOPE))
+    cells = live.select(
+        *EVENT_KEY, F.coalesce(F.col("location"), F.lit(SLOT_WIDE)).alias("location"),
+        F.coalesce(F.col("serving_group"), F.lit(counting.POLICY_GROUP)).alias("serving_group"),
+        lift_shard(F.col("customer_id"), F.col("impression_id")).alias("shard"),
+        quarter_hour(F.col("served_at")).alias("bucket"),
+        F.round(F.coalesce(F.col("holdout_share"), F.lit(0.0)) * counting.SHARE_SCALE).cast("long").alias("m"))
+    cell = ["tenant_id", "slot_id", "location", "bucket", "serving_group", "shard"]
+    shown = cells.select(*cell, F.lit(1).alias("i"), F.lit(0).alias("c"), "m")
+    clicked = (clicks.where(F.coalesce(F.col("valid"), F.lit(True)))
+               .select(*EVENT_KEY, quarter_hour(timeuuid_time(F.col("impression_id"), F.col("clicked_at")))
+                       .alias("click_bucket"))
+               .join(cells.drop("bucket"), EVENT_KEY, "inner")
+               .select("tenant_id", "slot_id", "location", F.col("click_bucket").alias("bucket"), "serving_group",
+                       "shard", F.lit(0).alias("i"), F.lit(1).alias("c"), F.lit(0).cast("long").alias("m")))
+    return (_with_slot_wide(shown.unionByName(clicked)).withColumn("day", F.to_date("bucket"))
+            .groupBy(*LIFT_KEY)
+            .agg(*(F.sum(short).cast("long").alias(name) for short, name in zip(("i", "c", "m"), LIFT_COLUMNS))))
 
 
 def differences(expected: DataFrame, counted: DataFrame, table: Table) -> DataFrame:
@@ -328,6 +368,18 @@ def repair_deltas(audit: Audit, slot: tuple[str, str]
     return deltas, reasons, traffic, referrers
 
 
+def lift_deltas(audit: Audit, slot: tuple[str, str]) -> dict[tuple, list[int]]:
+    """The slot's missing lift_counts as the event writer's delta map (webapp.storage.store.lift_batches)."""
+    deltas = {}
+    for row in audit.reports[LIFT.name].rows:
+        values = [max(0, row[f"missing_{c}"]) for c in LIFT_COLUMNS]
+        if (row["tenant_id"], row["slot_id"]) == slot and any(values):
+            bucket = dt.datetime.fromtimestamp(row["bucket_seconds"], dt.UTC)
+            deltas[(row["tenant_id"], row["slot_id"], row["location"], bucket, row["serving_group"],
+                    row["shard"])] = values
+    return deltas
+
+
 def _chunks(items: dict, size: int = WRITE_CHUNK):
     keys = list(items)
     for start in range(0, len(keys), size):
@@ -352,6 +404,8 @@ def repair(db: Database, audit: Audit, settle: float) -> Audit:
                                                                   or r["missing_clicks"] > 0)}
         batches += [batch for chunk in _chunks(context) for batch in store.counter_batches(db, {}, {}, chunk).values()]
         batches += [batch for chunk in _chunks(referrers) for batch in store.referrer_batches(db, chunk).values()]
+        lifted = lift_deltas(audit, slot)
+        batches += [batch for chunk in _chunks(lifted) for batch in store.lift_batches(db, chunk).values()]
         for batch in batches:
             try:
                 session.execute(batch)
@@ -367,7 +421,7 @@ def repair(db: Database, audit: Audit, settle: float) -> Audit:
 # -- the job --------------------------------------------------------------------------------------------------
 
 def _collect(frame: DataFrame, table: Table) -> list[dict[str, Any]]:
-    if table is TRAFFIC:      # not a timestamp: collect() would turn it into the machine's local wall time
+    if table in TIMESTAMP_KEYED:  # not a timestamp: collect() would turn it into the machine's local wall time
         frame = (frame.withColumn("bucket_seconds", F.unix_seconds("bucket"))
                  .withColumn("bucket", F.date_format("bucket", "yyyy-MM-dd HH:mm'Z'")))    # the session is UTC
     return [row.asDict() for row in frame.orderBy(*table.key).toLocalIterator()]
@@ -389,7 +443,8 @@ def audit_log(spark: SparkSession, keyspace: str, tenants: list[str] | None = No
                 REASONS.name: expected_reasons(live_clicks),
                 TRAFFIC.name: expected_traffic(live_impressions, live_clicks),
                 CONTEXT.name: expected_context(live_impressions, live_clicks),
-                REFERRERS.name: expected_referrers(live_impressions, live_clicks)}
+                REFERRERS.name: expected_referrers(live_impressions, live_clicks),
+                LIFT.name: expected_lift(impressions, clicks)}
     reports = {table.name: TableReport(table, _collect(differences(expected[table.name], counted[table.name],
                                                                    table), table))
                for table in TABLES}

@@ -303,3 +303,85 @@ def test_command_line_refuses_bad_arguments():
         with pytest.raises(SystemExit) as exit_info:
             counter_audit.parse_args(argv)
         assert exit_info.value.code == 2
+
+
+# -- lift_counts (eventlog.counting rule 8, cql/014) -----------------------------------------------------------
+
+LIFT_IMPRESSION_SCHEMA = IMPRESSION_SCHEMA + ", customer_id string, serving_group string, holdout_share double"
+# (impression time, location, customer, group, share, posterior_scope, click: None | valid)
+LIFT_LOG = [
+    (at(18, 29, 59.5), "pune", "v1", "holdout", 0.1, "location", True),   # clicked in the next quarter hour
+    (at(18, 31), "pune", "v1", "holdout", 0.1, "location", None),         # the same visitor: the same shard
+    (at(18, 32), None, "", "policy", 0.1, "slot", False),                 # anonymous; a flagged click
+    (at(18, 33), "delhi", None, None, None, None, True),                  # before cql/013: policy, share 0
+    (at(18, 34), "delhi", "v2", "holdout", 0.2, "import", True),          # imported history: nowhere
+]
+
+
+def test_the_audits_lift_counts_and_the_writers_rule_agree(spark):
+    impressions, clicks, events = [], [], []
+    for served_at, location, customer, group, share, scope, click in LIFT_LOG:
+        key = ("t", "s", DAY, impression_id(served_at))
+        impressions.append((*key, served_at, location, "a", scope, None, None, customer, group, share))
+        shard = counting.lift_shard(customer, uuid.UUID(key[3]))
+        common = {"imported": counting.is_imported(scope), "serving_group": group or counting.POLICY_GROUP,
+                  "lift_shard": shard}
+        events.append(counting.Event("impression", "t", "s", location or "", "a", served_at,
+                                     holdout_share=share or 0.0, **common))
+        if click is not None:
+            clicks.append((*key, served_at + dt.timedelta(minutes=3), location, "a", click, None, None))
+            events.append(counting.Event("click", "t", "s", location or "", "a",
+                                         counting.click_served_at(uuid.UUID(key[3]), served_at), valid=click,
+                                         **common))
+    expected = counter_audit.expected_lift(spark.createDataFrame(impressions, LIFT_IMPRESSION_SCHEMA),
+                                           spark.createDataFrame(clicks, CLICK_SCHEMA))
+    got = {(*r[:4], dt.datetime.fromtimestamp(r[4], dt.UTC), *r[5:])
+           for r in rows(expected.withColumn("bucket", F.unix_seconds("bucket")),
+                         counter_audit.LIFT_KEY + counter_audit.LIFT_COLUMNS)}
+    sums: dict[tuple, list[int]] = {}
+    for row in (row for event in events for row in counting.counter_rows(event) if row.table == "lift_counts"):
+        total = sums.setdefault(row.key, [0, 0, 0])
+        for i, value in enumerate(row.values):
+            total[i] += value
+    assert got == {(*key, *values) for key, values in sums.items()}
+    v1 = counting.lift_shard("v1", uuid.uuid1())
+    assert ("t", "s", "pune", DAY, at(18, 15), "holdout", v1, 1, 1, 100_000) in got    # the click: 18:15, its own
+    assert ("t", "s", "pune", DAY, at(18, 30), "holdout", v1, 1, 0, 100_000) in got
+    assert sum(r[-3] for r in got if r[2] == "") == 4 and sum(r[-2] for r in got if r[2] == "") == 2
+
+
+def test_audit_finds_a_damaged_lift_counter_and_repairs_it(app, client, spark, config, db, admin_headers):
+    tenant, slot = gen_slot(client, ["a", "b"], click_filter=INSTANT_CLICKS)
+    assert client.put(f"/v1/admin/tenants/{tenant}/slots/{slot}", json={"name": "Hero", "holdout_percent": 40},
+                      headers=admin_headers).status_code == 200
+    for i in range(30):
+        served = client.get(f"/v1/serve/{tenant}/{slot}?customer_id=v{i % 7}&location=pune").get_json()
+        if i % 3 == 0:
+            assert client.post("/v1/click", json={"token": served["token"]}).status_code == 200
+    sync(app)
+    clean = counter_audit.run(spark, config, [tenant], settle=0.0)
+    assert clean.consistent, counter_audit.describe(clean, 20)
+    url = f"/v1/admin/tenants/{tenant}/slots/{slot}/lift?location=pune"
+    before = client.get(url, headers=admin_headers).get_json()
+
+    row = max(db.execute("SELECT day, bucket, serving_group, shard, clicks FROM {ks}.lift_counts WHERE tenant_id = ? "
+                         "AND slot_id = ? AND location = 'pune' AND day = ?",
+                         (tenant, slot, dt.datetime.now(dt.UTC).date())), key=lambda r: r["clicks"])
+    assert row["clicks"] >= 1
+    db.execute("UPDATE {ks}.lift_counts SET clicks = clicks - 1, holdout_share_micros = holdout_share_micros - 5 "
+               "WHERE tenant_id = ? AND slot_id = ? AND location = 'pune' AND day = ? AND bucket = ? "
+               "AND serving_group = ? AND shard = ?",
+               (tenant, slot, row["day"], row["bucket"], row["serving_group"], row["shard"]))
+    damaged = client.get(url, headers=admin_headers).get_json()["groups"][row["serving_group"]]
+    assert damaged["clicks"] == before["groups"][row["serving_group"]]["clicks"] - 1
+
+    lost = counter_audit.run(spark, config, [tenant], settle=0.0)
+    assert [(r["location"], r["serving_group"], r["shard"], r["missing_clicks"], r["missing_holdout_share_micros"])
+            for r in report_rows(lost, counter_audit.LIFT, tenant)] == [
+        ("pune", row["serving_group"], row["shard"], 1, 5)]
+    assert lost.repairable_slots() == [(tenant, slot)]
+    assert counter_audit.exit_status(lost, repaired=False) == 1
+    counter_audit.repair(db, lost, settle=0.0)
+    assert counter_audit.exit_status(lost, repaired=True) == 0
+    assert counter_audit.run(spark, config, [tenant], settle=0.0).consistent
+    assert client.get(url, headers=admin_headers).get_json()["groups"] == before["groups"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zlib
 
 from cassandra.util import datetime_from_uuid1, uuid_from_time
 
@@ -39,6 +40,8 @@ def test_an_impression_counts_under_its_location_and_slot_wide():
         ("traffic_counts", ("t", "s", bucket.date(), "pune", bucket, "b"), (1, 0)),
         ("traffic_counts", ("t", "s", bucket.date(), "", bucket, "b"), (1, 0)),
         ("referrer_counts", ("t", "s", bucket.date(), "", "b"), (1, 0)),       # once, not per location
+        ("lift_counts", ("t", "s", "pune", bucket.date(), bucket, "policy", 0), (1, 0, 0)),
+        ("lift_counts", ("t", "s", "", bucket.date(), bucket, "policy", 0), (1, 0, 0)),
     }
 
 
@@ -48,7 +51,8 @@ def test_a_slot_wide_event_counts_once():
     assert [(r.table, r.key, r.values) for r in rows] == [
         ("banner_counts", ("t", "s", "", "b"), (0, 1, 0)),
         ("traffic_counts", ("t", "s", at.date(), "", at, "b"), (0, 1)),
-        ("referrer_counts", ("t", "s", at.date(), "", "b"), (0, 1))]
+        ("referrer_counts", ("t", "s", at.date(), "", "b"), (0, 1)),
+        ("lift_counts", ("t", "s", "", at.date(), at, "policy", 0), (0, 1, 0))]
 
 
 def test_an_event_counts_under_its_own_referrer_and_a_flagged_click_not_at_all():
@@ -86,3 +90,30 @@ def test_a_click_counts_in_its_impressions_quarter_hour():
     clicked_at = served_at + dt.timedelta(minutes=1)
     counted_at = counting.click_served_at(uuid_from_time(served_at), clicked_at)
     assert counting.traffic_bucket(counted_at) == dt.datetime(2026, 11, 30, 23, 45, tzinfo=UTC)
+
+
+def test_lift_counts_a_holdout_impression_with_its_share_and_its_valid_click_only():
+    """Rule 8: group and visitor shard of the impression, P(holdout) in millionths, filtered clicks nowhere."""
+    at = dt.datetime(2026, 11, 30, 18, 44, 59, tzinfo=UTC)
+    bucket = dt.datetime(2026, 11, 30, 18, 30, tzinfo=UTC)
+    impression_id = uuid.uuid1()
+    shard = counting.lift_shard("", impression_id)
+    assert shard == zlib.crc32(str(impression_id).encode()) % counting.LIFT_SHARDS
+    common = {"serving_group": "holdout", "lift_shard": shard}
+    events = (counting.Event("impression", "t", "s", "pune", "b", at, holdout_share=0.07, **common),
+              counting.Event("click", "t", "s", "pune", "b", at, **common),
+              counting.Event("click", "t", "s", "pune", "b", at, valid=False, **common),
+              counting.Event("click", "t", "s", "pune", "b", at, serving_group=None))
+    lifted = [sorted((r.key, r.values) for r in counting.counter_rows(e) if r.table == "lift_counts")
+              for e in events]
+    key = ("t", "s", "pune", at.date(), bucket, "holdout", shard)
+    slot_wide = ("t", "s", "", at.date(), bucket, "holdout", shard)
+    assert lifted == [sorted([(key, (1, 0, 70_000)), (slot_wide, (1, 0, 70_000))]),
+                      sorted([(key, (0, 1, 0)), (slot_wide, (0, 1, 0))]), [], []]
+
+
+def test_a_visitor_keeps_one_lift_shard_and_shares_are_exact_in_millionths():
+    assert counting.lift_shard("visitor-7", uuid.uuid1()) == counting.lift_shard("visitor-7", uuid.uuid1())
+    assert {counting.lift_shard(f"v{i}", uuid.uuid1()) for i in range(2000)} == set(range(counting.LIFT_SHARDS))
+    assert [counting.share_micros(p / 100) for p in range(51)] == [p * 10_000 for p in range(51)]
+    assert counting.share_micros(None) == 0

@@ -454,7 +454,7 @@ def results(tenant: str, slot: str):
         "density": services.posterior_densities(report["banners"]),
     }
     tenant_info = services.require_tenant(_db(), tenant)
-    # The lift reads the window's event log (its partitions only): a slot without a holdout skips that read.
+    # The lift reads the window's lift_counts (a partition a UTC day): a slot without a holdout skips that read.
     earned = None
     if services.get_slot(_db(), tenant, slot)["holdout_percent"]:
         since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).isoformat()

@@ -1,6 +1,10 @@
 """What a slot earned: the lift report of its holdout (GET /v1/admin/tenants/<t>/slots/<s>/lift and the
-dashboard's "What it earned" panel: reads the event log of the window only, its bucket partitions, then
-evaluation/lift.py), and its latest off-policy evaluation (stored by spark_jobs/evaluate.py)."""
+dashboard's "What it earned" panel: reads the window's lift_counts, one partition per UTC day, cql/014, then
+evaluation/lift.py), and its latest off-policy evaluation (stored by spark_jobs/evaluate.py).
+
+The counters hold quarter hours (eventlog.counting.traffic_bucket), so a window is widened to whole quarter
+hours: ``since`` down to the start of its quarter hour, ``until`` up to the end of its own (a ``until`` on a
+boundary stays); the answer's ``since`` and ``until`` are the window used, [since, until)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from evaluation import candidates as candidates_module
 from evaluation import lift
+from eventlog import counting
 from webapp.management import services
 from webapp.storage import store
 from webapp.storage.database import Database
@@ -18,7 +23,8 @@ from webapp.web import validation
 from webapp.web.errors import InvalidInput, NotFound
 
 DEFAULT_DAYS = 7
-MAX_DAYS = 31           # a window reads 288 × 8 log partitions a day
+MAX_DAYS = 31           # a window reads one lift_counts partition a UTC day (≤ 6,144 rows each, cql/014)
+QUARTER = dt.timedelta(minutes=counting.BUCKET_MINUTES)
 MIN_YEAR, MAX_YEAR = 2000, 9000
 
 
@@ -38,14 +44,17 @@ def parse_time(value: Any, what: str) -> dt.datetime | None:
 
 
 def window(since: Any, until: Any, now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
-    """[since, until] in UTC: until defaults to now, since to DEFAULT_DAYS before until; at most MAX_DAYS."""
+    """[since, until) in UTC, widened to whole quarter hours (module doc): until defaults to now, since to
+    DEFAULT_DAYS before until; at most MAX_DAYS as asked."""
     end = parse_time(until, "until") or (now or dt.datetime.now(dt.UTC))
     start = parse_time(since, "since") or end - dt.timedelta(days=DEFAULT_DAYS)
     if start > end:
         raise InvalidInput("since must not be after until")
     if end - start > dt.timedelta(days=MAX_DAYS):
         raise InvalidInput(f"the window may span at most {MAX_DAYS} days")
-    return start, end
+    start = counting.traffic_bucket(start)
+    widened = counting.traffic_bucket(end)
+    return start, widened if widened == end and end > start else widened + QUARTER
 
 
 def slot_lift(db: Database, tenant_id: str, slot_id: str, since: Any = None, until: Any = None,
@@ -56,21 +65,17 @@ def slot_lift(db: Database, tenant_id: str, slot_id: str, since: Any = None, unt
     slot = services.require_slot(db, tenant_id, slot_id)
     tenant = store.get_tenant(db, tenant_id)
     zone = ZoneInfo(tenant["timezone"] or "UTC")
-    rows = store.group_impressions(db, tenant_id, slot_id, start, end)
-    clicked = store.clicked_impressions(db, tenant_id, slot_id, start, end)
-    if location:
-        rows = [r for r in rows if r["location"] == location]
-    rows.sort(key=lambda r: r["impression_id"].time)
-    events = [(r["customer_id"] or "", r["serving_group"] or lift.POLICY, r["holdout_share"] or 0.0,
-               r["impression_id"] in clicked) for r in rows]
-    report = lift.lift_report(lift.units_of(events))
+    rows = store.lift_rows(db, tenant_id, slot_id, location or counting.SLOT_WIDE, start, end)
+    counted = [(r["serving_group"], r["shard"], r["impressions"] or 0, r["clicks"] or 0,
+                r["holdout_share_micros"] or 0) for r in rows]
+    report = lift.counted_report(lift.cells_of(counted), counting.LIFT_SHARDS)
     by_day: dict[dt.date, list] = defaultdict(list)
-    for row, event in zip(rows, events):
-        served = row["served_at"].replace(tzinfo=dt.UTC) if row["served_at"].tzinfo is None else row["served_at"]
-        by_day[served.astimezone(zone).date()].append(event)
+    for row, cell in zip(rows, counted):
+        bucket = row["bucket"].replace(tzinfo=dt.UTC) if row["bucket"].tzinfo is None else row["bucket"]
+        by_day[bucket.astimezone(zone).date()].append(cell)     # a quarter hour is in one local day
     daily = []
     for day in sorted(by_day):
-        day_report = lift.lift_report(lift.units_of(by_day[day]))
+        day_report = lift.counted_report(lift.cells_of(by_day[day]), counting.LIFT_SHARDS)
         daily.append({"day": day.isoformat(), "lift": day_report["lift"],
                       "extra_clicks": day_report["extra_clicks"]["estimate"],
                       "impressions": {g: v["impressions"] for g, v in day_report["groups"].items()}})
@@ -78,8 +83,9 @@ def slot_lift(db: Database, tenant_id: str, slot_id: str, since: Any = None, unt
             "since": start.isoformat(), "until": end.isoformat(), "timezone": zone.key,
             "holdout_percent": slot.get("holdout_percent") or 0,
             **report, "daily": daily,
-            "method": "delta method on visitor-clustered ratios (Deng et al. 2018), 95% normal interval; "
-                      "SRM: Pearson chi-square on visitors against logged assignment probabilities"}
+            "method": f"delta method on ratios clustered by {counting.LIFT_SHARDS} visitor shards (Deng et al. 2018), "
+                      f"95% Student t interval ({counting.LIFT_SHARDS - 1} df); SRM: holdout impressions against "
+                      "their logged assignment probabilities, t test over the visitor shards"}
 
 
 def location_param(value: str | None, max_length: int) -> str:

@@ -364,8 +364,9 @@ class ApiKeyList(Closed):
 
 
 class GroupTraffic(Closed):
-    units = fields.Integer(required=True, metadata={"description": "visitors (a customer_id, or an anonymous "
-                                                                   "serve)"})
+    units = fields.Integer(required=True, metadata={"description": "the group's impressions, the units the lift "
+                                                                   "counters see (a visitor's impressions are "
+                                                                   "clustered by visitor shard for the intervals)"})
     impressions = fields.Integer(required=True)
     clicks = fields.Integer(required=True, metadata={"description": "valid clicks"})
     ctr = fields.Float(required=True, allow_none=True)
@@ -383,9 +384,9 @@ class GroupCounts(Closed):
 
 
 class SampleRatio(Closed):
-    observed = fields.Nested(GroupCounts, required=True, metadata={"description": "visitors per group"})
+    observed = fields.Nested(GroupCounts, required=True, metadata={"description": "impressions per group"})
     expected = fields.Nested(GroupCounts, required=True,
-                             metadata={"description": "from the holdout share logged with each visitor"})
+                             metadata={"description": "from the holdout share logged with each impression"})
     chi_square = fields.Float(required=True, allow_none=True)
     p_value = fields.Float(required=True, allow_none=True)
     mismatch = fields.Boolean(required=True, metadata={"description": "p < 0.001: do not trust the lift"})

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 
 from bandits.policy import Choice, Context
+from eventlog import counting
 from eventlog.timeuuids import timeuuid
 from webapp.learning.posteriors import SlotState, SlotUnavailable
 from webapp.serving import click_filter, provenance, runtime
@@ -141,7 +142,9 @@ def _choose(tenant: str, slot: str) -> tuple[dict[str, Any], SlotState]:
     except SpoolFull:
         raise ServiceUnavailable("cannot record impressions right now (event spool full); try later") from None
     token = rt.tokens.sign(ClickClaim(impression.impression_id, tenant, slot, banner.banner_id, location,
-                                      cell=cell, ip_hash=impression.ip_hash, ua_hash=impression.ua_hash))
+                                      cell=cell, ip_hash=impression.ip_hash, ua_hash=impression.ua_hash,
+                                      serving_group=assignment.group,
+                                      lift_shard=counting.lift_shard(customer_id, impression.impression_id)))
     # What a page needs, and what tells nothing of the tenant's counts: the scope and source of the posterior
     # and the chosen banner's propensity (a page that logs its own decisions needs it; anyone can estimate it
     # by serving repeatedly anyway). Alpha and beta are 1 + clicks and 1 + impressions - clicks: only for a
@@ -352,7 +355,7 @@ def _record_click(token: str | None, customer_id: Any, referrer_id: Any, *, visi
         clicked_at=now, banner_id=claim.banner_id, location=claim.location,
         customer_id=customer_id, referrer_id=referrer_id,
         valid=reason is None, invalid_reason=reason, user_agent=user_agent, ip=ip, legacy_day=claim.day,
-        cell=claim.cell,
+        cell=claim.cell, serving_group=claim.serving_group, lift_shard=claim.lift_shard,
         origin=origin or "",
     )
     try:

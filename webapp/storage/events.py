@@ -142,6 +142,8 @@ class Click:
     # Drawn per click request (cql/015): a not-applied LWT whose row carries it is this request's own write,
     # completed by the driver's retry on another node. None in spool records written before that.
     request_id: uuid.UUID | None = field(default_factory=uuid.uuid4)
+    serving_group: str | None = None    # the impression's group and visitor shard (from its token), for
+    lift_shard: int | None = None       # lift_counts; None: a token signed before cql/014, not counted there
 
     @property
     def served_at(self) -> dt.datetime:
@@ -193,6 +195,9 @@ class EventWriter:
         self._traffic: dict[tuple[str, str, str, dt.datetime, str], list[int]] = defaultdict(lambda: [0, 0])
         # (tenant, slot, UTC day, referrer, banner) → [impressions, clicks], for referrer_counts
         self._referrers: dict[tuple[str, str, dt.date, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        # (tenant, slot, location, bucket, group, shard) → [impressions, clicks, holdout_share_micros], for
+        # lift_counts (eventlog.counting rule 8)
+        self._lift: dict[tuple[str, str, str, dt.datetime, str, int], list[int]] = defaultdict(lambda: [0, 0, 0])
         # (tenant, slot, UTC day) → (writer_id, this process's sketch of the day's customer IDs) for
         # visitor_sketches, and the ones changed since they were last written. A sketch's row (writer_id, new
         # for each sketch made) is overwritten whole, so a retried or repeated write never counts a visitor
@@ -265,8 +270,14 @@ class EventWriter:
         sums: dict[tuple[str, str, str, str, dt.datetime, str | None], int] = defaultdict(int)
         referred: dict[tuple[str, str, dt.date, str, str], int] = defaultdict(int)
         visitors: dict[tuple[str, str, dt.date], set[str]] = defaultdict(set)
+        lifted: dict[tuple[str, str, str, dt.datetime, str, int], list[int]] = defaultdict(lambda: [0, 0])
         for impression in impressions:
             bucket = traffic_bucket(impression.served_at)
+            lift = lifted[(impression.tenant_id, impression.slot_id, impression.location, bucket,
+                           impression.serving_group or counting.POLICY_GROUP,
+                           counting.lift_shard(impression.customer_id, impression.impression_id))]
+            lift[0] += 1
+            lift[1] += counting.share_micros(impression.holdout_share)
             sums[(impression.tenant_id, impression.slot_id, impression.location, impression.banner_id,
                   bucket, impression.context_cell)] += 1
             referred[(impression.tenant_id, impression.slot_id, bucket.date(), impression.referrer_id,
@@ -278,6 +289,8 @@ class EventWriter:
                 self._add_locked(tenant_id, slot_id, location, banner_id, bucket, impressions=count, cell=cell)
             for key, count in referred.items():
                 self._referrers[key][0] += count
+            for (tenant_id, slot_id, location, bucket, group, shard), (count, micros) in lifted.items():
+                self._add_lift_locked(tenant_id, slot_id, location, bucket, group, shard, count, 0, micros)
             for key, customers in visitors.items():
                 if key not in self._visitors:
                     self._visitors[key] = (uuid.uuid4(), HyperLogLog(p=VISITOR_SKETCH_P))
@@ -351,6 +364,10 @@ class EventWriter:
                        click.banner_id)
                 with self._lock:
                     self._referrers[key][1] += clicks
+                    if clicks and click.serving_group is not None and click.lift_shard is not None:  # rule 8
+                        self._add_lift_locked(click.tenant_id, click.slot_id, click.location,
+                                              traffic_bucket(click.served_at), click.serving_group,
+                                              click.lift_shard, 0, clicks, 0)
             reason = counting.filtered_reason(click.valid, click.invalid_reason)
             if reason is not None:
                 with self._lock:
@@ -381,6 +398,15 @@ class EventWriter:
                 traffic[0] += impressions
                 traffic[1] += clicks
 
+    def _add_lift_locked(self, tenant_id: str, slot_id: str, location: str, bucket: dt.datetime, group: str,
+                         shard: int, impressions: int, clicks: int, micros: int) -> None:
+        """Add to lift_counts under the location and the slot-wide row (eventlog.counting rules 4 and 8)."""
+        for where in counting.counted_locations(location):
+            delta = self._lift[(tenant_id, slot_id, where, bucket, group, shard)]
+            delta[0] += impressions
+            delta[1] += clicks
+            delta[2] += micros
+
     def flush(self) -> None:
         """Retry failed writes, then write the aggregated counter deltas."""
         self._retry()
@@ -390,10 +416,13 @@ class EventWriter:
             traffic, self._traffic = self._traffic, defaultdict(lambda: [0, 0])
             context, self._context = self._context, defaultdict(lambda: [0, 0])
             referrers, self._referrers = self._referrers, defaultdict(lambda: [0, 0])
+            lifted, self._lift = self._lift, defaultdict(lambda: [0, 0, 0])
         if traffic:
             self._write_traffic(traffic)
         if referrers:
             self._write_referrers(referrers)
+        if lifted:
+            self._write_lift(lifted)
         self._write_visitor_sketches()
         if deltas or reasons or context:
             self._write_counters(deltas, reasons, context)
@@ -436,6 +465,12 @@ class EventWriter:
         self._write_pairs("referrer", store.referrer_batches(self.db, referrers), referrers, self._referrers,
                           lambda key: key[:3])
 
+    def _write_lift(self, lifted: dict[tuple[str, str, str, dt.datetime, str, int], list[int]]) -> None:
+        """One COUNTER batch per (tenant, slot, location, UTC day) partition of lift_counts (see
+        :meth:`_write_pairs`)."""
+        self._write_pairs("lift", store.lift_batches(self.db, lifted), lifted, self._lift,
+                          lambda key: (key[0], key[1], key[2], key[3].date()))
+
     def _write_visitor_sketches(self) -> None:
         """Overwrite this process's changed sketches (idempotent: a failed write is simply tried again at the
         next flush), then forget the days no serve can add to any more."""
@@ -474,26 +509,37 @@ class EventWriter:
 
     def _write_pairs(self, name: str, batches: dict[Any, Any], deltas: dict[Any, list[int]],
                      pending: dict[Any, list[int]], partition_of: Callable[[Any], Any]) -> None:
-        """Send counter batches of [impressions, clicks] deltas, one per partition, by the rules of the
+        """Send counter batches of [impressions, clicks, …] deltas, one per partition, by the rules of the
         banner_counts batches: a timed-out batch is dropped (re-applying could count twice), one that certainly
-        failed goes back into ``pending`` (keyed like ``deltas``) for the next flush."""
+        failed goes back into ``pending`` (keyed like ``deltas``) for the next flush. The batches go out together
+        (lift_counts has a partition per location): a flush waits for one round trip, not one per partition."""
         session = self.db.session()
+        sent, failed = [], set()
         for partition, batch in batches.items():
             try:
-                session.execute(batch)
+                sent.append((partition, session.execute_async(batch)))
+            except Exception as exc:  # noqa: BLE001 - no connection: certainly not applied
+                self.stats["counter_batch_errors"] += 1
+                failed.add(partition)
+                log.warning("%s counter batch failed, will retry: %s", name, exc)
+        for partition, future in sent:
+            try:
+                future.result()
                 self.stats[f"{name}_batches"] += 1
             except (WriteTimeout, OperationTimedOut) as exc:
                 self.stats["counter_batch_errors"] += 1
                 log.error("%s counter batch timed out, not retried: %s", name, exc)
             except Exception as exc:  # noqa: BLE001 - unavailable, no host: certainly not applied
                 self.stats["counter_batch_errors"] += 1
+                failed.add(partition)
                 log.warning("%s counter batch failed, will retry: %s", name, exc)
-                with self._lock:
-                    for key, (impressions, clicks) in deltas.items():
-                        if partition_of(key) == partition:
-                            delta = pending[key]
-                            delta[0] += impressions
-                            delta[1] += clicks
+        if failed:
+            with self._lock:
+                for key, values in deltas.items():
+                    if partition_of(key) in failed:
+                        delta = pending[key]
+                        for i, value in enumerate(values):
+                            delta[i] += value
 
     def _retry(self) -> None:
         with self._lock:

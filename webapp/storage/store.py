@@ -463,6 +463,37 @@ def referrer_rows(db: Database, tenant_id: str, slot_id: str, days: list[dt.date
                     ((tenant_id, slot_id, day) for day in days))
 
 
+LIFT_UPDATE = ("UPDATE {ks}.lift_counts SET impressions = impressions + ?, clicks = clicks + ?, "
+               "holdout_share_micros = holdout_share_micros + ? WHERE tenant_id = ? AND slot_id = ? AND location = ? "
+               "AND day = ? AND bucket = ? AND serving_group = ? AND shard = ?")
+
+
+def lift_batches(db: Database, deltas: dict[tuple[str, str, str, dt.datetime, str, int], list[int]]
+                 ) -> dict[tuple[str, str, str, dt.date], BatchStatement]:
+    """COUNTER batches of lift deltas keyed (tenant, slot, location, quarter-hour bucket, group, shard) →
+    [impressions, clicks, holdout_share_micros] (eventlog.counting rule 8), one per (tenant, slot, location, UTC
+    day) partition (cql/014)."""
+    statement = db.prepare(LIFT_UPDATE)
+    batches: dict[tuple[str, str, str, dt.date], BatchStatement] = {}
+    for (tenant_id, slot_id, location, bucket, group, shard), (impressions, clicks, micros) in deltas.items():
+        day = bucket.date()
+        batch = batches.setdefault((tenant_id, slot_id, location, day), BatchStatement(batch_type=BatchType.COUNTER))
+        batch.add(statement, (impressions, clicks, micros, tenant_id, slot_id, location, day, bucket, group, shard))
+    return batches
+
+
+def lift_rows(db: Database, tenant_id: str, slot_id: str, location: str, start: dt.datetime,
+              end: dt.datetime) -> list[dict[str, Any]]:
+    """The slot's lift_counts rows of ``location`` ('' = all) with start <= bucket < end (UTC): bucket,
+    serving_group, shard, impressions, clicks, holdout_share_micros. One partition read per UTC day, concurrently."""
+    last = max(start, end - dt.timedelta(microseconds=1)).date()
+    days = [start.date() + dt.timedelta(days=n) for n in range((last - start.date()).days + 1)]
+    return _per_day(db, "SELECT bucket, serving_group, shard, impressions, clicks, holdout_share_micros "
+                        "FROM {ks}.lift_counts WHERE tenant_id = ? AND slot_id = ? AND location = ? AND day = ? "
+                        "AND bucket >= ? AND bucket < ?",
+                    ((tenant_id, slot_id, location, day, start, end) for day in days))
+
+
 VISITOR_SKETCH_UPSERT = ("UPDATE {ks}.visitor_sketches SET registers = ?, updated_at = ? "
                          "WHERE tenant_id = ? AND slot_id = ? AND day = ? AND writer_id = ?")
 
@@ -641,8 +672,9 @@ def logged_events(db: Database, table: str, tenant_id: str, slot_id: str, start:
 
 def group_impressions(db: Database, tenant_id: str, slot_id: str, start: dt.datetime,
                       end: dt.datetime) -> list[dict[str, Any]]:
-    """What the lift report needs of the slot's impressions served in [start, end]: their time, location,
-    customer, group and holdout share (null in rows from before cql/013). The partitions of those buckets only."""
+    """The lift's inputs from the log, the slot's impressions served in [start, end]: their time, location,
+    customer, group and holdout share (null in rows from before cql/013). The partitions of those buckets only
+    (the report reads lift_counts; tests check those against this)."""
     return _per_partition(
         db, "SELECT impression_id, served_at, location, customer_id, serving_group, holdout_share "
         "FROM {ks}.impression_log WHERE tenant_id = ? AND slot_id = ? AND bucket = ? AND shard = ? "

@@ -97,7 +97,8 @@ def build_spec(app: Flask) -> APISpec:
     for name, default in (("since", "7 days before until"), ("until", "now")):
         spec.components.parameter(name, "query", {
             "name": name, "in": "query", "required": False,
-            "description": f"start/end of the window, ISO 8601 date or time (UTC when no offset); default {default}",
+            "description": f"start/end of the window, ISO 8601 date or time (UTC when no offset); default {default}; "
+                           "widened to whole quarter hours (the answer says the window used)",
             "schema": {"type": "string", "maxLength": 40, "example": "2026-12-01T00:00:00Z"}})
     spec.components.parameter("candidate", "query", {
         "name": "candidate", "in": "query", "required": False,
