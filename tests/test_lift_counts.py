@@ -76,6 +76,7 @@ def test_lift_from_counters_equals_lift_from_the_log(app, client, admin_headers)
         if i % (3 if document["group"] == "policy" else 5) == 0:
             assert client.post("/v1/click", json={"token": document["token"]}).status_code == 200
     _set_holdout(client, admin_headers, tenant, slot, 10)       # the split changes within the window
+    sync(app)                                                   # (the cache re-reads the slot)
     for i in range(60):
         document = client.get(f"/v1/serve/{tenant}/{slot}", query_string={"location": "Pune"}).get_json()
         served += 1
@@ -118,7 +119,7 @@ def test_a_click_is_counted_once_under_a_replayed_spool(app, client, admin_heade
     first = client.get(f"/v1/serve/{tenant}/{slot}?customer_id={visitor}").get_json()
     second = client.get(f"/v1/serve/{tenant}/{slot}?customer_id={visitor}").get_json()
     assert first["group"] == second["group"] == "holdout"
-    assert client.post("/v1/click", json={"token": first["token"]}).get_json()["recorded"] is True
+    assert client.post("/v1/click", json={"token": first["token"]}).get_json()["status"] == "recorded"
     sync(app)
     before = _lift(client, admin_headers, tenant, slot)["groups"]["holdout"]
     assert before["clicks"] == 1
@@ -156,7 +157,7 @@ def test_a_click_of_a_token_signed_before_lift_counts_counts_elsewhere_not_in_li
         assert claim.lift_shard == counting.lift_shard("", uuid.UUID(document["impression_id"]))
         old = tokens.sign(ClickClaim(claim.impression_id, tenant, slot, claim.banner_id, claim.location,
                                      ip_hash=claim.ip_hash, ua_hash=claim.ua_hash))    # the nine-field format
-    assert client.post("/v1/click", json={"token": old}).get_json()["recorded"] is True
+    assert client.post("/v1/click", json={"token": old}).get_json()["status"] == "recorded"
     sync(app)
     report = _lift(client, admin_headers, tenant, slot)
     assert report["groups"]["policy"] == {"units": 1, "impressions": 1, "clicks": 0, "ctr": 0.0}
