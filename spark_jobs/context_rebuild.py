@@ -102,7 +102,7 @@ def plan(spark: SparkSession, keyspace: str, tenants: list[str] | None = None, s
     banner_counts = banner_counts.localCheckpoint(eager=True)       # first: see the module doc
     context_counts = context_counts.localCheckpoint(eager=True)
     rows = [row.asDict() for row in corrections(expected(impressions, clicks), context_counts)
-            .orderBy(*CONTEXT.key).toLocalIterator()]
+            .orderBy(*CONTEXT.key).collect()]        # only the differing rows
     counted_slots: dict[Slot, dict[tuple[str, str], tuple[int, ...]]] = defaultdict(dict)
     differing = sorted({(r["tenant_id"], r["slot_id"]) for r in rows})
     if differing:
@@ -202,7 +202,7 @@ def parse_slot(text: str) -> Slot:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m spark_jobs.context_rebuild",
-                                     description=__doc__.split("\n")[0])
+                                     description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--tenant", action="append", dest="tenants", help="every slot of this tenant (repeatable)")
     parser.add_argument("--slot", action="append", dest="slots", type=parse_slot, metavar="TENANT/SLOT",
                         help="this slot (repeatable); with neither --tenant nor --slot: every tenant")
