@@ -32,7 +32,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from functools import partial
 
@@ -173,17 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     work = partial(one_seed, horizon=args.horizon, bootstrap=args.bootstrap, truth_runs=args.truth_runs,
                    relearn_bootstrap=args.relearn_bootstrap)
     by_seed = {}
+    queue = list(seeds)
     with ProcessPoolExecutor(max(1, args.jobs)) as pool:
-        futures = {pool.submit(work, seed): seed for seed in seeds}
-        for future in as_completed(futures):
-            if future.cancelled():
-                continue
-            by_seed[futures[future]] = future.result()
-            print(f"[bench-evaluation] seed {futures[future]} done ({len(by_seed)}/{len(seeds)}, "
-                  f"{time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True)
-            if args.stop_after is not None and time.monotonic() - started > args.stop_after:
-                for pending in futures:
-                    pending.cancel()                # those not started yet
+        running = {pool.submit(work, seed): seed for seed in queue[:max(1, args.jobs)]}
+        del queue[:max(1, args.jobs)]
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                seed = running.pop(future)
+                by_seed[seed] = future.result()
+                print(f"[bench-evaluation] seed {seed} done ({len(by_seed)}/{len(seeds)}, "
+                      f"{time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True)
+                if queue and (args.stop_after is None or time.monotonic() - started <= args.stop_after):
+                    running[pool.submit(work, queue[0])] = queue.pop(0)     # no seed starts after the cap
     seeds = [seed for seed in seeds if seed in by_seed]
     runs = [by_seed[seed] for seed in seeds]
     lines = ["| candidate | true CTR (mean) | estimator | estimate (mean) | difference | coverage "
