@@ -101,6 +101,9 @@ def plan(spark: SparkSession, keyspace: str, tenants: list[str] | None = None, s
     impressions, clicks, banner_counts, context_counts = extract(spark, keyspace, tenants, slots)
     banner_counts = banner_counts.localCheckpoint(eager=True)       # first: see the module doc
     context_counts = context_counts.localCheckpoint(eager=True)
+    # The log read once and kept, as the counter audit does: planned straight from the connector's scans, a
+    # stage of the comparison stalled in local[2] with a task never launched.
+    impressions, clicks = impressions.localCheckpoint(eager=True), clicks.localCheckpoint(eager=True)
     rows = [row.asDict() for row in corrections(expected(impressions, clicks), context_counts)
             .orderBy(*CONTEXT.key).collect()]        # only the differing rows
     counted_slots: dict[Slot, dict[tuple[str, str], tuple[int, ...]]] = defaultdict(dict)

@@ -437,8 +437,10 @@ def audit_log(spark: SparkSession, keyspace: str, tenants: list[str] | None = No
     """
     impressions, clicks, counters = extract(spark, keyspace, tenants)
     counted = {name: frame.localCheckpoint(eager=True) for name, frame in counters.items()}
+    # The log is read once and kept. With the derived frames cached instead, and the raw log read a second time
+    # for lift_counts, a stage of the first comparison stalled in local[2] with a task never launched.
+    impressions, clicks = impressions.localCheckpoint(eager=True), clicks.localCheckpoint(eager=True)
     live_impressions, live_clicks = live_events(impressions, clicks)
-    live_impressions, live_clicks = live_impressions.cache(), live_clicks.cache()
     expected = {BANNER_COUNTS.name: expected_banner_counts(live_impressions, live_clicks),
                 REASONS.name: expected_reasons(live_clicks),
                 TRAFFIC.name: expected_traffic(live_impressions, live_clicks),
@@ -456,8 +458,6 @@ def audit_log(spark: SparkSession, keyspace: str, tenants: list[str] | None = No
         for row in slots.collect():
             counted_slots[(row["tenant_id"], row["slot_id"])][(row["location"], row["banner_id"])] = \
                 _counter_values(row)
-    for frame in (live_impressions, live_clicks):
-        frame.unpersist()
     return Audit(reports, dict(counted_slots))
 
 
