@@ -14,6 +14,7 @@ import numpy as np
 from cassandra.util import uuid_from_time
 
 from bandits.policy import Context
+from eventlog import counting
 from webapp.dashboard import accounts
 from webapp.serving import runtime
 from webapp.storage.events import Click, Impression
@@ -163,10 +164,11 @@ def simulate_history(app, tenant: str, slot: str, true_ctr: dict[str, float], ho
                     propensity=choice.propensity, policy=state.policy.name, policy_state=choice.state_json))
                 written[banner][0] += 1
                 if rng.random() < true_ctr[banner]:
-                    rt.events.record_click(Click(
+                    rt.events.record_click(Click(       # what a token signed by serving carries (views.py)
                         tenant_id=tenant, slot_id=slot, impression_id=impression_id,
                         clicked_at=served_at + dt.timedelta(seconds=5), banner_id=banner, location=location,
-                        customer_id="", referrer_id="simulated"))
+                        customer_id="", referrer_id="simulated", serving_group=counting.POLICY_GROUP,
+                        lift_shard=counting.lift_shard("", impression_id)))
                     written[banner][1] += 1
             rt.sync()           # the next hour is served from what this hour taught
     return written
